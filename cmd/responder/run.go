@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/version"
+
+	"github.com/responder/responder/internal/app"
+	"github.com/responder/responder/internal/config"
+)
+
+// run parses the command line and runs one subcommand; it returns the exit
+// code so that main calls os.Exit exactly once.
+func run(args []string, stdout, stderr io.Writer) int {
+	a := kingpin.New("responder", "Turns Alertmanager notifications into incident response: durable intake, Slack, PagerDuty, context and guarded remediation.")
+	a.UsageWriter(stderr)
+	a.ErrorWriter(stderr)
+	a.Terminate(nil)
+
+	serve := a.Command("serve", "Run the service.")
+	serveConfig := serve.Flag("config.file", "Configuration file. Without it, the embedded default runs: SQLite under ./data, console only, remediation in dry-run.").String()
+	listen := serve.Flag("web.listen-address", "Address to listen on for the webhook, the API and metrics.").Default("127.0.0.1:9096").String()
+	logLevel := serve.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
+	logFormat := serve.Flag("log.format", "Output format of log messages: logfmt or json.").Default("logfmt").Enum("logfmt", "json")
+
+	check := a.Command("check-config", "Validate a configuration file and exit 0, or 1 with one line per problem.")
+	checkConfig := check.Flag("config.file", "Configuration file; without it, the embedded default is checked.").String()
+
+	a.Command("version", "Print version information.")
+
+	cmd, err := a.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "responder: %v (see --help)\n", err)
+		return 2
+	}
+	switch cmd {
+	case serve.FullCommand():
+		logger, err := newLogger(stderr, *logLevel, *logFormat)
+		if err != nil {
+			fmt.Fprintf(stderr, "responder: %v\n", err)
+			return 2
+		}
+		return runServe(logger, *serveConfig, *listen)
+	case check.FullCommand():
+		return runCheckConfig(stdout, stderr, *checkConfig)
+	case "version":
+		fmt.Fprintln(stdout, version.Print("responder"))
+		return 0
+	}
+	return 2
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	o := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, o)), nil
+}
+
+func runServe(logger *slog.Logger, configFile, listen string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger.Info("starting responder", "version", version.Info(), "build", version.BuildContext())
+	a, err := app.New(ctx, app.Options{ConfigFile: configFile, ListenAddress: listen, Logger: logger})
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		logger.Error("stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runCheckConfig(stdout, stderr io.Writer, file string) int {
+	name := file
+	var err error
+	if file == "" {
+		name = "embedded default"
+		_ = config.Default()
+	} else {
+		_, err = config.LoadFile(file)
+	}
+	if err != nil {
+		for _, line := range problems(err) {
+			fmt.Fprintf(stderr, "%s: %s\n", name, line)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: SUCCESS\n", name)
+	return 0
+}
+
+// problems splits a (possibly joined) error into one line per problem.
+func problems(err error) []string {
+	var out []string
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			out = append(out, problems(e)...)
+		}
+		return out
+	}
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}

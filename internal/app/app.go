@@ -1,0 +1,278 @@
+// Package app wires responder's components together and runs them: it is the
+// only package that knows the concrete types.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/responder/responder/internal/config"
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/store"
+	"github.com/responder/responder/internal/store/sqlite"
+	"github.com/responder/responder/internal/webhook"
+)
+
+// shutdownTimeout bounds how long in-flight HTTP requests may take to finish
+// once shutdown starts. Queued work is not waited for: it is durable and
+// resumes on the next start.
+const shutdownTimeout = 5 * time.Second
+
+// Options configure an App.
+type Options struct {
+	// ConfigFile is the YAML configuration; empty means the embedded default.
+	ConfigFile string
+	// ListenAddress is host:port; port 0 picks a free port (see Addr).
+	ListenAddress string
+	Logger        *slog.Logger
+	// Registry receives every metric; nil creates a fresh one.
+	Registry *prometheus.Registry
+	// Owner names this replica's workers in job leases; defaults to
+	// hostname/pid.
+	Owner string
+}
+
+// App is one running responder.
+type App struct {
+	opts     Options
+	logger   *slog.Logger
+	cfg      atomic.Pointer[config.Config]
+	db       *sqlite.DB
+	pipeline *incident.Pipeline
+	ln       net.Listener
+	srv      *http.Server
+	ready    atomic.Bool
+	reloadMu sync.Mutex
+	console  *console
+}
+
+// New loads the configuration, opens and migrates storage and binds the
+// listener. Nothing runs until Run.
+func New(ctx context.Context, opts Options) (*App, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Owner == "" {
+		host, _ := os.Hostname()
+		opts.Owner = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	cfg, err := loadConfig(opts.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExposure(opts.ListenAddress, cfg); err != nil {
+		return nil, err
+	}
+	a := &App{opts: opts, logger: opts.Logger}
+	a.cfg.Store(cfg)
+
+	reg := opts.Registry
+	reg.MustRegister(
+		versioncollector.NewCollector("responder"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	// Storage first: nothing is accepted before it is open and migrated.
+	driver, path, err := store.ParseDSN(cfg.Storage.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if driver != "sqlite" {
+		return nil, fmt.Errorf("storage.dsn: %s storage is not available in this version; use sqlite://", driver)
+	}
+	q := cfg.Storage.Queue
+	db, err := sqlite.Open(ctx, path, store.Options{Logger: opts.Logger, MaxAttempts: q.MaxAttempts})
+	if err != nil {
+		return nil, fmt.Errorf("open storage: %w", err)
+	}
+	a.db = db
+	reg.MustRegister(newQueueCollector(db.Store))
+
+	a.pipeline = incident.NewPipeline(opts.Logger.With("component", "queue"), db, incident.PipelineOptions{
+		Owner: opts.Owner, Workers: q.Workers, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff,
+		Lease: q.Lease, PollInterval: q.PollInterval, Registerer: reg,
+	})
+	a.console = newConsole(opts.Logger, reg)
+	a.pipeline.Register(incident.JobIngest, incident.HandlerFunc(a.ingest))
+	db.SetOnCommit(a.pipeline.Wake)
+
+	handler := webhook.NewServer(opts.Logger, db, webhook.Options{
+		Config:     func() webhook.Config { return a.cfg.Load().Webhook },
+		Incidents:  db,
+		Ready:      a.readiness,
+		Reload:     func(context.Context) error { return a.Reload() },
+		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Registerer: reg,
+	})
+	a.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", opts.ListenAddress)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
+	}
+	a.ln = ln
+	return a, nil
+}
+
+// Addr is the address the HTTP server listens on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Config returns the configuration in force.
+func (a *App) Config() *config.Config { return a.cfg.Load() }
+
+// Run serves until ctx is cancelled or a component fails, then shuts down:
+// stop accepting requests and let in-flight ones finish (bounded by
+// shutdownTimeout), then stop the workers and the committer, then close
+// storage. Unfinished jobs stay in storage and resume on the next start.
+func (a *App) Run(ctx context.Context) error {
+	defer a.db.Close()
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+
+	var g run.Group
+	// Context and SIGHUP: the actor that ends the group when asked to stop.
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		g.Add(func() error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-hup:
+					if err := a.Reload(); err != nil {
+						a.logger.Error("reload on SIGHUP failed; the previous configuration stays in force", "err", err)
+					}
+				}
+			}
+		}, func(error) {
+			signal.Stop(hup)
+			cancel()
+		})
+	}
+	// HTTP. Its interrupt blocks until in-flight requests have finished;
+	// oklog/run calls interrupts in the order actors were added, so the
+	// committer below is still running while those requests wait for their
+	// commits.
+	g.Add(func() error {
+		a.ready.Store(true)
+		a.logger.Info("listening", "address", a.Addr(), "config", a.configName())
+		if err := a.srv.Serve(a.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	}, func(error) {
+		a.ready.Store(false)
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := a.srv.Shutdown(sctx); err != nil {
+			a.logger.Warn("http shutdown did not finish in time; remaining requests were cut off", "err", err)
+			a.srv.Close()
+		}
+	})
+	// Committer (and WAL checkpointer), then the workers.
+	g.Add(func() error { return a.db.Run(workCtx) }, func(error) { stopWork() })
+	g.Add(func() error { return a.pipeline.Run(workCtx) }, func(error) { stopWork() })
+	err := g.Run()
+	a.logger.Info("stopped")
+	return err
+}
+
+func (a *App) readiness(ctx context.Context) error {
+	if !a.ready.Load() {
+		return errors.New("not serving")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.db.Ping(ctx); err != nil {
+		return errors.New("storage does not answer")
+	}
+	return nil
+}
+
+// Reload re-reads the configuration file. An invalid file is rejected and
+// the configuration in force stays.
+func (a *App) Reload() error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cur := a.cfg.Load()
+	next, err := loadConfig(a.opts.ConfigFile)
+	if err != nil {
+		return err
+	}
+	if err := checkExposure(a.opts.ListenAddress, next); err != nil {
+		return err
+	}
+	if next.Storage.DSN != cur.Storage.DSN {
+		a.logger.Warn("storage.dsn changed; it takes effect only after a restart")
+	}
+	a.cfg.Store(next)
+	a.logger.Info("configuration reloaded", "config", a.configName())
+	return nil
+}
+
+func (a *App) configName() string {
+	if a.opts.ConfigFile == "" {
+		return "embedded default"
+	}
+	return a.opts.ConfigFile
+}
+
+// loadConfig loads the file, or the embedded default when there is none.
+func loadConfig(file string) (*config.Config, error) {
+	if file == "" {
+		return config.Default(), nil
+	}
+	cfg, err := config.LoadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", filepath.Base(file), err)
+	}
+	return cfg, nil
+}
+
+// checkExposure refuses a listener beyond loopback without webhook
+// authentication: anyone who can reach it could inject alerts.
+func checkExposure(addr string, cfg *config.Config) error {
+	if cfg.Webhook.Enabled() {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("web.listen-address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("refusing to listen on %q without webhook authentication: configure webhook.authorization or webhook.basic_auth, or listen on 127.0.0.1", addr)
+}

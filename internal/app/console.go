@@ -1,0 +1,124 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/store"
+)
+
+// console writes the one readable line per incident state change that
+// responder always prints, whatever else is configured.
+type console struct {
+	logger      *slog.Logger
+	transitions *prometheus.CounterVec
+}
+
+func newConsole(logger *slog.Logger, r prometheus.Registerer) *console {
+	c := &console{
+		logger: logger.With("component", "console"),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_incident_transitions_total",
+			Help: "Applied notifications by what they did to their incident (opened, updated, resolved, duplicate).",
+		}, []string{"transition"}),
+	}
+	for _, t := range []incident.Transition{incident.TransitionOpened, incident.TransitionUpdated, incident.TransitionResolved, incident.TransitionDuplicate} {
+		c.transitions.WithLabelValues(string(t))
+	}
+	r.MustRegister(c.transitions)
+	return c
+}
+
+// print logs an applied notification. Duplicates are counted, and logged
+// only at debug level: they are Alertmanager doing its job.
+func (c *console) print(ctx context.Context, notificationID int64, ap incident.Applied) {
+	c.transitions.WithLabelValues(string(ap.Transition)).Inc()
+	inc := ap.Incident
+	if ap.Transition == incident.TransitionDuplicate {
+		c.logger.DebugContext(ctx, "notification carried no new alert states", "notification_id", notificationID, "incident_id", inc.ID)
+		return
+	}
+	attrs := []any{
+		"incident_id", inc.ID,
+		"alertname", inc.CommonLabels["alertname"],
+		"severity", inc.CommonLabels["severity"],
+		"firing", inc.FiringAlerts,
+		"resolved", inc.ResolvedAlerts,
+		"new_firing", ap.NewFiring,
+		"new_resolved", ap.NewResolved,
+	}
+	if s := inc.CommonAnnotations["summary"]; s != "" {
+		attrs = append(attrs, "summary", oneLine(s, 200))
+	}
+	if inc.ResolvedAt != nil {
+		attrs = append(attrs, "duration", inc.ResolvedAt.Sub(inc.OpenedAt).Round(time.Second))
+	}
+	attrs = append(attrs, "group_key", inc.GroupKey, "episode", inc.Episode)
+	c.logger.InfoContext(ctx, "incident "+string(ap.Transition), attrs...)
+}
+
+// oneLine keeps a log value on one line and bounded.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
+}
+
+// ingest is the job handler that applies a committed notification.
+func (a *App) ingest(ctx context.Context, j incident.Job) error {
+	ap, err := a.db.ApplyNotification(ctx, j)
+	if err != nil {
+		return err
+	}
+	if !ap.Already {
+		a.console.print(ctx, j.RefID, ap)
+	}
+	return nil
+}
+
+// queueCollector reports the work queue's depth from storage at scrape time.
+type queueCollector struct {
+	s      *store.Store
+	jobs   *prometheus.Desc
+	oldest *prometheus.Desc
+	up     *prometheus.Desc
+}
+
+func newQueueCollector(s *store.Store) *queueCollector {
+	return &queueCollector{
+		s:      s,
+		jobs:   prometheus.NewDesc("responder_queue_jobs", "Jobs in the work queue by state (queued, running, parked).", []string{"state"}, nil),
+		oldest: prometheus.NewDesc("responder_queue_oldest_due_seconds", "Age of the oldest job that is due and not yet started.", nil, nil),
+		up:     prometheus.NewDesc("responder_storage_up", "1 when storage answered the last scrape's queue query.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.jobs
+	ch <- c.oldest
+	ch <- c.up
+}
+
+// Collect implements prometheus.Collector.
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.s.Stats(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for _, state := range []string{incident.JobQueued, incident.JobRunning, incident.JobParked} {
+		ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(st.ByState[state]), state)
+	}
+	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, st.OldestDue.Seconds())
+}

@@ -1,0 +1,85 @@
+package incident
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	gojson "github.com/goccy/go-json"
+)
+
+// DecodeMessage decodes and validates an Alertmanager webhook body. Every
+// error is an *Error of kind Invalid: the input can never be accepted as it
+// is, so Alertmanager must not retry it.
+//
+// It uses goccy/go-json, which decodes the payload 3–4× faster than
+// encoding/json (see docs/benchmarks.md); a differential fuzz test keeps the
+// two in agreement on what they accept and produce.
+func DecodeMessage(body []byte) (*Message, error) {
+	var m Message
+	if err := gojson.Unmarshal(body, &m); err != nil {
+		return nil, &Error{Kind: Invalid, Code: "malformed_json", Msg: "malformed JSON payload", Err: err}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks what responder relies on: the version, a group key, at
+// least one alert, each with a fingerprint, a start time and a known status,
+// and valid UTF-8 in every string that is stored or shown.
+func (m *Message) Validate() error {
+	if m.Version != SupportedVersion {
+		return invalid("unsupported_version", "unsupported payload version %q (want %q)", truncate(m.Version, 16), SupportedVersion)
+	}
+	if m.GroupKey == "" {
+		return invalid("missing_group_key", "groupKey is required")
+	}
+	if m.Data == nil || len(m.Alerts) == 0 {
+		return invalid("missing_alerts", "alerts are required")
+	}
+	if !utf8.ValidString(m.GroupKey) || !utf8.ValidString(m.Receiver) || !utf8.ValidString(m.ExternalURL) || !utf8.ValidString(m.Status) {
+		return invalid("invalid_utf8", "payload contains invalid UTF-8")
+	}
+	for _, kv := range []map[string]string{m.GroupLabels, m.CommonLabels, m.CommonAnnotations, m.RouteLabels} {
+		if !validKV(kv) {
+			return invalid("invalid_utf8", "payload contains invalid UTF-8")
+		}
+	}
+	for i, a := range m.Alerts {
+		switch {
+		case a.Status != StatusFiring && a.Status != StatusResolved:
+			return invalid("invalid_alert", "alerts[%d]: status must be %q or %q", i, StatusFiring, StatusResolved)
+		case a.Fingerprint == "" || !utf8.ValidString(a.Fingerprint):
+			return invalid("invalid_alert", "alerts[%d]: fingerprint is required", i)
+		case a.StartsAt.IsZero():
+			return invalid("invalid_alert", "alerts[%d]: startsAt is required", i)
+		case !validKV(a.Labels) || !validKV(a.Annotations) || !utf8.ValidString(a.GeneratorURL):
+			return invalid("invalid_utf8", "alerts[%d]: invalid UTF-8 in labels or annotations", i)
+		}
+	}
+	return nil
+}
+
+func invalid(code, format string, args ...any) *Error {
+	e := Errorf(Invalid, format, args...)
+	e.Code = code
+	return e
+}
+
+func validKV(kv map[string]string) bool {
+	for k, v := range kv {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate shortens s for use in an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s…", s[:n])
+}

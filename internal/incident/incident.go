@@ -1,0 +1,111 @@
+package incident
+
+import "time"
+
+// Incident is one firing episode of one Alertmanager group: it opens when the
+// group's first alert fires and resolves when all of them have resolved. A
+// group that fires again afterwards opens a new incident (the next episode).
+type Incident struct {
+	ID                int64             `json:"id"`
+	GroupKey          string            `json:"group_key"`
+	Episode           int               `json:"episode"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"group_labels"`
+	CommonLabels      map[string]string `json:"common_labels"`
+	CommonAnnotations map[string]string `json:"common_annotations"`
+	ExternalURL       string            `json:"external_url,omitempty"`
+	OpenedAt          time.Time         `json:"opened_at"`
+	UpdatedAt         time.Time         `json:"updated_at"`
+	ResolvedAt        *time.Time        `json:"resolved_at,omitempty"`
+	FiringAlerts      int               `json:"firing_alerts"`
+	ResolvedAlerts    int               `json:"resolved_alerts"`
+
+	// The fields below are filled only when one incident is read in full.
+	Alerts        []Alert           `json:"alerts,omitempty"`
+	History       []Change          `json:"history,omitempty"`
+	Notifications []NotificationRef `json:"notifications,omitempty"`
+	Jobs          []Job             `json:"jobs,omitempty"`
+}
+
+// Alert is the current state of one alert (fingerprint and startsAt) within
+// an incident.
+type Alert struct {
+	Fingerprint  string            `json:"fingerprint"`
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"starts_at"`
+	EndsAt       *time.Time        `json:"ends_at,omitempty"`
+	GeneratorURL string            `json:"generator_url,omitempty"`
+	UpdatedAt    time.Time         `json:"updated_at"`
+}
+
+// Change is one alert state change, recorded exactly once however many times
+// Alertmanager delivers it.
+type Change struct {
+	Fingerprint    string    `json:"fingerprint"`
+	StartsAt       time.Time `json:"starts_at"`
+	Status         string    `json:"status"`
+	At             time.Time `json:"at"`
+	NotificationID int64     `json:"notification_id"`
+}
+
+// NotificationRef is one webhook delivery as stored.
+type NotificationRef struct {
+	ID         int64     `json:"id"`
+	ReceivedAt time.Time `json:"received_at"`
+	Status     string    `json:"status"`
+	Reason     string    `json:"reason,omitempty"`
+	Alerts     int       `json:"alerts"`
+}
+
+// The states of a stored notification.
+const (
+	NotificationPending   = "pending"
+	NotificationProcessed = "processed"
+	NotificationDuplicate = "duplicate"
+)
+
+// Transition says what applying a notification did to its incident.
+type Transition string
+
+// The transitions, in the words the console prints.
+const (
+	TransitionOpened    Transition = "opened"
+	TransitionUpdated   Transition = "updated"
+	TransitionResolved  Transition = "resolved"
+	TransitionDuplicate Transition = "duplicate"
+)
+
+// Applied is the outcome of applying one notification.
+type Applied struct {
+	// Already is true when the notification had been applied before (a job
+	// that ran again after a crash); nothing changed this time.
+	Already     bool
+	Transition  Transition
+	Incident    Incident
+	NewFiring   int
+	NewResolved int
+}
+
+// ListFilter narrows a list of incidents.
+type ListFilter struct {
+	Status string
+	Limit  int
+}
+
+// Delivery is one webhook request, decoded and validated, ready to commit.
+type Delivery struct {
+	Message    *Message
+	Raw        []byte
+	ReceivedAt time.Time
+}
+
+// Receipt is what committing a Delivery produced.
+type Receipt struct {
+	NotificationID int64
+	// Duplicate is true when an earlier notification carried exactly the
+	// same alert state changes; nothing more will be done for this one.
+	Duplicate bool
+}

@@ -1,0 +1,234 @@
+package incident
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// JobQueue is the durable queue the Pipeline drains. Implementations must be
+// safe for several workers and several replicas: Claim hands each due job to
+// exactly one caller until its lease expires.
+type JobQueue interface {
+	Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]Job, error)
+	Complete(ctx context.Context, j Job) error
+	Fail(ctx context.Context, j Job, cause error, retryAt time.Time, park bool) error
+}
+
+// Handler runs one job. Returning nil completes it; an error retries it
+// later, or parks it when the error is Permanent or attempts are exhausted.
+type Handler interface {
+	Handle(ctx context.Context, j Job) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, j Job) error
+
+// Handle implements Handler.
+func (f HandlerFunc) Handle(ctx context.Context, j Job) error { return f(ctx, j) }
+
+// PipelineOptions tunes a Pipeline. Zero fields get defaults.
+type PipelineOptions struct {
+	Owner        string
+	Workers      int
+	MinBackoff   time.Duration
+	MaxBackoff   time.Duration
+	Lease        time.Duration
+	PollInterval time.Duration
+	// JobTimeout bounds one attempt; it must be shorter than Lease.
+	JobTimeout time.Duration
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Pipeline runs queued jobs with a pool of workers: it claims due jobs,
+// dispatches them to the handler registered for their kind, and completes,
+// retries (exponential backoff with jitter) or parks them.
+type Pipeline struct {
+	logger   *slog.Logger
+	queue    JobQueue
+	opts     PipelineOptions
+	handlers map[string]Handler
+	wake     chan struct{}
+
+	attempts *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewPipeline returns a Pipeline; register handlers before Run.
+func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pipeline {
+	if opts.Owner == "" {
+		opts.Owner = "responder"
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = time.Second
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(5*time.Minute, opts.MinBackoff)
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = time.Minute
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.JobTimeout <= 0 || opts.JobTimeout >= opts.Lease {
+		opts.JobTimeout = opts.Lease * 4 / 5
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	p := &Pipeline{
+		logger:   logger,
+		queue:    queue,
+		opts:     opts,
+		handlers: map[string]Handler{},
+		wake:     make(chan struct{}, 1),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_queue_job_attempts_total",
+			Help: "Job attempts by kind and outcome (done, retry, parked).",
+		}, []string{"kind", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "responder_queue_job_duration_seconds",
+			Help:    "Duration of one job attempt, by kind.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"kind"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(p.attempts, p.duration)
+	}
+	return p
+}
+
+// Register routes jobs of kind to h. It must be called before Run.
+func (p *Pipeline) Register(kind string, h Handler) {
+	p.handlers[kind] = h
+	for _, o := range []string{"done", "retry", "parked"} {
+		p.attempts.WithLabelValues(kind, o)
+	}
+	p.duration.WithLabelValues(kind)
+}
+
+// Wake tells idle workers that new work was committed. It never blocks.
+func (p *Pipeline) Wake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run works until ctx is cancelled. A job in flight at that moment is not
+// abandoned half-way by the pipeline itself: its handler sees the
+// cancellation, and whatever it did not commit is retried after its lease
+// expires, here or on another replica.
+func (p *Pipeline) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := range p.opts.Workers {
+		wg.Go(func() { p.work(ctx, fmt.Sprintf("%s/%d", p.opts.Owner, i)) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (p *Pipeline) work(ctx context.Context, owner string) {
+	poll := time.NewTicker(p.opts.PollInterval)
+	defer poll.Stop()
+	var lastErr string
+	for ctx.Err() == nil {
+		jobs, err := p.queue.Claim(ctx, owner, 1, p.opts.Lease)
+		if err != nil {
+			// Log when the failure changes, not on every poll.
+			if ctx.Err() == nil && err.Error() != lastErr {
+				p.logger.Warn("claim jobs failed, will retry on next poll", "err", err)
+				lastErr = err.Error()
+			}
+		} else {
+			lastErr = ""
+		}
+		if len(jobs) > 0 {
+			for _, j := range jobs {
+				p.run(ctx, j)
+			}
+			// Keep draining while there is work.
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+			// Pass the wake-up on so that a burst reaches every idle worker.
+			p.Wake()
+		case <-poll.C:
+		}
+	}
+}
+
+var errNoHandler = errors.New("no handler registered for job kind")
+
+func (p *Pipeline) run(ctx context.Context, j Job) {
+	h, ok := p.handlers[j.Kind]
+	start := p.opts.Now()
+	var err error
+	if !ok {
+		err = Permanent(fmt.Errorf("%w %q", errNoHandler, j.Kind))
+	} else {
+		jctx, cancel := context.WithTimeoutCause(ctx, p.opts.JobTimeout, fmt.Errorf("job %s timed out after %s", j.Kind, p.opts.JobTimeout))
+		err = safeHandle(jctx, h, j)
+		if err != nil && jctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", err, context.Cause(jctx))
+		}
+		cancel()
+	}
+	p.duration.WithLabelValues(j.Kind).Observe(p.opts.Now().Sub(start).Seconds())
+	log := p.logger.With("job_id", j.ID, "kind", j.Kind, "attempt", j.Attempts)
+
+	// Bookkeeping uses its own short context: a job that finished just as
+	// shutdown began should still be recorded as done.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err == nil {
+		if cerr := p.queue.Complete(bctx, j); cerr != nil {
+			log.Warn("complete job failed; it will run again after its lease and must be idempotent", "err", cerr)
+			return
+		}
+		p.attempts.WithLabelValues(j.Kind, "done").Inc()
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down: leave the job to its lease so it resumes after restart
+		// without counting this interrupted attempt as a failure.
+		return
+	}
+	park := IsPermanent(err) || j.Attempts >= j.MaxAttempts
+	retryAt := p.opts.Now().Add(Backoff(j.Attempts, p.opts.MinBackoff, p.opts.MaxBackoff))
+	if ferr := p.queue.Fail(bctx, j, err, retryAt, park); ferr != nil {
+		log.Warn("record job failure failed; it will run again after its lease", "err", ferr, "cause", err)
+		return
+	}
+	if park {
+		p.attempts.WithLabelValues(j.Kind, "parked").Inc()
+		log.Error("job parked after its last attempt; see /api/v1/jobs?state=parked", "err", err)
+		return
+	}
+	p.attempts.WithLabelValues(j.Kind, "retry").Inc()
+	log.Warn("job failed, will retry", "err", err, "retry_at", retryAt)
+}
+
+// safeHandle turns a handler panic into a permanent error, so that one bad
+// job cannot take the worker pool down.
+func safeHandle(ctx context.Context, h Handler, j Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanent(fmt.Errorf("handler panic: %v", r))
+		}
+	}()
+	return h.Handle(ctx, j)
+}

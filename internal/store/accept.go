@@ -1,0 +1,208 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/responder/responder/internal/incident"
+)
+
+// stmts are the hot-path statements, prepared once on the writer pool.
+type stmts struct {
+	findState   *sql.Stmt
+	insertNotif *sql.Stmt
+	insertState *sql.Stmt
+	markDup     *sql.Stmt
+	insertJob   *sql.Stmt
+	claim       *sql.Stmt
+	completeJob *sql.Stmt
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	prep := func(dst **sql.Stmt, q string) error {
+		st, err := s.w.PrepareContext(ctx, s.rebind(q))
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		*dst = st
+		return nil
+	}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&s.stmts.findState, `SELECT notification_id FROM notification_states WHERE state_hash = ?`},
+		{&s.stmts.insertNotif, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
+		{&s.stmts.insertState, `INSERT INTO notification_states (state_hash, notification_id) VALUES (?, ?) ON CONFLICT DO NOTHING`},
+		{&s.stmts.markDup, `UPDATE notifications SET status = ?, reason = ? WHERE id = ?`},
+		{&s.stmts.insertJob, `INSERT INTO jobs (kind, ref_id, incident_id, args, state, max_attempts, run_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`},
+		{&s.stmts.claim, `UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
+			WHERE id IN (SELECT id FROM jobs WHERE (state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?)
+			ORDER BY run_at, id LIMIT ?` + s.dialect.SkipLocked + `)
+			RETURNING id, kind, ref_id, incident_id, args, attempts, max_attempts, run_at, created_at`},
+		{&s.stmts.completeJob, `UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?`},
+	} {
+		if err := prep(p.dst, p.q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type acceptReq struct {
+	d     incident.Delivery
+	reply chan acceptRes
+}
+
+type acceptRes struct {
+	r   incident.Receipt
+	err error
+}
+
+// Accept commits a delivery durably (the transaction is fsynced before it
+// returns) and queues its processing. Concurrent calls are committed together
+// in one transaction, which is what makes fsync-per-request durability cheap
+// at high load; at low load a batch is just one delivery, so nothing waits for
+// a batch to fill. Errors are incident.Unavailable: the sender should retry.
+func (s *Store) Accept(ctx context.Context, d incident.Delivery) (incident.Receipt, error) {
+	req := acceptReq{d: d, reply: make(chan acceptRes, 1)}
+	select {
+	case s.accepts <- req:
+	case <-ctx.Done():
+		return incident.Receipt{}, &incident.Error{Kind: incident.Unavailable, Msg: "storage busy", Err: ctx.Err()}
+	}
+	select {
+	case res := <-req.reply:
+		return res.r, res.err
+	case <-ctx.Done():
+		// The commit may still happen; a retry by the sender is then a
+		// duplicate, which is harmless.
+		return incident.Receipt{}, &incident.Error{Kind: incident.Unavailable, Msg: "storage did not commit in time", Err: ctx.Err()}
+	}
+}
+
+// Run commits accepted deliveries until ctx is cancelled. Deliveries still
+// queued at that point are refused with Unavailable, so their senders retry.
+func (s *Store) Run(ctx context.Context) error {
+	batch := make([]acceptReq, 0, s.opts.MaxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case r := <-s.accepts:
+					r.reply <- acceptRes{err: &incident.Error{Kind: incident.Unavailable, Msg: "shutting down"}}
+				default:
+					return nil
+				}
+			}
+		case r := <-s.accepts:
+			batch = append(batch[:0], r)
+		drain:
+			for len(batch) < s.opts.MaxBatch {
+				select {
+				case r := <-s.accepts:
+					batch = append(batch, r)
+				default:
+					break drain
+				}
+			}
+			s.commitBatch(ctx, batch)
+		}
+	}
+}
+
+func (s *Store) commitBatch(ctx context.Context, batch []acceptReq) {
+	// The commit itself must not be cut short by shutdown: requests in this
+	// batch are waiting for an answer.
+	ctx = context.WithoutCancel(ctx)
+	res, err := s.commit(ctx, batch)
+	if err != nil && len(batch) > 1 {
+		// Isolate a bad delivery from the rest of its batch.
+		for i := range batch {
+			r, err := s.commit(ctx, batch[i:i+1])
+			batch[i].reply <- acceptRes{r: first(r), err: err}
+		}
+		return
+	}
+	for i := range batch {
+		if err != nil {
+			batch[i].reply <- acceptRes{err: err}
+			continue
+		}
+		batch[i].reply <- acceptRes{r: res[i]}
+	}
+}
+
+func first(r []incident.Receipt) incident.Receipt {
+	if len(r) == 0 {
+		return incident.Receipt{}
+	}
+	return r[0]
+}
+
+func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Receipt, error) {
+	unavailable := func(what string, err error) error {
+		return &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: " + what, Err: err}
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, unavailable("begin", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	out := make([]incident.Receipt, len(batch))
+	queued := false
+	for i, r := range batch {
+		rec, q, err := s.insertDelivery(ctx, tx, r.d)
+		if err != nil {
+			return nil, unavailable("insert", err)
+		}
+		out[i], queued = rec, queued || q
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, unavailable("commit", err)
+	}
+	if queued {
+		s.opts.OnCommit()
+	}
+	return out, nil
+}
+
+func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery) (incident.Receipt, bool, error) {
+	m := d.Message
+	hash := m.StateHash()
+	now := ns(d.ReceivedAt)
+	var firstID int64
+	err := tx.StmtContext(ctx, s.stmts.findState).QueryRowContext(ctx, hash).Scan(&firstID)
+	switch {
+	case err == nil:
+		var id int64
+		reason := fmt.Sprintf("same alert states as notification %d", firstID)
+		if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationDuplicate, reason, m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
+			return incident.Receipt{}, false, fmt.Errorf("insert notification: %w", err)
+		}
+		return incident.Receipt{NotificationID: id, Duplicate: true}, false, nil
+	case err != sql.ErrNoRows:
+		return incident.Receipt{}, false, fmt.Errorf("find state: %w", err)
+	}
+	var id int64
+	if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationPending, "", m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
+		return incident.Receipt{}, false, fmt.Errorf("insert notification: %w", err)
+	}
+	res, err := tx.StmtContext(ctx, s.stmts.insertState).ExecContext(ctx, hash, id)
+	if err != nil {
+		return incident.Receipt{}, false, fmt.Errorf("insert state: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// Another replica committed the same states first.
+		if _, err := tx.StmtContext(ctx, s.stmts.markDup).ExecContext(ctx, incident.NotificationDuplicate, "same alert states as a concurrent notification", id); err != nil {
+			return incident.Receipt{}, false, fmt.Errorf("mark duplicate: %w", err)
+		}
+		return incident.Receipt{NotificationID: id, Duplicate: true}, false, nil
+	}
+	if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
+		return incident.Receipt{}, false, fmt.Errorf("insert job: %w", err)
+	}
+	return incident.Receipt{NotificationID: id}, true, nil
+}

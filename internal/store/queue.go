@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/responder/responder/internal/incident"
+)
+
+// maxErrorLen caps the stored last_error of a job.
+const maxErrorLen = 2048
+
+// Claim leases up to n due jobs to owner: queued jobs whose run_at has come,
+// and running jobs whose lease expired (their worker or replica died). Each
+// claim counts as an attempt.
+func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]incident.Job, error) {
+	now := s.opts.Now()
+	rows, err := s.stmts.claim.QueryContext(ctx, owner, ns(now.Add(lease)), ns(now), ns(now), ns(now), n)
+	if err != nil {
+		return nil, fmt.Errorf("claim jobs: %w", err)
+	}
+	defer rows.Close()
+	var jobs []incident.Job
+	for rows.Next() {
+		var (
+			j          incident.Job
+			incidentID sql.NullInt64
+			runAt, at  int64
+		)
+		if err := rows.Scan(&j.ID, &j.Kind, &j.RefID, &incidentID, &j.Args, &j.Attempts, &j.MaxAttempts, &runAt, &at); err != nil {
+			return nil, fmt.Errorf("scan job: %w", err)
+		}
+		j.IncidentID, j.RunAt, j.CreatedAt = incidentID.Int64, fromNS(runAt), fromNS(at)
+		j.State, j.Owner, j.UpdatedAt = incident.JobRunning, owner, now
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// Complete marks a job done if its owner still holds it. A job whose lease
+// was taken over is left to its new owner.
+func (s *Store) Complete(ctx context.Context, j incident.Job) error {
+	if _, err := s.stmts.completeJob.ExecContext(ctx, ns(s.opts.Now()), j.ID, j.Owner); err != nil {
+		return fmt.Errorf("complete job %d: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Fail records a failed attempt: the job is queued again at retryAt, or
+// parked with its error when park is set.
+func (s *Store) Fail(ctx context.Context, j incident.Job, cause error, retryAt time.Time, park bool) error {
+	state := incident.JobQueued
+	if park {
+		state = incident.JobParked
+	}
+	msg := cause.Error()
+	if len(msg) > maxErrorLen {
+		msg = msg[:maxErrorLen]
+		for !utf8.ValidString(msg) {
+			msg = msg[:len(msg)-1]
+		}
+	}
+	_, err := s.w.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
+		WHERE id = ? AND state = 'running' AND lease_owner = ?`),
+		state, ns(retryAt), msg, ns(s.opts.Now()), j.ID, j.Owner)
+	if err != nil {
+		return fmt.Errorf("fail job %d: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Retry puts a parked job back in the queue with a fresh attempt budget.
+func (s *Store) Retry(ctx context.Context, id int64) error {
+	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, updated_at = ? WHERE id = ? AND state = 'parked'`),
+		ns(s.opts.Now()), ns(s.opts.Now()), id)
+	if err != nil {
+		return fmt.Errorf("retry job %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return incident.Errorf(incident.NotFound, "no parked job %d", id)
+	}
+	s.opts.OnCommit()
+	return nil
+}
+
+// enqueue adds a job inside tx, so that it commits with the work that caused it.
+func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, kind string, refID, incidentID int64, args []byte) error {
+	now := ns(s.opts.Now())
+	if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, kind, refID, nullInt(incidentID), args, s.opts.MaxAttempts, now, now, now); err != nil {
+		return fmt.Errorf("enqueue %s job: %w", kind, err)
+	}
+	return nil
+}
+
+func nullInt(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: v != 0} }
+
+// ListJobs returns jobs in a state (all states when empty), newest first.
+func (s *Store) ListJobs(ctx context.Context, state string, limit int) ([]incident.Job, error) {
+	q := `SELECT id, kind, ref_id, incident_id, state, attempts, max_attempts, run_at, last_error, created_at, updated_at FROM jobs`
+	args := []any{}
+	if state != "" {
+		q += ` WHERE state = ?`
+		args = append(args, state)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, clampLimit(limit))
+	return s.queryJobs(ctx, q, args...)
+}
+
+func (s *Store) queryJobs(ctx context.Context, q string, args ...any) ([]incident.Job, error) {
+	rows, err := s.r.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	jobs := []incident.Job{}
+	for rows.Next() {
+		var (
+			j                 incident.Job
+			incidentID        sql.NullInt64
+			runAt, created, u int64
+		)
+		if err := rows.Scan(&j.ID, &j.Kind, &j.RefID, &incidentID, &j.State, &j.Attempts, &j.MaxAttempts, &runAt, &j.LastError, &created, &u); err != nil {
+			return nil, fmt.Errorf("scan job: %w", err)
+		}
+		j.IncidentID, j.RunAt, j.CreatedAt, j.UpdatedAt = incidentID.Int64, fromNS(runAt), fromNS(created), fromNS(u)
+		jobs = append(jobs, j)
+	}
+	return jobs, rows.Err()
+}
+
+// QueueStats counts jobs by state and reports the age of the oldest due job.
+type QueueStats struct {
+	ByState   map[string]int
+	OldestDue time.Duration
+}
+
+// Stats reads the queue's counters, for metrics.
+func (s *Store) Stats(ctx context.Context) (QueueStats, error) {
+	st := QueueStats{ByState: map[string]int{}}
+	rows, err := s.r.QueryContext(ctx, `SELECT state, count(*) FROM jobs WHERE state <> 'done' GROUP BY state`)
+	if err != nil {
+		return st, fmt.Errorf("queue stats: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state string
+		var n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return st, fmt.Errorf("queue stats: %w", err)
+		}
+		st.ByState[state] = n
+	}
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("queue stats: %w", err)
+	}
+	var oldest sql.NullInt64
+	now := s.opts.Now()
+	if err := s.r.QueryRowContext(ctx, s.rebind(`SELECT min(run_at) FROM jobs WHERE state = 'queued' AND run_at <= ?`), ns(now)).Scan(&oldest); err != nil {
+		return st, fmt.Errorf("queue stats: %w", err)
+	}
+	if oldest.Valid {
+		st.OldestDue = now.Sub(fromNS(oldest.Int64))
+	}
+	return st, nil
+}
+
+func clampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 1000:
+		return 1000
+	}
+	return n
+}

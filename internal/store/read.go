@@ -1,0 +1,191 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/responder/responder/internal/incident"
+)
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+const incidentColumns = `id, group_key, episode, status, receiver, group_labels, common_labels, common_annotations,
+	external_url, opened_at, updated_at, resolved_at, firing_alerts, resolved_alerts`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanIncident(row scanner) (*incident.Incident, error) {
+	var (
+		inc             incident.Incident
+		gl, cl, ca      string
+		opened, updated int64
+		resolved        sql.NullInt64
+	)
+	if err := row.Scan(&inc.ID, &inc.GroupKey, &inc.Episode, &inc.Status, &inc.Receiver, &gl, &cl, &ca,
+		&inc.ExternalURL, &opened, &updated, &resolved, &inc.FiringAlerts, &inc.ResolvedAlerts); err != nil {
+		return nil, err
+	}
+	inc.GroupLabels, inc.CommonLabels, inc.CommonAnnotations = decodeKV(gl), decodeKV(cl), decodeKV(ca)
+	inc.OpenedAt, inc.UpdatedAt, inc.ResolvedAt = fromNS(opened), fromNS(updated), nullTime(resolved)
+	return &inc, nil
+}
+
+func decodeKV(s string) map[string]string {
+	kv := map[string]string{}
+	_ = json.Unmarshal([]byte(s), &kv) // written by mustJSON; never malformed
+	return kv
+}
+
+func (s *Store) readIncident(ctx context.Context, q querier, id int64) (*incident.Incident, error) {
+	inc, err := scanIncident(q.QueryRowContext(ctx, s.rebind(`SELECT `+incidentColumns+` FROM incidents WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, incident.Errorf(incident.NotFound, "incident %d not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read incident %d: %w", id, err)
+	}
+	return inc, nil
+}
+
+// ListIncidents returns incidents, newest first, without their details.
+func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]incident.Incident, error) {
+	q := `SELECT ` + incidentColumns + ` FROM incidents`
+	args := []any{}
+	if f.Status != "" {
+		q += ` WHERE status = ?`
+		args = append(args, f.Status)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, clampLimit(f.Limit))
+	rows, err := s.r.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list incidents: %w", err)
+	}
+	defer rows.Close()
+	out := []incident.Incident{}
+	for rows.Next() {
+		inc, err := scanIncident(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan incident: %w", err)
+		}
+		out = append(out, *inc)
+	}
+	return out, rows.Err()
+}
+
+// GetIncident returns one incident with its alerts, state history,
+// notifications and jobs.
+func (s *Store) GetIncident(ctx context.Context, id int64) (*incident.Incident, error) {
+	inc, err := s.readIncident(ctx, s.r, id)
+	if err != nil {
+		return nil, err
+	}
+	if inc.Alerts, err = s.alerts(ctx, id); err != nil {
+		return nil, err
+	}
+	if inc.History, err = s.history(ctx, id); err != nil {
+		return nil, err
+	}
+	if inc.Notifications, err = s.notifications(ctx, id); err != nil {
+		return nil, err
+	}
+	if inc.Jobs, err = s.queryJobs(ctx, `SELECT id, kind, ref_id, incident_id, state, attempts, max_attempts, run_at, last_error, created_at, updated_at
+		FROM jobs WHERE incident_id = ? OR (kind = ? AND ref_id IN (SELECT id FROM notifications WHERE incident_id = ?)) ORDER BY id`, id, incident.JobIngest, id); err != nil {
+		return nil, err
+	}
+	return inc, nil
+}
+
+func (s *Store) alerts(ctx context.Context, id int64) ([]incident.Alert, error) {
+	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, updated_at
+		FROM alerts WHERE incident_id = ? ORDER BY starts_at, fingerprint`), id)
+	if err != nil {
+		return nil, fmt.Errorf("read alerts: %w", err)
+	}
+	defer rows.Close()
+	out := []incident.Alert{}
+	for rows.Next() {
+		var (
+			a               incident.Alert
+			l, an           string
+			starts, updated int64
+			ends            sql.NullInt64
+		)
+		if err := rows.Scan(&a.Fingerprint, &a.Status, &l, &an, &starts, &ends, &a.GeneratorURL, &updated); err != nil {
+			return nil, fmt.Errorf("scan alert: %w", err)
+		}
+		a.Labels, a.Annotations = decodeKV(l), decodeKV(an)
+		a.StartsAt, a.EndsAt, a.UpdatedAt = fromNS(starts), nullTime(ends), fromNS(updated)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) history(ctx context.Context, id int64) ([]incident.Change, error) {
+	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT fingerprint, starts_at, status, at, notification_id FROM changes WHERE incident_id = ? ORDER BY id`), id)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	defer rows.Close()
+	out := []incident.Change{}
+	for rows.Next() {
+		var (
+			c          incident.Change
+			starts, at int64
+		)
+		if err := rows.Scan(&c.Fingerprint, &starts, &c.Status, &at, &c.NotificationID); err != nil {
+			return nil, fmt.Errorf("scan change: %w", err)
+		}
+		c.StartsAt, c.At = fromNS(starts), fromNS(at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) notifications(ctx context.Context, id int64) ([]incident.NotificationRef, error) {
+	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT id, received_at, status, reason, alerts FROM notifications WHERE incident_id = ? ORDER BY id`), id)
+	if err != nil {
+		return nil, fmt.Errorf("read notifications: %w", err)
+	}
+	defer rows.Close()
+	out := []incident.NotificationRef{}
+	for rows.Next() {
+		var (
+			n  incident.NotificationRef
+			at int64
+		)
+		if err := rows.Scan(&n.ID, &at, &n.Status, &n.Reason, &n.Alerts); err != nil {
+			return nil, fmt.Errorf("scan notification: %w", err)
+		}
+		n.ReceivedAt = fromNS(at)
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// NotificationCounts counts stored notifications by status, for tests and
+// operators checking that nothing was lost.
+func (s *Store) NotificationCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT status, count(*) FROM notifications GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("count notifications: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("count notifications: %w", err)
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}

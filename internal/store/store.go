@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Dialect is what differs between the SQL engines.
+type Dialect struct {
+	// Name is "sqlite" or "postgres"; it selects migrations/<Name>.
+	Name string
+	// Dollar is true for engines with $1-style placeholders.
+	Dollar bool
+	// SkipLocked is appended to the claim subquery (FOR UPDATE SKIP LOCKED on
+	// engines with row locks; SQLite serialises writers instead).
+	SkipLocked string
+	// ForUpdate is appended to the group-row select in ApplyNotification.
+	ForUpdate string
+	// MigrationLock, when set, runs before migrations inside their
+	// transaction so that concurrent starts migrate once.
+	MigrationLock string
+}
+
+// Options tunes a Store. Zero fields get defaults.
+type Options struct {
+	Logger      *slog.Logger
+	MaxAttempts int
+	// MaxBatch caps how many deliveries one group commit carries.
+	MaxBatch int
+	// OnCommit is called after a commit that queued new jobs, to wake workers.
+	OnCommit func()
+	Now      func() time.Time
+}
+
+// Store keeps notifications, incidents and jobs. It is safe for concurrent
+// use, and, on PostgreSQL, by several replicas.
+type Store struct {
+	w, r    *sql.DB
+	dialect Dialect
+	opts    Options
+	logger  *slog.Logger
+	accepts chan acceptReq
+	stmts   stmts
+}
+
+// New returns a Store over a writer and a reader pool (the same pool where
+// the engine allows concurrent writers). Call Migrate, then Run.
+func New(w, r *sql.DB, d Dialect, opts Options) *Store {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultQueueConfig.MaxAttempts
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.OnCommit == nil {
+		opts.OnCommit = func() {}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{
+		w: w, r: r, dialect: d, opts: opts, logger: opts.Logger,
+		accepts: make(chan acceptReq, 4096),
+	}
+}
+
+// Dialect returns the store's dialect.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// DB returns the writer pool, for engine-specific maintenance.
+func (s *Store) DB() *sql.DB { return s.w }
+
+// SetOnCommit replaces the post-commit hook; call it before Run.
+func (s *Store) SetOnCommit(f func()) { s.opts.OnCommit = f }
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	err := s.w.Close()
+	if s.r != s.w {
+		if rerr := s.r.Close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+
+// rebind turns ?-placeholders into $n for engines that need it. Queries in
+// this package never contain a literal question mark.
+func (s *Store) rebind(q string) string {
+	if !s.dialect.Dollar {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Migrate applies the embedded migrations that have not run yet, each in its
+// own transaction, and records them in schema_migrations.
+func (s *Store) Migrate(ctx context.Context) error {
+	dir := "migrations/" + s.dialect.Name
+	entries, err := fs.ReadDir(migrations, dir)
+	if err != nil {
+		return fmt.Errorf("read migrations: %w", err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".sql") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, name := range names {
+		if err := s.migrateOne(ctx, dir, name); err != nil {
+			return err
+		}
+	}
+	return s.prepare(ctx)
+}
+
+func (s *Store) migrateOne(ctx context.Context, dir, name string) error {
+	body, err := fs.ReadFile(migrations, dir+"/"+name)
+	if err != nil {
+		return fmt.Errorf("read migration %s: %w", name, err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin migration %s: %w", name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	if s.dialect.MigrationLock != "" {
+		if _, err := tx.ExecContext(ctx, s.dialect.MigrationLock); err != nil {
+			return fmt.Errorf("lock migrations: %w", err)
+		}
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, s.rebind(`SELECT count(*) FROM schema_migrations WHERE name = ?`), name).Scan(&n); err != nil {
+		return fmt.Errorf("check migration %s: %w", name, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		return fmt.Errorf("apply migration %s: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`), name, s.opts.Now().UnixNano()); err != nil {
+		return fmt.Errorf("record migration %s: %w", name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit migration %s: %w", name, err)
+	}
+	s.logger.Info("applied migration", "migration", name)
+	return nil
+}
+
+// ns converts a time to the stored Unix nanoseconds.
+func ns(t time.Time) int64 { return t.UnixNano() }
+
+// fromNS converts stored Unix nanoseconds back to a UTC time.
+func fromNS(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// nullTime converts a nullable column to *time.Time.
+func nullTime(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := fromNS(n.Int64)
+	return &t
+}

@@ -1,0 +1,187 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/responder/responder/internal/incident"
+)
+
+// acceptResponse is the body of a 200 from the webhook.
+type acceptResponse struct {
+	Status         string `json:"status"`
+	NotificationID int64  `json:"notification_id"`
+	Duplicate      bool   `json:"duplicate"`
+}
+
+// handleAlertmanager decodes, validates and commits one notification, and
+// answers only after the commit. Status codes follow what Alertmanager does
+// with them: it retries 5xx only, so 4xx is for input that can never succeed
+// and 503 for "storage could not commit, send it again".
+func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		received := opts.Now()
+		body, err := readBody(req, int64(opts.Config().MaxBodySize))
+		if err != nil {
+			m.rejected.WithLabelValues(reason(err)).Inc()
+			return err
+		}
+		msg, err := incident.DecodeMessage(body)
+		if err != nil {
+			m.rejected.WithLabelValues(reason(err)).Inc()
+			return err
+		}
+		// The commit must not depend on the client staying connected, but it
+		// is bounded so that a wedged disk turns into 503s, not hung requests.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), opts.AcceptTimeout)
+		defer cancel()
+		rec, err := sink.Accept(ctx, incident.Delivery{Message: msg, Raw: body, ReceivedAt: received})
+		if err != nil {
+			m.rejected.WithLabelValues("storage_unavailable").Inc()
+			if incident.KindOf(err) != incident.Unavailable {
+				err = &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
+			}
+			logger.Warn("notification not committed; answered 503 so that Alertmanager retries", "group_key", msg.GroupKey, "err", err)
+			return err
+		}
+		for _, a := range msg.Alerts {
+			m.alerts.WithLabelValues(a.Status).Inc()
+		}
+		outcome := "new"
+		if rec.Duplicate {
+			outcome = "duplicate"
+		}
+		m.notifications.WithLabelValues(outcome).Inc()
+		return c.JSON(http.StatusOK, acceptResponse{Status: "success", NotificationID: rec.NotificationID, Duplicate: rec.Duplicate})
+	}
+}
+
+// readBody reads at most limit bytes of the request body.
+func readBody(req *http.Request, limit int64) ([]byte, error) {
+	if limit <= 0 {
+		limit = int64(DefaultMaxBodySize)
+	}
+	tooLarge := &incident.Error{Kind: incident.TooLarge, Code: "too_large", Msg: "request body exceeds webhook.max_body_size (" + strconv.FormatInt(limit, 10) + " bytes)"}
+	if req.ContentLength > limit {
+		return nil, tooLarge
+	}
+	size := req.ContentLength
+	if size <= 0 {
+		size = 16 << 10
+	}
+	var b bytes.Buffer
+	b.Grow(int(size) + bytes.MinRead)
+	if _, err := b.ReadFrom(io.LimitReader(req.Body, limit+1)); err != nil {
+		return nil, &incident.Error{Kind: incident.Invalid, Code: "malformed_json", Msg: "read request body", Err: err}
+	}
+	buf := b.Bytes()
+	if int64(len(buf)) > limit {
+		return nil, tooLarge
+	}
+	return buf, nil
+}
+
+// reason is an error's metric label.
+func reason(err error) string {
+	var ie *incident.Error
+	if errors.As(err, &ie) && ie.Code != "" {
+		return ie.Code
+	}
+	return "invalid"
+}
+
+func handleListIncidents(inc Incidents) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		status := c.QueryParam("status")
+		if status != "" && status != incident.StatusFiring && status != incident.StatusResolved {
+			return incident.Errorf(incident.Invalid, "status must be %q or %q", incident.StatusFiring, incident.StatusResolved)
+		}
+		limit, err := queryInt(c, "limit")
+		if err != nil {
+			return err
+		}
+		list, err := inc.ListIncidents(c.Request().Context(), incident.ListFilter{Status: status, Limit: limit})
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"incidents": list})
+	}
+}
+
+func handleGetIncident(inc Incidents) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+		if err != nil || id <= 0 {
+			return incident.Errorf(incident.Invalid, "incident id must be a positive integer")
+		}
+		got, err := inc.GetIncident(c.Request().Context(), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, got)
+	}
+}
+
+func handleListJobs(inc Incidents) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		state := c.QueryParam("state")
+		switch state {
+		case "", incident.JobQueued, incident.JobRunning, incident.JobDone, incident.JobParked:
+		default:
+			return incident.Errorf(incident.Invalid, "state must be one of queued, running, done, parked")
+		}
+		limit, err := queryInt(c, "limit")
+		if err != nil {
+			return err
+		}
+		jobs, err := inc.ListJobs(c.Request().Context(), state, limit)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"jobs": jobs})
+	}
+}
+
+func queryInt(c echo.Context, name string) (int, error) {
+	s := c.QueryParam(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, incident.Errorf(incident.Invalid, "%s must be a non-negative integer", name)
+	}
+	return n, nil
+}
+
+func handleHealthy() echo.HandlerFunc {
+	return func(c echo.Context) error { return c.String(http.StatusOK, "Healthy.\n") }
+}
+
+func handleReady(ready func(context.Context) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := ready(c.Request().Context()); err != nil {
+			return c.String(http.StatusServiceUnavailable, "Not ready: "+err.Error()+"\n")
+		}
+		return c.String(http.StatusOK, "Ready.\n")
+	}
+}
+
+func handleReload(logger *slog.Logger, reload func(context.Context) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := reload(c.Request().Context()); err != nil {
+			// Alertmanager and Prometheus answer a failed reload with 500.
+			logger.Error("reload failed; the previous configuration stays in force", "err", err)
+			return c.JSON(http.StatusInternalServerError, errorBody{Status: "error", Error: "reload failed: " + err.Error()})
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "success"})
+	}
+}

@@ -1,0 +1,63 @@
+package webhook
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	rejected      *prometheus.CounterVec
+	alerts        *prometheus.CounterVec
+	notifications *prometheus.CounterVec
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_http_requests_total",
+			Help: "HTTP requests by route and status code.",
+		}, []string{"handler", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "responder_http_request_duration_seconds",
+			Help:    "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"handler"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_webhook_rejected_total",
+			Help: "Webhook requests refused, by reason (nothing of them was stored).",
+		}, []string{"reason"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_alerts_received_total",
+			Help: "Alerts in committed webhook notifications, by status.",
+		}, []string{"status"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_webhook_notifications_total",
+			Help: "Committed webhook notifications, by outcome (new, or duplicate of an earlier one).",
+		}, []string{"outcome"}),
+	}
+	for _, s := range []string{"firing", "resolved"} {
+		m.alerts.WithLabelValues(s)
+	}
+	for _, o := range []string{"new", "duplicate"} {
+		m.notifications.WithLabelValues(o)
+	}
+	for _, r := range []string{"unauthorized", "too_large", "malformed_json", "unsupported_version", "missing_alerts", "invalid_utf8", "storage_unavailable"} {
+		m.rejected.WithLabelValues(r)
+	}
+	if r != nil {
+		r.MustRegister(m.requests, m.duration, m.rejected, m.alerts, m.notifications)
+	}
+	return m
+}
+
+func (m *metrics) observe(route string, code int, d time.Duration) {
+	if route == "" {
+		route = "other"
+	}
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}

@@ -1,0 +1,26 @@
+package webhook
+
+import (
+	"log/slog"
+
+	"github.com/labstack/echo/v4"
+)
+
+// addRoutes registers every route of the service.
+func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *metrics) {
+	auth := requireAuth(opts.Config, m)
+
+	e.POST("/webhook/alertmanager", handleAlertmanager(logger, sink, opts, m), auth)
+
+	api := e.Group("/api/v1", auth)
+	api.GET("/incidents", handleListIncidents(opts.Incidents))
+	api.GET("/incidents/:id", handleGetIncident(opts.Incidents))
+	api.GET("/jobs", handleListJobs(opts.Incidents))
+
+	e.GET("/metrics", echo.WrapHandler(opts.Metrics))
+	e.GET("/-/healthy", handleHealthy())
+	e.HEAD("/-/healthy", handleHealthy())
+	e.GET("/-/ready", handleReady(opts.Ready))
+	e.HEAD("/-/ready", handleReady(opts.Ready))
+	e.POST("/-/reload", handleReload(logger, opts.Reload))
+}
