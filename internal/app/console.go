@@ -59,7 +59,14 @@ func (c *console) print(ctx context.Context, notificationID int64, ap incident.A
 		attrs = append(attrs, "duration", inc.ResolvedAt.Sub(inc.OpenedAt).Round(time.Second))
 	}
 	attrs = append(attrs, "group_key", inc.GroupKey, "episode", inc.Episode)
-	c.logger.InfoContext(ctx, "incident "+string(ap.Transition), attrs...)
+	switch ap.Transition {
+	case incident.TransitionOpened:
+		c.logger.InfoContext(ctx, "incident opened", attrs...)
+	case incident.TransitionResolved:
+		c.logger.InfoContext(ctx, "incident resolved", attrs...)
+	default:
+		c.logger.InfoContext(ctx, "incident updated", attrs...)
+	}
 }
 
 // oneLine keeps a log value on one line and bounded.

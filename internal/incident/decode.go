@@ -15,6 +15,11 @@ import (
 // encoding/json (see docs/benchmarks.md); a differential fuzz test keeps the
 // two in agreement on what they accept and produce.
 func DecodeMessage(body []byte) (*Message, error) {
+	// Decoders replace invalid UTF-8 with U+FFFD silently; check the raw
+	// bytes so that a mangled label value is refused, not stored altered.
+	if !utf8.Valid(body) {
+		return nil, invalid("invalid_utf8", "payload contains invalid UTF-8")
+	}
 	var m Message
 	if err := gojson.Unmarshal(body, &m); err != nil {
 		return nil, &Error{Kind: Invalid, Code: "malformed_json", Msg: "malformed JSON payload", Err: err}

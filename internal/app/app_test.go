@@ -1,0 +1,163 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/responder/responder/internal/app"
+)
+
+// startApp runs an App from a config text until the test ends.
+func startApp(t *testing.T, configText string) (*app.App, string) {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "responder.yml")
+	configText = strings.ReplaceAll(configText, "$DIR", dir)
+	require.NoError(t, os.WriteFile(file, []byte(configText), 0o600))
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, app.Options{ConfigFile: file, ListenAddress: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("app did not stop within 10s")
+		}
+	})
+	base := "http://" + a.Addr()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 5*time.Second, 20*time.Millisecond)
+	return a, file
+}
+
+func post(t *testing.T, url, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+const tokenConfig = `
+storage:
+  dsn: sqlite://$DIR/responder.db
+webhook:
+  authorization:
+    credentials: first-token
+`
+
+func TestApp_Reload(t *testing.T) {
+	t.Parallel()
+	a, file := startApp(t, tokenConfig)
+	base := "http://" + a.Addr()
+	payload, err := os.ReadFile("../../testdata/am_v4_firing.json")
+	require.NoError(t, err)
+
+	code, _ := post(t, base+"/webhook/alertmanager", "first-token", string(payload))
+	require.Equal(t, http.StatusOK, code)
+
+	// A valid new token takes effect on POST /-/reload.
+	dir := filepath.Dir(file)
+	require.NoError(t, os.WriteFile(file, []byte(strings.ReplaceAll(strings.ReplaceAll(tokenConfig, "first-token", "second-token"), "$DIR", dir)), 0o600))
+	code, body := post(t, base+"/-/reload", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	code, _ = post(t, base+"/webhook/alertmanager", "first-token", string(payload))
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, _ = post(t, base+"/webhook/alertmanager", "second-token", string(payload))
+	require.Equal(t, http.StatusOK, code)
+
+	// An invalid file is rejected and the configuration in force stays.
+	require.NoError(t, os.WriteFile(file, []byte("webhook:\n  authorization: {credentials: x}\n  unknown_key: 1\n"), 0o600))
+	code, body = post(t, base+"/-/reload", "", "")
+	require.Equal(t, http.StatusInternalServerError, code)
+	require.Contains(t, body, "unknown_key")
+	require.Error(t, a.Reload())
+	code, _ = post(t, base+"/webhook/alertmanager", "second-token", string(payload))
+	require.Equal(t, http.StatusOK, code, "the old configuration still runs")
+}
+
+func TestApp_RefusesExposureWithoutAuth(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "responder.yml")
+	require.NoError(t, os.WriteFile(file, []byte("storage:\n  dsn: sqlite://"+dir+"/r.db\n"), 0o600))
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
+		_, err := app.New(context.Background(), app.Options{ConfigFile: file, ListenAddress: addr})
+		require.ErrorContains(t, err, "without webhook authentication", addr)
+	}
+}
+
+func TestApp_Endpoints(t *testing.T) {
+	t.Parallel()
+	a, _ := startApp(t, tokenConfig)
+	base := "http://" + a.Addr()
+	for _, tt := range []struct {
+		name, path string
+		token      string
+		want       int
+		contains   string
+	}{
+		{"healthy", "/-/healthy", "", http.StatusOK, "Healthy"},
+		{"ready", "/-/ready", "", http.StatusOK, "Ready"},
+		{"metrics", "/metrics", "", http.StatusOK, "responder_build_info"},
+		{"queue metrics", "/metrics", "", http.StatusOK, `responder_queue_jobs{state="parked"} 0`},
+		{"incidents need the token", "/api/v1/incidents", "", http.StatusUnauthorized, `"error"`},
+		{"incidents", "/api/v1/incidents", "first-token", http.StatusOK, `"incidents":[]`},
+		{"bad status filter", "/api/v1/incidents?status=open", "first-token", http.StatusBadRequest, "status must be"},
+		{"unknown incident", "/api/v1/incidents/42", "first-token", http.StatusNotFound, "not found"},
+		{"parked jobs", "/api/v1/jobs?state=parked", "first-token", http.StatusOK, `"jobs":[]`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, base+tt.path, nil)
+			require.NoError(t, err)
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, resp.StatusCode, string(b))
+			require.Contains(t, string(b), tt.contains)
+		})
+	}
+}
+
+func TestApp_SecretsNeverLeak(t *testing.T) {
+	t.Parallel()
+	a, _ := startApp(t, tokenConfig)
+	require.NotContains(t, a.Config().String(), "first-token")
+	resp, err := http.Get("http://" + a.Addr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "first-token")
+}

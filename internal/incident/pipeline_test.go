@@ -1,0 +1,213 @@
+package incident_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/responder/responder/internal/incident"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// memQueue is an in-memory JobQueue with the same lease rules as the store.
+type memQueue struct {
+	mu   sync.Mutex
+	jobs map[int64]*incident.Job
+	runs []time.Time // when each failure was recorded
+}
+
+var _ incident.JobQueue = (*memQueue)(nil)
+
+func newMemQueue(jobs ...incident.Job) *memQueue {
+	q := &memQueue{jobs: map[int64]*incident.Job{}}
+	for _, j := range jobs {
+		j.State = incident.JobQueued
+		q.jobs[j.ID] = &j
+	}
+	return q
+}
+
+func (q *memQueue) Claim(_ context.Context, owner string, n int, _ time.Duration) ([]incident.Job, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []incident.Job
+	for _, j := range q.jobs {
+		if len(out) == n {
+			break
+		}
+		if j.State == incident.JobQueued && !j.RunAt.After(time.Now()) {
+			j.State, j.Owner = incident.JobRunning, owner
+			j.Attempts++
+			out = append(out, *j)
+		}
+	}
+	return out, nil
+}
+
+func (q *memQueue) Complete(_ context.Context, j incident.Job) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.jobs[j.ID].State = incident.JobDone
+	return nil
+}
+
+func (q *memQueue) Fail(_ context.Context, j incident.Job, cause error, retryAt time.Time, park bool) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	cur := q.jobs[j.ID]
+	cur.State, cur.RunAt, cur.LastError = incident.JobQueued, retryAt, cause.Error()
+	if park {
+		cur.State = incident.JobParked
+	}
+	q.runs = append(q.runs, time.Now())
+	return nil
+}
+
+func (q *memQueue) get(id int64) incident.Job {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return *q.jobs[id]
+}
+
+func TestPipeline_Run(t *testing.T) {
+	tests := []struct {
+		name      string
+		handler   func(calls int) error
+		wantState string
+		wantCalls int
+		wantError string
+	}{
+		{"success completes", func(int) error { return nil }, incident.JobDone, 1, ""},
+		{"transient failure is retried until it succeeds", func(calls int) error {
+			if calls < 3 {
+				return errors.New("slack: 503")
+			}
+			return nil
+		}, incident.JobDone, 3, ""},
+		{"permanent failure parks at once", func(int) error { return incident.Permanent(errors.New("ok:false channel_not_found")) }, incident.JobParked, 1, "ok:false channel_not_found"},
+		{"exhausted attempts park", func(int) error { return errors.New("always down") }, incident.JobParked, 5, "always down"},
+		{"a panic parks the job and spares the worker", func(int) error { panic("boom") }, incident.JobParked, 1, "handler panic: boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newMemQueue(incident.Job{ID: 1, Kind: "k", MaxAttempts: 5})
+				reg := prometheus.NewPedanticRegistry()
+				p := incident.NewPipeline(slog.New(slog.DiscardHandler), q, incident.PipelineOptions{
+					Workers: 2, MinBackoff: time.Second, MaxBackoff: 8 * time.Second, PollInterval: 100 * time.Millisecond, Registerer: reg,
+				})
+				calls := 0
+				p.Register("k", incident.HandlerFunc(func(context.Context, incident.Job) error {
+					calls++
+					return tt.handler(calls)
+				}))
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan struct{})
+				go func() { _ = p.Run(ctx); close(done) }()
+				time.Sleep(time.Minute) // fake time: enough for every backoff
+				cancel()
+				<-done
+				got := q.get(1)
+				require.Equal(t, tt.wantState, got.State)
+				require.Equal(t, tt.wantCalls, calls)
+				require.Contains(t, got.LastError, tt.wantError)
+				if tt.wantState == incident.JobParked {
+					require.InDelta(t, 1, testutil.ToFloat64(prometheusCounter(t, reg, "parked")), 0)
+				}
+			})
+		})
+	}
+}
+
+// prometheusCounter finds the attempts counter for kind "k" and outcome.
+func prometheusCounter(t *testing.T, reg *prometheus.Registry, outcome string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "responder_queue_job_attempts_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == "k" && labels["outcome"] == outcome {
+				return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"}, func() float64 { return m.GetCounter().GetValue() })
+			}
+		}
+	}
+	t.Fatalf("no counter for outcome %s", outcome)
+	return nil
+}
+
+func TestPipeline_BackoffGrows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newMemQueue(incident.Job{ID: 1, Kind: "k", MaxAttempts: 6})
+		p := incident.NewPipeline(slog.New(slog.DiscardHandler), q, incident.PipelineOptions{
+			Workers: 1, MinBackoff: time.Second, MaxBackoff: 10 * time.Second, PollInterval: 10 * time.Millisecond,
+		})
+		var starts []time.Time
+		p.Register("k", incident.HandlerFunc(func(context.Context, incident.Job) error {
+			starts = append(starts, time.Now())
+			return errors.New("down")
+		}))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { _ = p.Run(ctx); close(done) }()
+		time.Sleep(2 * time.Minute)
+		cancel()
+		<-done
+		require.Len(t, starts, 6)
+		// Gaps follow 1s, 2s, 4s, 8s, 10s (capped), each jittered into the
+		// upper half of its interval.
+		want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second}
+		for i, w := range want {
+			gap := starts[i+1].Sub(starts[i])
+			require.GreaterOrEqual(t, gap, w/2, "gap %d", i)
+			require.LessOrEqual(t, gap, w+20*time.Millisecond, "gap %d", i)
+		}
+	})
+}
+
+func TestPipeline_WakeRunsWorkWithoutPolling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newMemQueue()
+		p := incident.NewPipeline(slog.New(slog.DiscardHandler), q, incident.PipelineOptions{Workers: 1, PollInterval: time.Hour})
+		ran := make(chan time.Time, 1)
+		p.Register("k", incident.HandlerFunc(func(context.Context, incident.Job) error { ran <- time.Now(); return nil }))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { _ = p.Run(ctx); close(done) }()
+		synctest.Wait()
+		q.mu.Lock()
+		q.jobs[7] = &incident.Job{ID: 7, Kind: "k", State: incident.JobQueued, MaxAttempts: 3}
+		q.mu.Unlock()
+		start := time.Now()
+		p.Wake()
+		at := <-ran
+		require.Equal(t, start, at, "the job ran at once, not at the next poll")
+		cancel()
+		<-done
+	})
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	for attempts := 1; attempts < 20; attempts++ {
+		d := incident.Backoff(attempts, time.Second, time.Minute)
+		require.GreaterOrEqual(t, d, time.Second/2)
+		require.LessOrEqual(t, d, time.Minute)
+	}
+}

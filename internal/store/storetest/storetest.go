@@ -1,0 +1,359 @@
+// Package storetest is the behaviour suite every store engine must pass:
+// the same tests run against SQLite and PostgreSQL.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/alertmanager/template"
+	"github.com/stretchr/testify/require"
+
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/store"
+)
+
+// Clock is a settable time source for tests.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock at a fixed instant.
+func NewClock() *Clock { return &Clock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Opener opens a fresh, migrated, empty store whose clock is c.Now, and
+// runs its committer until the test ends.
+type Opener func(t *testing.T, c *Clock) *store.Store
+
+// Run runs the whole suite.
+func Run(t *testing.T, open Opener) {
+	t.Run("Accept", func(t *testing.T) { testAccept(t, open) })
+	t.Run("Apply", func(t *testing.T) { testApply(t, open) })
+	t.Run("ApplyOrder", func(t *testing.T) { testApplyOrder(t, open) })
+	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
+	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
+}
+
+// Payload loads a testdata payload from the repository's testdata folder.
+func Payload(t testing.TB, name string) *incident.Message {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", name))
+	require.NoError(t, err)
+	m, err := incident.DecodeMessage(b)
+	require.NoError(t, err)
+	return m
+}
+
+// clone deep-copies a message so that tests can change it.
+func clone(t testing.TB, m *incident.Message) *incident.Message {
+	t.Helper()
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	out, err := incident.DecodeMessage(b)
+	require.NoError(t, err)
+	return out
+}
+
+// withAlerts returns a copy of m whose alerts are given as fingerprint→status.
+func withAlerts(t testing.TB, m *incident.Message, startsAt time.Time, states map[string]string) *incident.Message {
+	t.Helper()
+	out := clone(t, m)
+	tmpl := out.Alerts[0]
+	out.Alerts = nil
+	for fp, st := range states {
+		a := tmpl
+		a.Fingerprint, a.Status, a.StartsAt = fp, st, startsAt
+		a.Labels = template.KV{"alertname": "CheckoutLatencyHigh", "pod": fp}
+		if st == incident.StatusResolved {
+			a.EndsAt = startsAt.Add(10 * time.Minute)
+		}
+		out.Alerts = append(out.Alerts, a)
+	}
+	return out
+}
+
+func accept(t testing.TB, s *store.Store, m *incident.Message, at time.Time) incident.Receipt {
+	t.Helper()
+	raw, err := json.Marshal(m)
+	require.NoError(t, err)
+	r, err := s.Accept(context.Background(), incident.Delivery{Message: m, Raw: raw, ReceivedAt: at})
+	require.NoError(t, err)
+	return r
+}
+
+// drain applies every due ingest job and returns the outcomes in order.
+func drain(t testing.TB, s *store.Store) []incident.Applied {
+	t.Helper()
+	ctx := context.Background()
+	var out []incident.Applied
+	for {
+		jobs, err := s.Claim(ctx, "test", 10, time.Minute)
+		require.NoError(t, err)
+		if len(jobs) == 0 {
+			return out
+		}
+		for _, j := range jobs {
+			require.Equal(t, incident.JobIngest, j.Kind)
+			ap, err := s.ApplyNotification(ctx, j)
+			require.NoError(t, err)
+			out = append(out, ap)
+		}
+	}
+}
+
+func testAccept(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c)
+	m := Payload(t, "am_v4_firing.json")
+
+	first := accept(t, s, m, c.Now())
+	require.False(t, first.Duplicate)
+	again := accept(t, s, m, c.Now())
+	require.True(t, again.Duplicate, "identical alert states are a duplicate")
+	require.NotEqual(t, first.NotificationID, again.NotificationID, "duplicates are stored too")
+
+	cosmetic := clone(t, m)
+	cosmetic.CommonAnnotations["summary"] = "changed wording"
+	require.True(t, accept(t, s, cosmetic, c.Now()).Duplicate, "annotations do not make a delivery new")
+
+	resolved := Payload(t, "am_v4_resolved.json")
+	require.False(t, accept(t, s, resolved, c.Now()).Duplicate)
+
+	counts, err := s.NotificationCounts(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{incident.NotificationPending: 2, incident.NotificationDuplicate: 2}, counts)
+	jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 0)
+	require.NoError(t, err)
+	require.Len(t, jobs, 2, "one ingest job per new notification")
+}
+
+func testApply(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c)
+	ctx := context.Background()
+	base := Payload(t, "am_v4_firing.json")
+	t0 := c.Now().Add(-time.Hour)
+
+	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "firing"}), c.Now())
+	got := drain(t, s)
+	require.Len(t, got, 1)
+	require.Equal(t, incident.TransitionOpened, got[0].Transition)
+	require.Equal(t, 1, got[0].Incident.Episode)
+	id := got[0].Incident.ID
+
+	// Alert b joins.
+	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "firing", "b": "firing"}), c.Now())
+	got = drain(t, s)
+	require.Equal(t, incident.TransitionUpdated, got[0].Transition)
+	require.Equal(t, 1, got[0].NewFiring)
+	require.Equal(t, id, got[0].Incident.ID)
+
+	// a resolves, b still fires.
+	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "resolved", "b": "firing"}), c.Now())
+	got = drain(t, s)
+	require.Equal(t, incident.TransitionUpdated, got[0].Transition)
+	require.Equal(t, 1, got[0].NewResolved)
+	require.Equal(t, incident.StatusFiring, got[0].Incident.Status)
+
+	// A repeat of an old state (a firing, b firing): a is stale, nothing new.
+	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "firing", "b": "firing", "c": "resolved"}), c.Now())
+	got = drain(t, s)
+	require.Equal(t, 0, got[0].NewFiring, "a firing after a resolved is stale")
+
+	// Everything resolves.
+	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "resolved", "b": "resolved"}), c.Now())
+	got = drain(t, s)
+	require.Equal(t, incident.TransitionResolved, got[0].Transition)
+	require.Equal(t, incident.StatusResolved, got[0].Incident.Status)
+	require.NotNil(t, got[0].Incident.ResolvedAt)
+
+	// The group fires again: a new episode, a new incident.
+	t1 := t0.Add(2 * time.Hour)
+	accept(t, s, withAlerts(t, base, t1, map[string]string{"a": "firing"}), c.Now())
+	got = drain(t, s)
+	require.Equal(t, incident.TransitionOpened, got[0].Transition)
+	require.Equal(t, 2, got[0].Incident.Episode)
+	require.NotEqual(t, id, got[0].Incident.ID)
+
+	full, err := s.GetIncident(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, full.Alerts, 3)
+	// a firing, b firing, a resolved, c resolved, b resolved: each exactly once.
+	require.Len(t, full.History, 5)
+	seen := map[string]int{}
+	for _, h := range full.History {
+		seen[h.Fingerprint+"/"+h.Status]++
+	}
+	for k, n := range seen {
+		require.Equal(t, 1, n, "change %s recorded once", k)
+	}
+	require.Len(t, full.Notifications, 5)
+
+	firing, err := s.ListIncidents(ctx, incident.ListFilter{Status: incident.StatusFiring})
+	require.NoError(t, err)
+	require.Len(t, firing, 1)
+	_, err = s.GetIncident(ctx, 999)
+	require.Equal(t, incident.NotFound, incident.KindOf(err))
+}
+
+// testApplyOrder: the outcome does not depend on the order in which
+// notifications are applied.
+func testApplyOrder(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c)
+	ctx := context.Background()
+	base := Payload(t, "am_v4_firing.json")
+	t0 := c.Now().Add(-time.Hour)
+	firing := withAlerts(t, base, t0, map[string]string{"a": "firing"})
+	resolved := withAlerts(t, base, t0, map[string]string{"a": "resolved"})
+
+	// Commit the resolve first, as if the firing delivery came late from an
+	// HA peer.
+	accept(t, s, resolved, c.Now())
+	accept(t, s, firing, c.Now())
+	got := drain(t, s)
+	require.Len(t, got, 2)
+	require.Equal(t, incident.TransitionResolved, got[0].Transition)
+	require.Equal(t, incident.TransitionDuplicate, got[1].Transition, "a late firing is stale")
+	all, err := s.ListIncidents(ctx, incident.ListFilter{})
+	require.NoError(t, err)
+	require.Len(t, all, 1, "no second episode from a stale firing")
+	require.Equal(t, incident.StatusResolved, all[0].Status)
+}
+
+func testQueue(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c)
+	ctx := context.Background()
+	accept(t, s, Payload(t, "am_v4_firing.json"), c.Now())
+
+	jobs, err := s.Claim(ctx, "w1", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, jobs, 1)
+	j := jobs[0]
+	require.Equal(t, 1, j.Attempts)
+
+	again, err := s.Claim(ctx, "w2", 10, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, again, "a leased job is not handed out twice")
+
+	// The lease expires (the worker died): another worker takes over.
+	c.Advance(61 * time.Second)
+	taken, err := s.Claim(ctx, "w2", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, taken, 1)
+	require.Equal(t, 2, taken[0].Attempts)
+
+	// The old owner can no longer complete or fail it.
+	require.NoError(t, s.Complete(ctx, j))
+	require.NoError(t, s.Fail(ctx, j, errors.New("late"), c.Now(), true))
+	running, err := s.ListJobs(ctx, incident.JobRunning, 0)
+	require.NoError(t, err)
+	require.Len(t, running, 1)
+
+	// A failure schedules a retry: not due before retryAt.
+	require.NoError(t, s.Fail(ctx, taken[0], errors.New("slack: 503"), c.Now().Add(30*time.Second), false))
+	none, err := s.Claim(ctx, "w3", 10, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, none)
+	c.Advance(31 * time.Second)
+	retry, err := s.Claim(ctx, "w3", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, retry, 1)
+	require.Equal(t, 3, retry[0].Attempts)
+
+	// Parking keeps the error and takes the job out of the queue.
+	require.NoError(t, s.Fail(ctx, retry[0], errors.New("poison: cannot decode"), c.Now(), true))
+	parked, err := s.ListJobs(ctx, incident.JobParked, 0)
+	require.NoError(t, err)
+	require.Len(t, parked, 1)
+	require.Equal(t, "poison: cannot decode", parked[0].LastError)
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.ByState[incident.JobParked])
+	c.Advance(time.Hour)
+	none, err = s.Claim(ctx, "w3", 10, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, none, "parked jobs never run by themselves")
+
+	// An operator retries it.
+	require.NoError(t, s.Retry(ctx, parked[0].ID))
+	back, err := s.Claim(ctx, "w4", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, back, 1)
+	require.Equal(t, 1, back[0].Attempts)
+	require.Equal(t, incident.NotFound, incident.KindOf(s.Retry(ctx, 12345)))
+}
+
+func testConcurrentClaims(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c)
+	ctx := context.Background()
+	base := Payload(t, "am_v4_firing.json")
+	const n = 60
+	for i := range n {
+		m := clone(t, base)
+		m.GroupKey = fmt.Sprintf("group-%d", i)
+		accept(t, s, m, c.Now())
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		claimed = map[int64]int{}
+		total   atomic.Int64
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for {
+				jobs, err := s.Claim(ctx, fmt.Sprintf("w%d", w), 3, time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(jobs) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, j := range jobs {
+					claimed[j.ID]++
+				}
+				mu.Unlock()
+				total.Add(int64(len(jobs)))
+			}
+		})
+	}
+	wg.Wait()
+	require.Len(t, claimed, n)
+	require.Equal(t, int64(n), total.Load(), "each job claimed exactly once")
+}
+
+func testMigrateTwice(t *testing.T, open Opener) {
+	s := open(t, NewClock())
+	require.NoError(t, s.Migrate(context.Background()), "migrating an up-to-date database is a no-op")
+}
