@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/responder/responder/internal/store"
 	"github.com/responder/responder/internal/store/sqlite"
@@ -46,3 +47,5 @@ func TestSQLite_Reopen(t *testing.T) {
 	require.NoError(t, err, "reopening a migrated database works")
 	require.NoError(t, db.Close())
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
