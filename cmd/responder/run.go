@@ -97,8 +97,9 @@ func runCheckConfig(stdout, stderr io.Writer, file string) int {
 		_, err = config.LoadFile(file)
 	}
 	if err != nil {
+		// LoadFile already names the file on every line.
 		for _, line := range problems(err) {
-			fmt.Fprintf(stderr, "%s: %s\n", name, line)
+			fmt.Fprintln(stderr, line)
 		}
 		return 1
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -251,11 +250,8 @@ func loadConfig(file string) (*config.Config, error) {
 	if file == "" {
 		return config.Default(), nil
 	}
-	cfg, err := config.LoadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", filepath.Base(file), err)
-	}
-	return cfg, nil
+	// LoadFile's errors already name the file.
+	return config.LoadFile(file)
 }
 
 // checkExposure refuses a listener beyond loopback without webhook

@@ -1,0 +1,575 @@
+// Package config loads responder's YAML configuration file. It aggregates
+// the components' own Config types, decodes strictly (an unknown key
+// anywhere is an error), applies defaults, and cross-checks references
+// between sections, such as the receivers and time intervals a route names.
+package config
+
+import (
+	_ "embed" // The default configuration is embedded.
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v2"
+
+	"github.com/responder/responder/internal/context/gather"
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/remediation"
+	"github.com/responder/responder/internal/routing"
+	"github.com/responder/responder/internal/store"
+	"github.com/responder/responder/internal/webhook"
+)
+
+// defaultYAML is the configuration used without --config.file.
+//
+//go:embed default.yml
+var defaultYAML string
+
+// ConsoleReceiver is the receiver an absent route sends to. Like every
+// receiver without *_configs it only writes the console log line.
+const ConsoleReceiver = "console"
+
+// Config is the whole configuration file.
+type Config struct {
+	Global        GlobalConfig           `yaml:"global,omitempty"`
+	Storage       store.Config           `yaml:"storage,omitempty"`
+	Webhook       webhook.Config         `yaml:"webhook,omitempty"`
+	TimeIntervals []routing.TimeInterval `yaml:"time_intervals,omitempty"`
+	Route         *routing.Route         `yaml:"route,omitempty"`
+	Receivers     []routing.Receiver     `yaml:"receivers,omitempty"`
+	Context       gather.Config          `yaml:"context,omitempty"`
+	Remediation   remediation.Config     `yaml:"remediation,omitempty"`
+
+	// file is the path the config was loaded from, "" when it came from text.
+	file string
+	// original is the text it was loaded from.
+	original string
+}
+
+// GlobalConfig is the `global` section: endpoints and credentials shared by
+// the other sections.
+type GlobalConfig struct {
+	// ExternalURL is how people reach responder; used in links.
+	ExternalURL string `yaml:"external_url,omitempty"`
+	// SlackAPIURL is the Slack Web API base URL; it always ends in "/".
+	SlackAPIURL string `yaml:"slack_api_url,omitempty"`
+	// SlackBotToken is the bot token (xoxb-...); at most one of it and
+	// SlackBotTokenFile may be set, and one is needed by slack_configs.
+	SlackBotToken     incident.Secret `yaml:"slack_bot_token,omitempty"`
+	SlackBotTokenFile string          `yaml:"slack_bot_token_file,omitempty"`
+	// SlackSigningSecret verifies requests to /slack/interactions; at most
+	// one of it and SlackSigningSecretFile may be set.
+	SlackSigningSecret     incident.Secret `yaml:"slack_signing_secret,omitempty"`
+	SlackSigningSecretFile string          `yaml:"slack_signing_secret_file,omitempty"`
+	// PagerDutyEventsURL is the Events API base URL, without a trailing "/".
+	PagerDutyEventsURL string `yaml:"pagerduty_events_url,omitempty"`
+	// PrometheusURL is queried for context and remediation checks.
+	PrometheusURL string `yaml:"prometheus_url,omitempty"`
+	// AlertmanagerURL is where silence steps create silences.
+	AlertmanagerURL string `yaml:"alertmanager_url,omitempty"`
+}
+
+// The defaults of GlobalConfig.
+const (
+	DefaultSlackAPIURL        = "https://slack.com/api/"
+	DefaultPagerDutyEventsURL = "https://events.pagerduty.com"
+)
+
+// UnmarshalYAML implements yaml.Unmarshaler: defaults, decode, validate.
+func (g *GlobalConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*g = GlobalConfig{}
+	type plain GlobalConfig
+	if err := unmarshal((*plain)(g)); err != nil {
+		return err
+	}
+	g.SetDefaults()
+	return g.Validate()
+}
+
+// SetDefaults fills the empty URLs that have defaults and normalises
+// slack_api_url to end in "/" and pagerduty_events_url not to.
+func (g *GlobalConfig) SetDefaults() {
+	if g.SlackAPIURL == "" {
+		g.SlackAPIURL = DefaultSlackAPIURL
+	}
+	if !strings.HasSuffix(g.SlackAPIURL, "/") {
+		g.SlackAPIURL += "/"
+	}
+	if g.PagerDutyEventsURL == "" {
+		g.PagerDutyEventsURL = DefaultPagerDutyEventsURL
+	}
+	g.PagerDutyEventsURL = strings.TrimRight(g.PagerDutyEventsURL, "/")
+}
+
+// Validate checks the section on its own. Its errors contain neither
+// secrets nor URLs.
+func (g *GlobalConfig) Validate() error {
+	urls := []struct{ key, value string }{
+		{"external_url", g.ExternalURL},
+		{"slack_api_url", g.SlackAPIURL},
+		{"pagerduty_events_url", g.PagerDutyEventsURL},
+		{"prometheus_url", g.PrometheusURL},
+		{"alertmanager_url", g.AlertmanagerURL},
+	}
+	for _, u := range urls {
+		if u.value == "" {
+			continue
+		}
+		if err := checkURL(u.value); err != nil {
+			return fmt.Errorf("%s: %w", u.key, err)
+		}
+	}
+	if g.SlackBotToken != "" && g.SlackBotTokenFile != "" {
+		return errors.New("at most one of slack_bot_token and slack_bot_token_file may be configured")
+	}
+	if g.SlackSigningSecret != "" && g.SlackSigningSecretFile != "" {
+		return errors.New("at most one of slack_signing_secret and slack_signing_secret_file may be configured")
+	}
+	return nil
+}
+
+// checkURL requires an absolute http or https URL. Its errors never contain
+// the URL, which may carry credentials.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return fmt.Errorf("invalid URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("invalid URL: scheme must be http or https")
+	}
+	if u.Host == "" {
+		return errors.New("invalid URL: host is required")
+	}
+	return nil
+}
+
+// section decodes one part of the file and keeps its error instead of
+// aborting the whole decode, so that Load can name the section in the error
+// and report every broken section at once.
+type section[T any] struct {
+	v   T
+	set bool
+	err error
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *section[T]) UnmarshalYAML(unmarshal func(any) error) error {
+	s.set = true
+	s.err = unmarshal(&s.v)
+	return nil
+}
+
+// file mirrors Config's keys; TestFile_keys keeps the two in step.
+type file struct {
+	Global        section[GlobalConfig]           `yaml:"global"`
+	Storage       section[store.Config]           `yaml:"storage"`
+	Webhook       section[webhook.Config]         `yaml:"webhook"`
+	TimeIntervals section[[]routing.TimeInterval] `yaml:"time_intervals"`
+	Route         section[*routing.Route]         `yaml:"route"`
+	Receivers     section[[]routing.Receiver]     `yaml:"receivers"`
+	Context       section[gather.Config]          `yaml:"context"`
+	Remediation   section[remediation.Config]     `yaml:"remediation"`
+}
+
+// Load parses a configuration from text. Relative paths stay relative and no
+// secret file is read; LoadFile does both. The error has one line per
+// problem (see errors.Join), and never contains a secret.
+func Load(s string) (*Config, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("config is empty")
+	}
+	var f file
+	if err := yaml.UnmarshalStrict([]byte(s), &f); err != nil {
+		return nil, errors.Join(yamlErrors("", err)...)
+	}
+	var errs []error
+	for _, s := range []struct {
+		key string
+		err error
+	}{
+		{"global", f.Global.err},
+		{"storage", f.Storage.err},
+		{"webhook", f.Webhook.err},
+		{"time_intervals", f.TimeIntervals.err},
+		{"route", f.Route.err},
+		{"receivers", f.Receivers.err},
+		{"context", f.Context.err},
+		{"remediation", f.Remediation.err},
+	} {
+		if s.err != nil {
+			errs = append(errs, yamlErrors(s.key, s.err)...)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if !f.Global.set && !f.Storage.set && !f.Webhook.set && !f.TimeIntervals.set &&
+		!f.Route.set && !f.Receivers.set && !f.Context.set && !f.Remediation.set {
+		// Only comments, or a document like `{}`.
+		return nil, errors.New("config is empty")
+	}
+	c := &Config{
+		Global:        f.Global.v,
+		Storage:       f.Storage.v,
+		Webhook:       f.Webhook.v,
+		TimeIntervals: f.TimeIntervals.v,
+		Route:         f.Route.v,
+		Receivers:     f.Receivers.v,
+		Context:       f.Context.v,
+		Remediation:   f.Remediation.v,
+		original:      s,
+	}
+	c.setDefaults()
+	if errs := c.validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// setDefaults fills the sections that were absent or written as `key:` with
+// no value: YAML decodes those to their zero value without calling their
+// UnmarshalYAML. A present section is never zero, since its UnmarshalYAML
+// sets defaults, so an explicit `dry_run: false` survives.
+func (c *Config) setDefaults() {
+	if isZero(c.Global) {
+		c.Global.SetDefaults()
+	}
+	if isZero(c.Storage) {
+		c.Storage.SetDefaults()
+	}
+	if c.Webhook.MaxBodySize == 0 {
+		c.Webhook.MaxBodySize = webhook.DefaultMaxBodySize
+	}
+	if isZero(c.Context) {
+		c.Context = gather.DefaultConfig()
+	}
+	if isZero(c.Remediation) {
+		c.Remediation = remediation.DefaultConfig()
+	}
+	if c.Route == nil && len(c.Receivers) == 0 {
+		c.Route = &routing.Route{Receiver: ConsoleReceiver}
+		c.Receivers = []routing.Receiver{{Name: ConsoleReceiver}}
+	}
+}
+
+func isZero(v any) bool { return reflect.ValueOf(v).IsZero() }
+
+// validate runs the checks that span elements and sections, naming each
+// element by its path.
+func (c *Config) validate() []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	intervals := map[string]bool{}
+	for i := range c.TimeIntervals {
+		ti := &c.TimeIntervals[i]
+		if err := ti.Validate(); err != nil {
+			fail("time_intervals[%d]: %w", i, err)
+		} else if intervals[ti.Name] {
+			fail("time_intervals[%d]: duplicate time interval name %q", i, ti.Name)
+		}
+		intervals[ti.Name] = true
+	}
+
+	receivers := map[string]bool{}
+	hasSlack := false
+	for i := range c.Receivers {
+		r := &c.Receivers[i]
+		// An invalid receiver's name still counts as defined, so that its
+		// error is not followed by one for every route using it.
+		if err := r.Validate(); err != nil {
+			fail("receivers[%d]: %w", i, err)
+		} else if receivers[r.Name] {
+			fail("receivers[%d]: duplicate receiver name %q", i, r.Name)
+		}
+		receivers[r.Name] = true
+		hasSlack = hasSlack || len(r.SlackConfigs) > 0
+	}
+	if hasSlack && c.Global.SlackBotToken == "" && c.Global.SlackBotTokenFile == "" {
+		fail("global: slack_configs need slack_bot_token or slack_bot_token_file")
+	}
+	if len(c.Remediation.Approvers) > 0 && c.Global.SlackSigningSecret == "" && c.Global.SlackSigningSecretFile == "" {
+		fail("remediation: approvers need global.slack_signing_secret or global.slack_signing_secret_file to verify approvals")
+	}
+
+	if c.Route == nil {
+		fail("route: route is required when receivers are configured")
+		return errs
+	}
+	root := c.Route
+	switch {
+	case root.Receiver == "":
+		fail("route: root route must have a receiver")
+	case len(root.Matchers) > 0:
+		fail("route: root route must not have matchers")
+	case root.Continue:
+		fail("route: root route must not have continue")
+	case len(root.ActiveTimeIntervals) > 0 || len(root.MuteTimeIntervals) > 0:
+		fail("route: root route must not have active_time_intervals or mute_time_intervals")
+	}
+	if err := root.Validate(); err != nil {
+		fail("route: %w", err)
+		return errs
+	}
+	// Walk stops at the first error its func returns; collect them all.
+	_ = root.Walk(func(path string, r *routing.Route) error {
+		at := "route"
+		if path != "" {
+			at += "." + path
+		}
+		if r.Receiver != "" && !receivers[r.Receiver] {
+			fail("%s: undefined receiver %q used in route", at, r.Receiver)
+		}
+		for _, names := range [][]string{r.ActiveTimeIntervals, r.MuteTimeIntervals} {
+			for _, n := range names {
+				if !intervals[n] {
+					fail("%s: undefined time interval %q used in route", at, n)
+				}
+			}
+		}
+		return nil
+	})
+	return errs
+}
+
+// typeInRE and valueRE strip Go type names and (possibly secret) values from
+// YAML type errors: "line 3: cannot unmarshal !!str `xoxb-12...` into
+// int" becomes "line 3: cannot unmarshal !!str into int".
+var (
+	typeInRE = regexp.MustCompile(` in type [\w.\[\]/*]+$`)
+	valueRE  = regexp.MustCompile(" `[^`]*`")
+)
+
+// yamlErrors splits err into one error per problem, each prefixed with key
+// (when not empty) and free of values.
+func yamlErrors(key string, err error) []error {
+	prefix := ""
+	if key != "" {
+		prefix = key + ": "
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []error{fmt.Errorf("%s%w", prefix, err)}
+	}
+	errs := make([]error, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		e = typeInRE.ReplaceAllString(e, "")
+		e = valueRE.ReplaceAllString(e, "")
+		errs = append(errs, fmt.Errorf("%s%s", prefix, e))
+	}
+	return errs
+}
+
+// LoadFile reads and parses the configuration file at path, resolves its
+// relative paths (the SQLite database, every *_file secret, runbooks_dir,
+// kill_switch_file) against the file's directory, and reads every *_file
+// secret into its inline field. Every line of the error names the file.
+func LoadFile(path string) (*Config, error) {
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	c, err := Load(string(content))
+	if err != nil {
+		return nil, prefixErrors(path, err)
+	}
+	c.file = path
+	c.resolvePaths(filepath.Dir(path))
+	if err := c.readSecrets(); err != nil {
+		return nil, prefixErrors(path, err)
+	}
+	return c, nil
+}
+
+// prefixErrors prefixes every error joined in err.
+func prefixErrors(prefix string, err error) error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	var errs []error
+	for _, e := range j.Unwrap() {
+		errs = append(errs, fmt.Errorf("%s: %w", prefix, e))
+	}
+	return errors.Join(errs...)
+}
+
+// resolvePaths makes every relative path in c relative to dir instead.
+func (c *Config) resolvePaths(dir string) {
+	join := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if driver, path, err := store.ParseDSN(c.Storage.DSN); err == nil && driver == "sqlite" &&
+		!strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:") {
+		join(&path)
+		c.Storage.DSN = "sqlite://" + path
+	}
+	join(&c.Global.SlackBotTokenFile)
+	join(&c.Global.SlackSigningSecretFile)
+	if a := c.Webhook.Authorization; a != nil {
+		join(&a.CredentialsFile)
+	}
+	if b := c.Webhook.BasicAuth; b != nil {
+		join(&b.PasswordFile)
+	}
+	for i := range c.Receivers {
+		for j := range c.Receivers[i].PagerDutyConfigs {
+			join(&c.Receivers[i].PagerDutyConfigs[j].RoutingKeyFile)
+		}
+	}
+	join(&c.Remediation.RunbooksDir)
+	join(&c.Remediation.KillSwitchFile)
+}
+
+// readSecrets reads every *_file secret into its inline field.
+func (c *Config) readSecrets() error {
+	var errs []error
+	read := func(at, path string, into *incident.Secret) {
+		if path == "" {
+			return
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: read secret: %w", at, err))
+			return
+		}
+		s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if s == "" {
+			errs = append(errs, fmt.Errorf("%s: secret file %s is empty", at, path))
+			return
+		}
+		*into = incident.Secret(s)
+	}
+	read("global: slack_bot_token_file", c.Global.SlackBotTokenFile, &c.Global.SlackBotToken)
+	read("global: slack_signing_secret_file", c.Global.SlackSigningSecretFile, &c.Global.SlackSigningSecret)
+	if a := c.Webhook.Authorization; a != nil {
+		read("webhook: authorization: credentials_file", a.CredentialsFile, &a.Credentials)
+	}
+	if b := c.Webhook.BasicAuth; b != nil {
+		read("webhook: basic_auth: password_file", b.PasswordFile, &b.Password)
+	}
+	for i := range c.Receivers {
+		for j := range c.Receivers[i].PagerDutyConfigs {
+			pd := &c.Receivers[i].PagerDutyConfigs[j]
+			read(fmt.Sprintf("receivers[%d]: pagerduty_configs[%d]: routing_key_file", i, j), pd.RoutingKeyFile, &pd.RoutingKey)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Default returns the embedded default configuration: SQLite under ./data,
+// the console receiver only, remediation enabled in dry-run.
+func Default() *Config {
+	c, err := Load(defaultYAML)
+	if err != nil {
+		// The embedded text is tested; this is a build that cannot work.
+		panic(fmt.Sprintf("invalid embedded default config: %v", err))
+	}
+	return c
+}
+
+// DefaultText returns the text of the embedded default configuration.
+func DefaultText() string { return defaultYAML }
+
+// File returns the path the config was loaded from, "" for one loaded from
+// text (including Default).
+func (c *Config) File() string { return c.file }
+
+// Original returns the text the config was loaded from.
+func (c *Config) Original() string { return c.original }
+
+// String returns the config as YAML, with every secret printed as <secret>
+// and the passwords in URLs and DSNs replaced. A secret read from a *_file is
+// left out, so the text loads again as it is.
+func (c *Config) String() string {
+	b, err := yaml.Marshal(c.redacted())
+	if err != nil {
+		return fmt.Sprintf("<error creating config string: %s>", err)
+	}
+	return string(b)
+}
+
+// redacted returns a copy of c fit for printing. It copies everything it
+// changes, so c is left alone.
+func (c *Config) redacted() *Config {
+	r := *c
+	r.Storage.DSN = redactURL(r.Storage.DSN)
+	g := &r.Global
+	for _, u := range []*string{&g.ExternalURL, &g.SlackAPIURL, &g.PagerDutyEventsURL, &g.PrometheusURL, &g.AlertmanagerURL} {
+		*u = redactURL(*u)
+	}
+	if g.SlackBotTokenFile != "" {
+		g.SlackBotToken = ""
+	}
+	if g.SlackSigningSecretFile != "" {
+		g.SlackSigningSecret = ""
+	}
+	if a := r.Webhook.Authorization; a != nil {
+		ac := *a
+		if ac.CredentialsFile != "" {
+			ac.Credentials = ""
+		}
+		r.Webhook.Authorization = &ac
+	}
+	if b := r.Webhook.BasicAuth; b != nil {
+		bc := *b
+		if bc.PasswordFile != "" {
+			bc.Password = ""
+		}
+		r.Webhook.BasicAuth = &bc
+	}
+	r.Receivers = make([]routing.Receiver, len(c.Receivers))
+	for i, rc := range c.Receivers {
+		pds := make([]routing.PagerDutyConfig, len(rc.PagerDutyConfigs))
+		for j, pd := range rc.PagerDutyConfigs {
+			if pd.RoutingKeyFile != "" {
+				pd.RoutingKey = ""
+			}
+			pds[j] = pd
+		}
+		if rc.PagerDutyConfigs == nil {
+			pds = nil
+		}
+		rc.PagerDutyConfigs = pds
+		r.Receivers[i] = rc
+	}
+	if c.Receivers == nil {
+		r.Receivers = nil
+	}
+	if l := r.Context.Logs.Loki; l != nil {
+		lc := *l
+		lc.URL = redactURL(lc.URL)
+		r.Context.Logs.Loki = &lc
+	}
+	if e := r.Context.Logs.Elasticsearch; e != nil {
+		ec := *e
+		ec.URL = redactURL(ec.URL)
+		r.Context.Logs.Elasticsearch = &ec
+	}
+	return &r
+}
+
+// redactURL replaces the password of a URL, if it has one.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	return u.String()
+}
