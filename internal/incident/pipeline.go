@@ -18,6 +18,9 @@ type JobQueue interface {
 	Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]Job, error)
 	Complete(ctx context.Context, j Job) error
 	Fail(ctx context.Context, j Job, cause error, retryAt time.Time, park bool) error
+	// Release hands a job back without counting the attempt, for work
+	// interrupted by shutdown.
+	Release(ctx context.Context, j Job) error
 }
 
 // Handler runs one job. Returning nil completes it; an error retries it
@@ -203,8 +206,12 @@ func (p *Pipeline) run(ctx context.Context, j Job) {
 		return
 	}
 	if ctx.Err() != nil {
-		// Shutting down: leave the job to its lease so it resumes after restart
-		// without counting this interrupted attempt as a failure.
+		// Shutting down: hand the job back without counting the attempt, so
+		// that it resumes at once on restart or on another replica instead of
+		// waiting for its lease to expire.
+		if rerr := p.queue.Release(bctx, j); rerr != nil {
+			log.Warn("release job failed; it resumes after its lease expires", "err", rerr)
+		}
 		return
 	}
 	park := IsPermanent(err) || j.Attempts >= j.MaxAttempts

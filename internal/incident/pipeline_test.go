@@ -73,6 +73,15 @@ func (q *memQueue) Fail(_ context.Context, j incident.Job, cause error, retryAt 
 	return nil
 }
 
+func (q *memQueue) Release(_ context.Context, j incident.Job) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	cur := q.jobs[j.ID]
+	cur.State = incident.JobQueued
+	cur.Attempts--
+	return nil
+}
+
 func (q *memQueue) get(id int64) incident.Job {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -302,12 +302,17 @@ func testQueue(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Empty(t, none, "parked jobs never run by themselves")
 
-	// An operator retries it.
+	// An operator retries it; a shutdown hands it back without counting.
 	require.NoError(t, s.Retry(ctx, parked[0].ID))
 	back, err := s.Claim(ctx, "w4", 10, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, back, 1)
 	require.Equal(t, 1, back[0].Attempts)
+	require.NoError(t, s.Release(ctx, back[0]))
+	back, err = s.Claim(ctx, "w5", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, back, 1, "a released job is due at once")
+	require.Equal(t, 1, back[0].Attempts, "a released attempt does not count")
 	require.Equal(t, incident.NotFound, incident.KindOf(s.Retry(ctx, 12345)))
 }
 
