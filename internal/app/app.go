@@ -113,7 +113,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		Lease: q.Lease, PollInterval: q.PollInterval, Registerer: reg,
 	})
 	a.console = newConsole(opts.Logger, reg)
-	a.pipeline.Register(incident.JobIngest, incident.HandlerFunc(a.ingest))
+	a.pipeline.RegisterBatch(incident.JobIngest, incident.BatchHandlerFunc(a.ingest))
 	db.SetOnCommit(a.pipeline.Wake)
 
 	handler := webhook.NewServer(opts.Logger, db, webhook.Options{

@@ -78,16 +78,16 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// ingest is the job handler that applies a committed notification.
-func (a *App) ingest(ctx context.Context, j incident.Job) error {
-	ap, err := a.db.ApplyNotification(ctx, j)
-	if err != nil {
-		return err
+// ingest is the batch job handler that applies committed notifications, in
+// one transaction per batch.
+func (a *App) ingest(ctx context.Context, jobs []incident.Job) []error {
+	applied, errs := a.db.ApplyNotifications(ctx, jobs)
+	for i, ap := range applied {
+		if errs[i] == nil && !ap.Already {
+			a.console.print(ctx, jobs[i].RefID, ap)
+		}
 	}
-	if !ap.Already {
-		a.console.print(ctx, j.RefID, ap)
-	}
-	return nil
+	return errs
 }
 
 // queueCollector reports the work queue's depth from storage at scrape time.

@@ -29,6 +29,19 @@ type Handler interface {
 	Handle(ctx context.Context, j Job) error
 }
 
+// BatchHandler runs several jobs of one kind together, typically in one
+// transaction, and completes the successful ones itself as part of that
+// transaction. It returns one error per job, nil for a job it completed.
+type BatchHandler interface {
+	HandleBatch(ctx context.Context, jobs []Job) []error
+}
+
+// BatchHandlerFunc adapts a function to BatchHandler.
+type BatchHandlerFunc func(ctx context.Context, jobs []Job) []error
+
+// HandleBatch implements BatchHandler.
+func (f BatchHandlerFunc) HandleBatch(ctx context.Context, jobs []Job) []error { return f(ctx, jobs) }
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, j Job) error
 
@@ -37,8 +50,11 @@ func (f HandlerFunc) Handle(ctx context.Context, j Job) error { return f(ctx, j)
 
 // PipelineOptions tunes a Pipeline. Zero fields get defaults.
 type PipelineOptions struct {
-	Owner        string
-	Workers      int
+	Owner   string
+	Workers int
+	// BatchSize is how many due jobs a worker claims at once; a kind with a
+	// BatchHandler runs them together.
+	BatchSize    int
 	MinBackoff   time.Duration
 	MaxBackoff   time.Duration
 	Lease        time.Duration
@@ -57,6 +73,7 @@ type Pipeline struct {
 	queue    JobQueue
 	opts     PipelineOptions
 	handlers map[string]Handler
+	batchers map[string]BatchHandler
 	wake     chan struct{}
 
 	attempts *prometheus.CounterVec
@@ -70,6 +87,9 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 16
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = time.Second
@@ -94,6 +114,7 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 		queue:    queue,
 		opts:     opts,
 		handlers: map[string]Handler{},
+		batchers: map[string]BatchHandler{},
 		wake:     make(chan struct{}, 1),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "responder_queue_job_attempts_total",
@@ -114,6 +135,17 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 // Register routes jobs of kind to h. It must be called before Run.
 func (p *Pipeline) Register(kind string, h Handler) {
 	p.handlers[kind] = h
+	p.metricLabels(kind)
+}
+
+// RegisterBatch routes jobs of kind to a BatchHandler. It must be called
+// before Run.
+func (p *Pipeline) RegisterBatch(kind string, h BatchHandler) {
+	p.batchers[kind] = h
+	p.metricLabels(kind)
+}
+
+func (p *Pipeline) metricLabels(kind string) {
 	for _, o := range []string{"done", "retry", "parked"} {
 		p.attempts.WithLabelValues(kind, o)
 	}
@@ -146,7 +178,7 @@ func (p *Pipeline) work(ctx context.Context, owner string) {
 	defer poll.Stop()
 	var lastErr string
 	for ctx.Err() == nil {
-		jobs, err := p.queue.Claim(ctx, owner, 1, p.opts.Lease)
+		jobs, err := p.queue.Claim(ctx, owner, p.opts.BatchSize, p.opts.Lease)
 		if err != nil {
 			// Log when the failure changes, not on every poll.
 			if ctx.Err() == nil && err.Error() != lastErr {
@@ -157,9 +189,11 @@ func (p *Pipeline) work(ctx context.Context, owner string) {
 			lastErr = ""
 		}
 		if len(jobs) > 0 {
-			for _, j := range jobs {
-				p.run(ctx, j)
+			if len(jobs) == p.opts.BatchSize {
+				// There may be more: wake an idle worker to help.
+				p.Wake()
 			}
+			p.runBatch(ctx, jobs)
 			// Keep draining while there is work.
 			continue
 		}
@@ -167,8 +201,6 @@ func (p *Pipeline) work(ctx context.Context, owner string) {
 		case <-ctx.Done():
 			return
 		case <-p.wake:
-			// Pass the wake-up on so that a burst reaches every idle worker.
-			p.Wake()
 		case <-poll.C:
 		}
 	}
@@ -176,11 +208,69 @@ func (p *Pipeline) work(ctx context.Context, owner string) {
 
 var errNoHandler = errors.New("no handler registered for job kind")
 
+// runBatch runs claimed jobs: runs of one kind with a BatchHandler together,
+// the rest one by one.
+func (p *Pipeline) runBatch(ctx context.Context, jobs []Job) {
+	for len(jobs) > 0 {
+		kind := jobs[0].Kind
+		n := 1
+		for n < len(jobs) && jobs[n].Kind == kind {
+			n++
+		}
+		run := jobs[:n]
+		jobs = jobs[n:]
+		bh, ok := p.batchers[kind]
+		if ok {
+			run = p.dropExhausted(ctx, run)
+		}
+		if !ok || len(run) == 0 {
+			for _, j := range run {
+				p.run(ctx, j)
+			}
+			continue
+		}
+		start := p.opts.Now()
+		jctx, cancel := context.WithTimeoutCause(ctx, p.opts.JobTimeout, fmt.Errorf("job %s timed out after %s", kind, p.opts.JobTimeout))
+		errs := safeHandleBatch(jctx, bh, run)
+		cancel()
+		per := p.opts.Now().Sub(start).Seconds() / float64(len(run))
+		for i, j := range run {
+			p.duration.WithLabelValues(kind).Observe(per)
+			p.record(ctx, j, errs[i], true)
+		}
+	}
+}
+
+// exhausted reports a job whose lease expired more often than it may be
+// tried: it keeps taking its worker (or the process) down, so it must not
+// run again.
+func exhausted(j Job) error {
+	if j.Attempts <= j.MaxAttempts {
+		return nil
+	}
+	return Permanent(fmt.Errorf("attempt %d exceeds max attempts %d (its lease expired while running)", j.Attempts, j.MaxAttempts))
+}
+
+// dropExhausted parks exhausted jobs and returns the others.
+func (p *Pipeline) dropExhausted(ctx context.Context, jobs []Job) []Job {
+	keep := jobs[:0:0]
+	for _, j := range jobs {
+		if err := exhausted(j); err != nil {
+			p.record(ctx, j, err, false)
+			continue
+		}
+		keep = append(keep, j)
+	}
+	return keep
+}
+
 func (p *Pipeline) run(ctx context.Context, j Job) {
 	h, ok := p.handlers[j.Kind]
 	start := p.opts.Now()
-	var err error
-	if !ok {
+	err := exhausted(j)
+	if err != nil {
+		// Recorded below as parked.
+	} else if !ok {
 		err = Permanent(fmt.Errorf("%w %q", errNoHandler, j.Kind))
 	} else {
 		jctx, cancel := context.WithTimeoutCause(ctx, p.opts.JobTimeout, fmt.Errorf("job %s timed out after %s", j.Kind, p.opts.JobTimeout))
@@ -191,6 +281,12 @@ func (p *Pipeline) run(ctx context.Context, j Job) {
 		cancel()
 	}
 	p.duration.WithLabelValues(j.Kind).Observe(p.opts.Now().Sub(start).Seconds())
+	p.record(ctx, j, err, false)
+}
+
+// record completes, retries or parks a job after an attempt. completed is
+// true when a successful handler already completed the job itself.
+func (p *Pipeline) record(ctx context.Context, j Job, err error, completed bool) {
 	log := p.logger.With("job_id", j.ID, "kind", j.Kind, "attempt", j.Attempts)
 
 	// Bookkeeping uses its own short context: a job that finished just as
@@ -198,6 +294,10 @@ func (p *Pipeline) run(ctx context.Context, j Job) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err == nil {
+		if completed {
+			p.attempts.WithLabelValues(j.Kind, "done").Inc()
+			return
+		}
 		if cerr := p.queue.Complete(bctx, j); cerr != nil {
 			log.Warn("complete job failed; it will run again after its lease and must be idempotent", "err", cerr)
 			return
@@ -215,7 +315,13 @@ func (p *Pipeline) run(ctx context.Context, j Job) {
 		return
 	}
 	park := IsPermanent(err) || j.Attempts >= j.MaxAttempts
-	retryAt := p.opts.Now().Add(Backoff(j.Attempts, p.opts.MinBackoff, p.opts.MaxBackoff))
+	delay := Backoff(j.Attempts, p.opts.MinBackoff, p.opts.MaxBackoff)
+	var ra RetryAfterer
+	if errors.As(err, &ra) && ra.RetryAfter() > delay {
+		// The remote told us when to come back (Slack's Retry-After).
+		delay = ra.RetryAfter()
+	}
+	retryAt := p.opts.Now().Add(delay)
 	if ferr := p.queue.Fail(bctx, j, err, retryAt, park); ferr != nil {
 		log.Warn("record job failure failed; it will run again after its lease", "err", ferr, "cause", err)
 		return
@@ -227,6 +333,32 @@ func (p *Pipeline) run(ctx context.Context, j Job) {
 	}
 	p.attempts.WithLabelValues(j.Kind, "retry").Inc()
 	log.Warn("job failed, will retry", "err", err, "retry_at", retryAt)
+}
+
+// RetryAfterer is implemented by errors that know when a retry may succeed,
+// such as a rate-limit answer with Retry-After.
+type RetryAfterer interface {
+	RetryAfter() time.Duration
+}
+
+// safeHandleBatch is safeHandle for a batch: a panic fails every job.
+func safeHandleBatch(ctx context.Context, h BatchHandler, jobs []Job) (errs []error) {
+	defer func() {
+		if r := recover(); r != nil {
+			errs = make([]error, len(jobs))
+			for i := range errs {
+				errs[i] = Permanent(fmt.Errorf("handler panic: %v", r))
+			}
+		}
+	}()
+	errs = h.HandleBatch(ctx, jobs)
+	if len(errs) != len(jobs) {
+		errs = make([]error, len(jobs))
+		for i := range errs {
+			errs[i] = Permanent(errors.New("batch handler returned the wrong number of results"))
+		}
+	}
+	return errs
 }
 
 // safeHandle turns a handler panic into a permanent error, so that one bad

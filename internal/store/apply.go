@@ -8,66 +8,127 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/prometheus/alertmanager/template"
 
 	"github.com/responder/responder/internal/incident"
 )
 
-// ApplyNotification applies a stored notification to its group's incident,
-// in one transaction that also completes the ingest job: each alert state
-// change (group, fingerprint, startsAt, status) is recorded exactly once, a
-// group with no open incident opens a new episode, and an incident whose
-// alerts have all resolved is resolved. Running it again for the same
-// notification (after a crash between commit and acknowledgement) changes
-// nothing and reports Already.
+// ApplyNotifications applies stored notifications (the refs of ingest jobs)
+// to their groups' incidents and completes the jobs, all in one transaction:
+// one fsync for the whole batch. Each job runs under its own savepoint, so a
+// failing one is rolled back alone and reported in errs while the others
+// commit. When the transaction itself fails, every job gets that error.
 //
-// A firing state for an alert that has already resolved (same fingerprint and
-// startsAt) is stale, an HA peer or a retry running late, and is ignored; so
-// the outcome does not depend on the order in which notifications are applied.
-func (s *Store) ApplyNotification(ctx context.Context, j incident.Job) (incident.Applied, error) {
-	var out incident.Applied
+// Each alert state change (group, fingerprint, startsAt, status) is recorded
+// exactly once; a group with no open incident opens a new episode; an
+// incident whose alerts have all resolved is resolved. A notification applied
+// before (a job that ran again after a crash) changes nothing and reports
+// Already. A firing state for an alert that has already resolved (same
+// fingerprint and startsAt) is stale, an HA peer or a retry running late, and
+// is ignored; so the outcome does not depend on the order of application.
+//
+// For a notification that changed something, one job of each kind in
+// followUps is queued for its incident in the same transaction, so that later
+// steps run exactly when a change committed.
+func (s *Store) ApplyNotifications(ctx context.Context, jobs []incident.Job, followUps ...string) (out []incident.Applied, errs []error) {
+	out, errs = make([]incident.Applied, len(jobs)), make([]error, len(jobs))
+	fail := func(err error) ([]incident.Applied, []error) {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return out, errs
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return out, fmt.Errorf("begin apply: %w", err)
+		return fail(fmt.Errorf("begin apply: %w", err))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	queued := false
+	for i, j := range jobs {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_job"); err != nil {
+			return fail(fmt.Errorf("savepoint: %w", err))
+		}
+		ap, err := s.applyOne(ctx, tx, j, followUps)
+		if err != nil {
+			errs[i] = err
+			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_job"); rerr != nil {
+				return fail(fmt.Errorf("rollback to savepoint: %w", rerr))
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT apply_job"); err != nil {
+			return fail(fmt.Errorf("release savepoint: %w", err))
+		}
+		out[i] = ap
+		queued = queued || (errs[i] == nil && len(followUps) > 0 && !ap.Already && ap.Transition != incident.TransitionDuplicate)
+	}
+	if err := tx.Commit(); err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("commit apply: %w", err)
+		}
+		return out, errs
+	}
+	if queued {
+		s.opts.OnCommit()
+	}
+	return out, errs
+}
 
+// ApplyNotification applies one job's notification; see ApplyNotifications.
+func (s *Store) ApplyNotification(ctx context.Context, j incident.Job, followUps ...string) (incident.Applied, error) {
+	out, errs := s.ApplyNotifications(ctx, []incident.Job{j}, followUps...)
+	return out[0], errs[0]
+}
+
+func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, j incident.Job, followUps []string) (incident.Applied, error) {
 	var (
+		out     incident.Applied
 		status  string
 		payload []byte
 	)
-	err = tx.QueryRowContext(ctx, s.rebind(`SELECT status, payload FROM notifications WHERE id = ?`), j.RefID).Scan(&status, &payload)
+	err := tx.QueryRowContext(ctx, s.rebind(`SELECT status, payload FROM notifications WHERE id = ?`), j.RefID).Scan(&status, &payload)
 	if errors.Is(err, sql.ErrNoRows) {
 		return out, incident.Permanent(fmt.Errorf("notification %d does not exist", j.RefID))
 	}
 	if err != nil {
 		return out, fmt.Errorf("read notification %d: %w", j.RefID, err)
 	}
-	if status != incident.NotificationPending {
+	if status == incident.NotificationPending {
+		m, err := incident.DecodeMessage(payload)
+		if err != nil {
+			return out, incident.Permanent(fmt.Errorf("decode notification %d: %w", j.RefID, err))
+		}
+		a := applier{s: s, tx: tx, m: m, notifID: j.RefID, now: ns(s.opts.Now())}
+		if out, err = a.apply(ctx); err != nil {
+			return out, err
+		}
+		if out.Transition != incident.TransitionDuplicate {
+			for _, kind := range followUps {
+				if err := s.enqueue(ctx, tx, kind, out.Incident.ID, out.Incident.ID, nil); err != nil {
+					return out, err
+				}
+			}
+		}
+	} else {
 		out.Already = true
-		return out, s.finish(ctx, tx, j)
 	}
-	m, err := incident.DecodeMessage(payload)
-	if err != nil {
-		return out, incident.Permanent(fmt.Errorf("decode notification %d: %w", j.RefID, err))
+	if _, err := tx.StmtContext(ctx, s.stmts.completeJob).ExecContext(ctx, ns(s.opts.Now()), j.ID, j.Owner); err != nil {
+		return out, fmt.Errorf("complete job %d: %w", j.ID, err)
 	}
-	a := applier{s: s, tx: tx, m: m, notifID: j.RefID, now: ns(s.opts.Now())}
-	if out, err = a.apply(ctx); err != nil {
-		return out, err
-	}
-	return out, s.finish(ctx, tx, j)
+	return out, nil
 }
 
-// finish completes the job inside the apply transaction and commits.
-func (s *Store) finish(ctx context.Context, tx *sql.Tx, j incident.Job) error {
-	if _, err := tx.StmtContext(ctx, s.stmts.completeJob).ExecContext(ctx, ns(s.opts.Now()), j.ID, j.Owner); err != nil {
-		return fmt.Errorf("complete job %d: %w", j.ID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit apply: %w", err)
-	}
-	return nil
+type knownAlert struct {
+	incidentID int64
+	status     string
+}
+
+type alertKey struct {
+	fingerprint string
+	startsAt    int64
 }
 
 type applier struct {
@@ -80,7 +141,6 @@ type applier struct {
 	openID  int64 // the group's open incident, 0 when none
 	episode int
 	created map[int64]bool   // incidents opened by this notification
-	touched map[int64]bool   // incidents whose alerts changed
 	before  map[int64]string // status of touched incidents before
 
 	newFiring, newResolved int
@@ -90,9 +150,17 @@ func (a *applier) exec(ctx context.Context, q string, args ...any) (sql.Result, 
 	return a.tx.ExecContext(ctx, a.s.rebind(q), args...)
 }
 
+// change is one alert state to record.
+type change struct {
+	alert      template.Alert
+	key        alertKey
+	incidentID int64
+	exists     bool
+}
+
 func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 	var out incident.Applied
-	a.created, a.touched, a.before = map[int64]bool{}, map[int64]bool{}, map[int64]string{}
+	a.created, a.before = map[int64]bool{}, map[int64]string{}
 	gk := a.m.GroupKey
 	// Lock the group row: on PostgreSQL this serialises concurrent workers
 	// applying notifications of the same group; SQLite serialises all writers.
@@ -105,12 +173,41 @@ func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 	}
 	a.openID = open.Int64
 
-	for _, al := range a.m.Alerts {
-		if err := a.applyAlert(ctx, al); err != nil {
-			return out, err
-		}
+	known, err := a.known(ctx)
+	if err != nil {
+		return out, err
 	}
-	if len(a.touched) == 0 {
+	// Decide in memory what is new, then write it in two statements.
+	var changes []change
+	seen := map[alertKey]string{}
+	for _, al := range a.m.Alerts {
+		k := alertKey{al.Fingerprint, ns(al.StartsAt)}
+		cur, exists := known[k]
+		if exists && (cur.status == al.Status || cur.status == incident.StatusResolved) {
+			continue // already known, or stale: resolved is final for one episode
+		}
+		if prev, dup := seen[k]; dup && (prev == al.Status || prev == incident.StatusResolved) {
+			continue // the payload lists the alert twice
+		}
+		seen[k] = al.Status
+		changes = append(changes, change{alert: al, key: k, incidentID: cur.incidentID, exists: exists})
+	}
+	for i := range changes {
+		if changes[i].exists {
+			continue
+		}
+		if a.openID == 0 {
+			if err := a.open(ctx, changes[i].alert); err != nil {
+				return out, err
+			}
+		}
+		changes[i].incidentID = a.openID
+	}
+	changes, err = a.record(ctx, changes)
+	if err != nil {
+		return out, err
+	}
+	if len(changes) == 0 {
 		if _, err := a.exec(ctx, `UPDATE notifications SET status = ?, reason = ?, incident_id = ? WHERE id = ?`,
 			incident.NotificationDuplicate, "no new alert state changes", nullInt(a.openID), a.notifID); err != nil {
 			return out, fmt.Errorf("mark duplicate: %w", err)
@@ -128,7 +225,11 @@ func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 
 	// Refresh each touched incident's counters and status. The one reported
 	// is the open incident if there is one, else the last touched.
-	ids := slices.Sorted(maps.Keys(a.touched))
+	touched := map[int64]bool{}
+	for _, c := range changes {
+		touched[c.incidentID] = true
+	}
+	ids := slices.Sorted(maps.Keys(touched))
 	primary := ids[len(ids)-1]
 	for _, id := range ids {
 		if id == a.openID {
@@ -161,75 +262,116 @@ func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 	return out, nil
 }
 
-// applyAlert records one alert's state, if it is new.
-func (a *applier) applyAlert(ctx context.Context, al template.Alert) error {
-	gk, startsAt := a.m.GroupKey, ns(al.StartsAt)
-	var (
-		curIncident int64
-		curStatus   string
-	)
-	err := a.tx.QueryRowContext(ctx, a.s.rebind(`SELECT incident_id, status FROM alerts WHERE group_key = ? AND fingerprint = ? AND starts_at = ?`),
-		gk, al.Fingerprint, startsAt).Scan(&curIncident, &curStatus)
-	exists := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read alert: %w", err)
+// known reads the stored state of the payload's alerts in one query.
+func (a *applier) known(ctx context.Context) (map[alertKey]knownAlert, error) {
+	fps := map[string]bool{}
+	for _, al := range a.m.Alerts {
+		fps[al.Fingerprint] = true
 	}
-	if exists && (curStatus == al.Status || curStatus == incident.StatusResolved) {
-		// Already known, or stale: resolved is final for one firing episode.
-		return nil
+	args := []any{a.m.GroupKey}
+	for fp := range fps {
+		args = append(args, fp)
 	}
-	incidentID := curIncident
-	if !exists {
-		if a.openID == 0 {
-			id, err := a.open(ctx, al)
-			if err != nil {
-				return err
+	q := `SELECT fingerprint, starts_at, incident_id, status FROM alerts WHERE group_key = ? AND fingerprint IN (` + placeholders(len(fps)) + `)`
+	rows, err := a.tx.QueryContext(ctx, a.s.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read alerts: %w", err)
+	}
+	defer rows.Close()
+	out := map[alertKey]knownAlert{}
+	for rows.Next() {
+		var (
+			k alertKey
+			v knownAlert
+		)
+		if err := rows.Scan(&k.fingerprint, &k.startsAt, &v.incidentID, &v.status); err != nil {
+			return nil, fmt.Errorf("read alerts: %w", err)
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
+
+// record inserts the changes (the unique key makes a concurrent duplicate a
+// no-op) and upserts the alerts of those that were new. It returns the
+// changes actually recorded.
+func (a *applier) record(ctx context.Context, changes []change) ([]change, error) {
+	var recorded []change
+	const chunk = 100 // rows per statement, well under every engine's parameter limit
+	for start := 0; start < len(changes); start += chunk {
+		part := changes[start:min(start+chunk, len(changes))]
+		args := make([]any, 0, len(part)*7)
+		for _, c := range part {
+			args = append(args, c.incidentID, a.m.GroupKey, c.key.fingerprint, c.key.startsAt, c.alert.Status, a.now, a.notifID)
+		}
+		rows, err := a.tx.QueryContext(ctx, a.s.rebind(`INSERT INTO changes (incident_id, group_key, fingerprint, starts_at, status, at, notification_id) VALUES `+
+			tuples(len(part), 7)+` ON CONFLICT DO NOTHING RETURNING fingerprint, starts_at, status`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("insert changes: %w", err)
+		}
+		inserted := map[alertKey]string{}
+		for rows.Next() {
+			var (
+				k  alertKey
+				st string
+			)
+			if err := rows.Scan(&k.fingerprint, &k.startsAt, &st); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("insert changes: %w", err)
 			}
-			a.openID = id
+			inserted[k] = st
 		}
-		incidentID = a.openID
-	}
-	if _, seen := a.before[incidentID]; !seen {
-		var st string
-		if err := a.tx.QueryRowContext(ctx, a.s.rebind(`SELECT status FROM incidents WHERE id = ?`), incidentID).Scan(&st); err != nil {
-			return fmt.Errorf("read incident %d: %w", incidentID, err)
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("insert changes: %w", err)
 		}
-		a.before[incidentID] = st
+		args = args[:0]
+		n := 0
+		for _, c := range part {
+			if inserted[c.key] != c.alert.Status {
+				continue
+			}
+			recorded = append(recorded, c)
+			n++
+			var endsAt sql.NullInt64
+			if c.alert.Status == incident.StatusResolved && !c.alert.EndsAt.IsZero() {
+				endsAt = sql.NullInt64{Int64: ns(c.alert.EndsAt), Valid: true}
+			}
+			args = append(args, a.m.GroupKey, c.key.fingerprint, c.key.startsAt, c.incidentID, c.alert.Status,
+				mustJSON(c.alert.Labels), mustJSON(c.alert.Annotations), endsAt, c.alert.GeneratorURL, a.now)
+			if c.alert.Status == incident.StatusFiring {
+				a.newFiring++
+			} else {
+				a.newResolved++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		// An existing alert keeps its incident: it resolves in the episode it
+		// fired in.
+		if _, err := a.exec(ctx, `INSERT INTO alerts (group_key, fingerprint, starts_at, incident_id, status, labels, annotations, ends_at, generator_url, updated_at) VALUES `+
+			tuples(n, 10)+` ON CONFLICT (group_key, fingerprint, starts_at) DO UPDATE SET status = excluded.status, labels = excluded.labels,
+			annotations = excluded.annotations, ends_at = excluded.ends_at, generator_url = excluded.generator_url, updated_at = excluded.updated_at`, args...); err != nil {
+			return nil, fmt.Errorf("store alerts: %w", err)
+		}
 	}
-	res, err := a.exec(ctx, `INSERT INTO changes (incident_id, group_key, fingerprint, starts_at, status, at, notification_id) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		incidentID, gk, al.Fingerprint, startsAt, al.Status, a.now, a.notifID)
-	if err != nil {
-		return fmt.Errorf("insert change: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil
-	}
-	labels, annotations := mustJSON(al.Labels), mustJSON(al.Annotations)
-	var endsAt sql.NullInt64
-	if al.Status == incident.StatusResolved && !al.EndsAt.IsZero() {
-		endsAt = sql.NullInt64{Int64: ns(al.EndsAt), Valid: true}
-	}
-	if exists {
-		_, err = a.exec(ctx, `UPDATE alerts SET status = ?, labels = ?, annotations = ?, ends_at = ?, generator_url = ?, updated_at = ? WHERE group_key = ? AND fingerprint = ? AND starts_at = ?`,
-			al.Status, labels, annotations, endsAt, al.GeneratorURL, a.now, gk, al.Fingerprint, startsAt)
-	} else {
-		_, err = a.exec(ctx, `INSERT INTO alerts (group_key, fingerprint, starts_at, incident_id, status, labels, annotations, ends_at, generator_url, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			gk, al.Fingerprint, startsAt, incidentID, al.Status, labels, annotations, endsAt, al.GeneratorURL, a.now)
-	}
-	if err != nil {
-		return fmt.Errorf("store alert: %w", err)
-	}
-	a.touched[incidentID] = true
-	if al.Status == incident.StatusFiring {
-		a.newFiring++
-	} else {
-		a.newResolved++
-	}
-	return nil
+	return recorded, nil
+}
+
+// placeholders returns "?, ?, ?" for n values.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// tuples returns "(?, ?), (?, ?)" for rows tuples of width values.
+func tuples(rows, width int) string {
+	one := "(" + placeholders(width) + ")"
+	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
 }
 
 // open creates the group's next episode.
-func (a *applier) open(ctx context.Context, first template.Alert) (int64, error) {
+func (a *applier) open(ctx context.Context, first template.Alert) error {
 	a.episode++
 	m := a.m
 	var id int64
@@ -238,23 +380,30 @@ func (a *applier) open(ctx context.Context, first template.Alert) (int64, error)
 		m.GroupKey, a.episode, first.Status, m.Receiver, mustJSON(m.GroupLabels), mustJSON(m.CommonLabels), mustJSON(m.CommonAnnotations), m.ExternalURL,
 		ns(first.StartsAt), a.now).Scan(&id)
 	if err != nil {
-		return 0, fmt.Errorf("open incident: %w", err)
+		return fmt.Errorf("open incident: %w", err)
 	}
+	a.openID = id
 	a.created[id] = true
 	a.before[id] = ""
-	return id, nil
+	return nil
 }
 
 // refresh recomputes an incident's counters and status from its alerts.
 func (a *applier) refresh(ctx context.Context, id int64) error {
-	var firing, resolved int
-	var lastEnd sql.NullInt64
+	var (
+		firing, resolved int
+		lastEnd          sql.NullInt64
+		before           string
+	)
 	if err := a.tx.QueryRowContext(ctx, a.s.rebind(`SELECT
 			coalesce(sum(CASE WHEN status = 'firing' THEN 1 ELSE 0 END), 0),
 			coalesce(sum(CASE WHEN status = 'resolved' THEN 1 ELSE 0 END), 0),
-			max(ends_at)
-		FROM alerts WHERE incident_id = ?`), id).Scan(&firing, &resolved, &lastEnd); err != nil {
+			max(ends_at), (SELECT status FROM incidents WHERE id = ?)
+		FROM alerts WHERE incident_id = ?`), id, id).Scan(&firing, &resolved, &lastEnd, &before); err != nil {
 		return fmt.Errorf("count alerts of incident %d: %w", id, err)
+	}
+	if _, ok := a.before[id]; !ok {
+		a.before[id] = before
 	}
 	status := incident.StatusFiring
 	var resolvedAt sql.NullInt64
@@ -269,7 +418,7 @@ func (a *applier) refresh(ctx context.Context, id int64) error {
 		}
 	}
 	m := a.m
-	if _, err := a.exec(ctx, `UPDATE incidents SET status = ?, firing_alerts = ?, resolved_alerts = ?, resolved_at = ?, updated_at = ?,
+	if _, err := a.exec(ctx, `UPDATE incidents SET status = ?, firing_alerts = ?, resolved_alerts = ?, resolved_at = ?, updated_at = ?, version = version + 1,
 			common_labels = ?, common_annotations = ? WHERE id = ?`,
 		status, firing, resolved, resolvedAt, a.now, mustJSON(m.CommonLabels), mustJSON(m.CommonAnnotations), id); err != nil {
 		return fmt.Errorf("update incident %d: %w", id, err)
