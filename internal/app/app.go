@@ -114,7 +114,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	})
 	a.console = newConsole(opts.Logger, reg)
 	a.pipeline.RegisterBatch(incident.JobIngest, incident.BatchHandlerFunc(a.ingest))
-	db.SetOnCommit(a.pipeline.Wake)
+	db.SetHooks(a.pipeline.Wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) })
 
 	handler := webhook.NewServer(opts.Logger, db, webhook.Options{
 		Config:     func() webhook.Config { return a.cfg.Load().Webhook },

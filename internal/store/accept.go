@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/responder/responder/internal/incident"
 )
@@ -67,14 +69,25 @@ type acceptRes struct {
 // a batch to fill. Errors are incident.Unavailable: the sender should retry.
 func (s *Store) Accept(ctx context.Context, d incident.Delivery) (incident.Receipt, error) {
 	req := acceptReq{d: d, reply: make(chan acceptRes, 1)}
+	stopped := &incident.Error{Kind: incident.Unavailable, Msg: "storage is not accepting: the committer has stopped"}
 	select {
 	case s.accepts <- req:
+	case <-s.stopped:
+		return incident.Receipt{}, stopped
 	case <-ctx.Done():
 		return incident.Receipt{}, &incident.Error{Kind: incident.Unavailable, Msg: "storage busy", Err: ctx.Err()}
 	}
 	select {
 	case res := <-req.reply:
 		return res.r, res.err
+	case <-s.stopped:
+		// Run answers everything it took before it returned; check once more.
+		select {
+		case res := <-req.reply:
+			return res.r, res.err
+		default:
+			return incident.Receipt{}, stopped
+		}
 	case <-ctx.Done():
 		// The commit may still happen; a retry by the sender is then a
 		// duplicate, which is harmless.
@@ -85,6 +98,7 @@ func (s *Store) Accept(ctx context.Context, d incident.Delivery) (incident.Recei
 // Run commits accepted deliveries until ctx is cancelled. Deliveries still
 // queued at that point are refused with Unavailable, so their senders retry.
 func (s *Store) Run(ctx context.Context) error {
+	defer s.stopOnce.Do(func() { close(s.stopped) })
 	batch := make([]acceptReq, 0, s.opts.MaxBatch)
 	for {
 		select {
@@ -117,6 +131,7 @@ func (s *Store) commitBatch(ctx context.Context, batch []acceptReq) {
 	// The commit itself must not be cut short by shutdown: requests in this
 	// batch are waiting for an answer.
 	ctx = context.WithoutCancel(ctx)
+	defer s.prepareMissed(ctx)
 	res, err := s.commit(ctx, batch)
 	if err != nil && len(batch) > 1 {
 		// Isolate a bad delivery from the rest of its batch.
@@ -151,14 +166,25 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 		return nil, unavailable("begin", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	// Apply in group-key order (stable, so one group's deliveries keep their
+	// arrival order): concurrent batches on several replicas then take group
+	// locks in the same order and cannot deadlock.
+	order := make([]int, len(batch))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return strings.Compare(batch[a].d.Message.GroupKey, batch[b].d.Message.GroupKey)
+	})
 	out := make([]incident.Receipt, len(batch))
+	applied := make([]*incident.Applied, len(batch))
 	queued := false
-	for i, r := range batch {
-		rec, q, err := s.insertDelivery(ctx, tx, r.d)
+	for _, i := range order {
+		rec, ap, q, err := s.insertDelivery(ctx, tx, batch[i].d)
 		if err != nil {
 			return nil, unavailable("insert", err)
 		}
-		out[i], queued = rec, queued || q
+		out[i], applied[i], queued = rec, ap, queued || q
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, unavailable("commit", err)
@@ -166,10 +192,19 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 	if queued {
 		s.opts.OnCommit()
 	}
+	for _, i := range order {
+		if applied[i] != nil {
+			s.opts.OnApplied(out[i].NotificationID, *applied[i])
+		}
+	}
 	return out, nil
 }
 
-func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery) (incident.Receipt, bool, error) {
+// insertDelivery stores one delivery and applies it to its incident in the
+// same transaction (under a savepoint). If applying fails, the notification is
+// still committed, with an ingest job that retries the apply from the queue:
+// a bug or a bad payload must never make Alertmanager resend for ever.
+func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery) (incident.Receipt, *incident.Applied, bool, error) {
 	m := d.Message
 	hash := m.StateHash()
 	now := ns(d.ReceivedAt)
@@ -180,29 +215,52 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 		var id int64
 		reason := fmt.Sprintf("same alert states as notification %d", firstID)
 		if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationDuplicate, reason, m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
-			return incident.Receipt{}, false, fmt.Errorf("insert notification: %w", err)
+			return incident.Receipt{}, nil, false, fmt.Errorf("insert notification: %w", err)
 		}
-		return incident.Receipt{NotificationID: id, Duplicate: true}, false, nil
+		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, nil
 	case err != sql.ErrNoRows:
-		return incident.Receipt{}, false, fmt.Errorf("find state: %w", err)
+		return incident.Receipt{}, nil, false, fmt.Errorf("find state: %w", err)
 	}
 	var id int64
 	if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationPending, "", m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
-		return incident.Receipt{}, false, fmt.Errorf("insert notification: %w", err)
+		return incident.Receipt{}, nil, false, fmt.Errorf("insert notification: %w", err)
 	}
 	res, err := tx.StmtContext(ctx, s.stmts.insertState).ExecContext(ctx, hash, id)
 	if err != nil {
-		return incident.Receipt{}, false, fmt.Errorf("insert state: %w", err)
+		return incident.Receipt{}, nil, false, fmt.Errorf("insert state: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		// Another replica committed the same states first.
 		if _, err := tx.StmtContext(ctx, s.stmts.markDup).ExecContext(ctx, incident.NotificationDuplicate, "same alert states as a concurrent notification", id); err != nil {
-			return incident.Receipt{}, false, fmt.Errorf("mark duplicate: %w", err)
+			return incident.Receipt{}, nil, false, fmt.Errorf("mark duplicate: %w", err)
 		}
-		return incident.Receipt{NotificationID: id, Duplicate: true}, false, nil
+		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, nil
 	}
-	if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
-		return incident.Receipt{}, false, fmt.Errorf("insert job: %w", err)
+	if s.opts.DeferApply {
+		if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
+			return incident.Receipt{}, nil, false, fmt.Errorf("insert job: %w", err)
+		}
+		return incident.Receipt{NotificationID: id}, nil, true, nil
 	}
-	return incident.Receipt{NotificationID: id}, true, nil
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_inline"); err != nil {
+		return incident.Receipt{}, nil, false, fmt.Errorf("savepoint: %w", err)
+	}
+	ap, aerr := s.applyMessage(ctx, tx, id, m)
+	if aerr != nil {
+		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_inline"); err != nil {
+			return incident.Receipt{}, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT apply_inline"); err != nil {
+		return incident.Receipt{}, nil, false, fmt.Errorf("release savepoint: %w", err)
+	}
+	if aerr != nil {
+		s.logger.Warn("applying a notification failed; it is stored and queued for a retry", "notification_id", id, "group_key", m.GroupKey, "err", aerr)
+		if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
+			return incident.Receipt{}, nil, false, fmt.Errorf("insert job: %w", err)
+		}
+		return incident.Receipt{NotificationID: id}, nil, true, nil
+	}
+	queued := len(s.opts.FollowUps) > 0 && ap.Transition != incident.TransitionDuplicate
+	return incident.Receipt{NotificationID: id}, &ap, queued, nil
 }

@@ -30,9 +30,12 @@ import (
 // is ignored; so the outcome does not depend on the order of application.
 //
 // For a notification that changed something, one job of each kind in
-// followUps is queued for its incident in the same transaction, so that later
-// steps run exactly when a change committed.
-func (s *Store) ApplyNotifications(ctx context.Context, jobs []incident.Job, followUps ...string) (out []incident.Applied, errs []error) {
+// Options.FollowUps is queued for its incident in the same transaction, so
+// that later steps run exactly when a change committed.
+//
+// Accept normally applies a delivery in its own commit; these jobs exist only
+// for deliveries whose inline apply failed.
+func (s *Store) ApplyNotifications(ctx context.Context, jobs []incident.Job) (out []incident.Applied, errs []error) {
 	out, errs = make([]incident.Applied, len(jobs)), make([]error, len(jobs))
 	fail := func(err error) ([]incident.Applied, []error) {
 		for i := range errs {
@@ -52,7 +55,7 @@ func (s *Store) ApplyNotifications(ctx context.Context, jobs []incident.Job, fol
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_job"); err != nil {
 			return fail(fmt.Errorf("savepoint: %w", err))
 		}
-		ap, err := s.applyOne(ctx, tx, j, followUps)
+		ap, err := s.applyOne(ctx, tx, j)
 		if err != nil {
 			errs[i] = err
 			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_job"); rerr != nil {
@@ -63,7 +66,7 @@ func (s *Store) ApplyNotifications(ctx context.Context, jobs []incident.Job, fol
 			return fail(fmt.Errorf("release savepoint: %w", err))
 		}
 		out[i] = ap
-		queued = queued || (errs[i] == nil && len(followUps) > 0 && !ap.Already && ap.Transition != incident.TransitionDuplicate)
+		queued = queued || (errs[i] == nil && len(s.opts.FollowUps) > 0 && !ap.Already && ap.Transition != incident.TransitionDuplicate)
 	}
 	if err := tx.Commit(); err != nil {
 		for i := range errs {
@@ -74,16 +77,17 @@ func (s *Store) ApplyNotifications(ctx context.Context, jobs []incident.Job, fol
 	if queued {
 		s.opts.OnCommit()
 	}
+	s.prepareMissed(ctx)
 	return out, errs
 }
 
 // ApplyNotification applies one job's notification; see ApplyNotifications.
-func (s *Store) ApplyNotification(ctx context.Context, j incident.Job, followUps ...string) (incident.Applied, error) {
-	out, errs := s.ApplyNotifications(ctx, []incident.Job{j}, followUps...)
+func (s *Store) ApplyNotification(ctx context.Context, j incident.Job) (incident.Applied, error) {
+	out, errs := s.ApplyNotifications(ctx, []incident.Job{j})
 	return out[0], errs[0]
 }
 
-func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, j incident.Job, followUps []string) (incident.Applied, error) {
+func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, j incident.Job) (incident.Applied, error) {
 	var (
 		out     incident.Applied
 		status  string
@@ -101,22 +105,32 @@ func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, j incident.Job, follow
 		if err != nil {
 			return out, incident.Permanent(fmt.Errorf("decode notification %d: %w", j.RefID, err))
 		}
-		a := applier{s: s, tx: tx, m: m, notifID: j.RefID, now: ns(s.opts.Now())}
-		if out, err = a.apply(ctx); err != nil {
+		if out, err = s.applyMessage(ctx, tx, j.RefID, m); err != nil {
 			return out, err
-		}
-		if out.Transition != incident.TransitionDuplicate {
-			for _, kind := range followUps {
-				if err := s.enqueue(ctx, tx, kind, out.Incident.ID, out.Incident.ID, nil); err != nil {
-					return out, err
-				}
-			}
 		}
 	} else {
 		out.Already = true
 	}
 	if _, err := tx.StmtContext(ctx, s.stmts.completeJob).ExecContext(ctx, ns(s.opts.Now()), j.ID, j.Owner); err != nil {
 		return out, fmt.Errorf("complete job %d: %w", j.ID, err)
+	}
+	return out, nil
+}
+
+// applyMessage applies a pending notification's message and queues the
+// follow-up jobs, inside tx.
+func (s *Store) applyMessage(ctx context.Context, tx *sql.Tx, notifID int64, m *incident.Message) (incident.Applied, error) {
+	a := applier{s: s, tx: tx, m: m, notifID: notifID, now: ns(s.opts.Now())}
+	out, err := a.apply(ctx)
+	if err != nil {
+		return out, err
+	}
+	if out.Transition != incident.TransitionDuplicate {
+		for _, kind := range s.opts.FollowUps {
+			if err := s.enqueue(ctx, tx, kind, out.Incident.ID, out.Incident.ID, nil); err != nil {
+				return out, err
+			}
+		}
 	}
 	return out, nil
 }
@@ -147,7 +161,24 @@ type applier struct {
 }
 
 func (a *applier) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := a.s.cached(q); st != nil {
+		return a.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
 	return a.tx.ExecContext(ctx, a.s.rebind(q), args...)
+}
+
+func (a *applier) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := a.s.cached(q); st != nil {
+		return a.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return a.tx.QueryContext(ctx, a.s.rebind(q), args...)
+}
+
+func (a *applier) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := a.s.cached(q); st != nil {
+		return a.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return a.tx.QueryRowContext(ctx, a.s.rebind(q), args...)
 }
 
 // change is one alert state to record.
@@ -168,7 +199,7 @@ func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 		return out, fmt.Errorf("insert group: %w", err)
 	}
 	var open sql.NullInt64
-	if err := a.tx.QueryRowContext(ctx, a.s.rebind(`SELECT episode, incident_id FROM alert_groups WHERE group_key = ?`+a.s.dialect.ForUpdate), gk).Scan(&a.episode, &open); err != nil {
+	if err := a.queryRow(ctx, (`SELECT episode, incident_id FROM alert_groups WHERE group_key = ?`+a.s.dialect.ForUpdate), gk).Scan(&a.episode, &open); err != nil {
 		return out, fmt.Errorf("lock group: %w", err)
 	}
 	a.openID = open.Int64
@@ -273,7 +304,7 @@ func (a *applier) known(ctx context.Context) (map[alertKey]knownAlert, error) {
 		args = append(args, fp)
 	}
 	q := `SELECT fingerprint, starts_at, incident_id, status FROM alerts WHERE group_key = ? AND fingerprint IN (` + placeholders(len(fps)) + `)`
-	rows, err := a.tx.QueryContext(ctx, a.s.rebind(q), args...)
+	rows, err := a.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read alerts: %w", err)
 	}
@@ -304,8 +335,8 @@ func (a *applier) record(ctx context.Context, changes []change) ([]change, error
 		for _, c := range part {
 			args = append(args, c.incidentID, a.m.GroupKey, c.key.fingerprint, c.key.startsAt, c.alert.Status, a.now, a.notifID)
 		}
-		rows, err := a.tx.QueryContext(ctx, a.s.rebind(`INSERT INTO changes (incident_id, group_key, fingerprint, starts_at, status, at, notification_id) VALUES `+
-			tuples(len(part), 7)+` ON CONFLICT DO NOTHING RETURNING fingerprint, starts_at, status`), args...)
+		rows, err := a.query(ctx, (`INSERT INTO changes (incident_id, group_key, fingerprint, starts_at, status, at, notification_id) VALUES ` +
+			tuples(len(part), 7) + ` ON CONFLICT DO NOTHING RETURNING fingerprint, starts_at, status`), args...)
 		if err != nil {
 			return nil, fmt.Errorf("insert changes: %w", err)
 		}
@@ -375,7 +406,7 @@ func (a *applier) open(ctx context.Context, first template.Alert) error {
 	a.episode++
 	m := a.m
 	var id int64
-	err := a.tx.QueryRowContext(ctx, a.s.rebind(`INSERT INTO incidents (group_key, episode, status, receiver, group_labels, common_labels, common_annotations, external_url, opened_at, updated_at)
+	err := a.queryRow(ctx, (`INSERT INTO incidents (group_key, episode, status, receiver, group_labels, common_labels, common_annotations, external_url, opened_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		m.GroupKey, a.episode, first.Status, m.Receiver, mustJSON(m.GroupLabels), mustJSON(m.CommonLabels), mustJSON(m.CommonAnnotations), m.ExternalURL,
 		ns(first.StartsAt), a.now).Scan(&id)
@@ -395,7 +426,7 @@ func (a *applier) refresh(ctx context.Context, id int64) error {
 		lastEnd          sql.NullInt64
 		before           string
 	)
-	if err := a.tx.QueryRowContext(ctx, a.s.rebind(`SELECT
+	if err := a.queryRow(ctx, (`SELECT
 			coalesce(sum(CASE WHEN status = 'firing' THEN 1 ELSE 0 END), 0),
 			coalesce(sum(CASE WHEN status = 'resolved' THEN 1 ELSE 0 END), 0),
 			max(ends_at), (SELECT status FROM incidents WHERE id = ?)

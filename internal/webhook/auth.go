@@ -19,8 +19,14 @@ var errUnauthorized = &incident.Error{Kind: incident.Unauthorized, Code: "unauth
 func requireAuth(cfg func() Config, m *metrics) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if !authorized(cfg(), c.Request()) {
+			cur := cfg()
+			if !authorized(cur, c.Request()) {
 				m.rejected.WithLabelValues("unauthorized").Inc()
+				scheme := "Basic"
+				if cur.Authorization != nil {
+					scheme = cur.Authorization.Type
+				}
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, scheme+` realm="responder"`)
 				return errUnauthorized
 			}
 			return next(c)

@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // registers /debug/pprof on http.DefaultServeMux.
 
 	"github.com/labstack/echo/v4"
 )
@@ -16,6 +18,10 @@ func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *me
 	api.GET("/incidents", handleListIncidents(opts.Incidents))
 	api.GET("/incidents/:id", handleGetIncident(opts.Incidents))
 	api.GET("/jobs", handleListJobs(opts.Incidents))
+
+	// Profiling, as Prometheus and Alertmanager offer it, behind the API's
+	// authentication.
+	e.Any("/debug/pprof/*", echo.WrapHandler(http.DefaultServeMux), auth)
 
 	e.GET("/metrics", echo.WrapHandler(opts.Metrics))
 	e.GET("/-/healthy", handleHealthy())

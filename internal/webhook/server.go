@@ -120,9 +120,6 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 				logger.Error("request failed", "path", c.Path(), "err", err)
 				body.Error = "internal error"
 			}
-			if ie.Kind == incident.Unauthorized {
-				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="responder"`)
-			}
 		case errors.As(err, &he):
 			code = he.Code
 			body.Error = http.StatusText(code)

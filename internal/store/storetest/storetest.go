@@ -49,14 +49,40 @@ func (c *Clock) Advance(d time.Duration) {
 // runs its committer until the test ends.
 type Opener func(t *testing.T, c *Clock) *store.Store
 
-// Run runs the whole suite.
+// Run runs the whole suite. Apply tests run twice: with deliveries applied
+// in their own commit (the default), and deferred to ingest jobs.
 func Run(t *testing.T, open Opener) {
+	deferred := func(t *testing.T, c *Clock) *store.Store {
+		s := open(t, c)
+		s.SetDeferApply(true)
+		return s
+	}
 	t.Run("Accept", func(t *testing.T) { testAccept(t, open) })
-	t.Run("Apply", func(t *testing.T) { testApply(t, open) })
-	t.Run("ApplyOrder", func(t *testing.T) { testApplyOrder(t, open) })
-	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
-	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
+	t.Run("AcceptDeferred", func(t *testing.T) { testAcceptDeferred(t, deferred) })
+	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
+		t.Run("Apply"+name, func(t *testing.T) { testApply(t, o) })
+		t.Run("ApplyOrder"+name, func(t *testing.T) { testApplyOrder(t, o) })
+	}
+	t.Run("FollowUps", func(t *testing.T) { testFollowUps(t, open) })
+	t.Run("Queue", func(t *testing.T) { testQueue(t, deferred) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, deferred) })
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
+}
+
+// recorder collects what Accept applied inline.
+type recorder struct {
+	mu      sync.Mutex
+	applied []incident.Applied
+}
+
+func record(s *store.Store, followUps ...string) *recorder {
+	r := &recorder{}
+	s.SetHooks(nil, func(_ int64, ap incident.Applied) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.applied = append(r.applied, ap)
+	}, followUps...)
+	return r
 }
 
 // Payload loads a testdata payload from the repository's testdata folder.
@@ -107,22 +133,26 @@ func accept(t testing.TB, s *store.Store, m *incident.Message, at time.Time) inc
 	return r
 }
 
-// drain applies every due ingest job and returns the outcomes in order.
-func drain(t testing.TB, s *store.Store) []incident.Applied {
+// drain returns what was applied since the last call: inline by Accept, or
+// by applying every due ingest job.
+func drain(t testing.TB, s *store.Store, r *recorder) []incident.Applied {
 	t.Helper()
 	ctx := context.Background()
-	var out []incident.Applied
+	r.mu.Lock()
+	out := r.applied
+	r.applied = nil
+	r.mu.Unlock()
 	for {
 		jobs, err := s.Claim(ctx, "test", 10, time.Minute)
 		require.NoError(t, err)
 		if len(jobs) == 0 {
 			return out
 		}
-		for _, j := range jobs {
+		applied, errs := s.ApplyNotifications(ctx, jobs)
+		for i, j := range jobs {
 			require.Equal(t, incident.JobIngest, j.Kind)
-			ap, err := s.ApplyNotification(ctx, j)
-			require.NoError(t, err)
-			out = append(out, ap)
+			require.NoError(t, errs[i])
+			out = append(out, applied[i])
 		}
 	}
 }
@@ -147,21 +177,72 @@ func testAccept(t *testing.T, open Opener) {
 
 	counts, err := s.NotificationCounts(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, map[string]int{incident.NotificationPending: 2, incident.NotificationDuplicate: 2}, counts)
-	jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 0)
+	require.Equal(t, map[string]int{incident.NotificationProcessed: 2, incident.NotificationDuplicate: 2}, counts,
+		"new deliveries are applied in their commit")
+	jobs, err := s.ListJobs(context.Background(), "", 0)
 	require.NoError(t, err)
-	require.Len(t, jobs, 2, "one ingest job per new notification")
+	require.Empty(t, jobs, "no ingest job when the apply succeeded inline")
+	list, err := s.ListIncidents(context.Background(), incident.ListFilter{})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, incident.StatusResolved, list[0].Status)
+}
+
+func testAcceptDeferred(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c)
+	ctx := context.Background()
+	m := Payload(t, "am_v4_firing.json")
+	require.False(t, accept(t, s, m, c.Now()).Duplicate)
+	require.True(t, accept(t, s, m, c.Now()).Duplicate)
+	counts, err := s.NotificationCounts(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{incident.NotificationPending: 1, incident.NotificationDuplicate: 1}, counts)
+	jobs, err := s.ListJobs(ctx, incident.JobQueued, 0)
+	require.NoError(t, err)
+	require.Len(t, jobs, 1, "one ingest job per new notification")
+
+	// The job is applied once, even when it runs again after a crash
+	// between its commit and its completion being seen.
+	claimed, err := s.Claim(ctx, "w", 1, time.Minute)
+	require.NoError(t, err)
+	ap, err := s.ApplyNotification(ctx, claimed[0])
+	require.NoError(t, err)
+	require.Equal(t, incident.TransitionOpened, ap.Transition)
+	again, err := s.ApplyNotification(ctx, claimed[0])
+	require.NoError(t, err)
+	require.True(t, again.Already)
+}
+
+func testFollowUps(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c)
+	ctx := context.Background()
+	record(s, "notify")
+	m := Payload(t, "am_v4_firing.json")
+	accept(t, s, m, c.Now())
+	accept(t, s, m, c.Now()) // a duplicate queues nothing
+	accept(t, s, Payload(t, "am_v4_resolved.json"), c.Now())
+	jobs, err := s.ListJobs(ctx, incident.JobQueued, 0)
+	require.NoError(t, err)
+	require.Len(t, jobs, 2, "one follow-up per change, committed with it")
+	for _, j := range jobs {
+		require.Equal(t, "notify", j.Kind)
+		require.Equal(t, j.IncidentID, j.RefID)
+		require.NotZero(t, j.IncidentID)
+	}
 }
 
 func testApply(t *testing.T, open Opener) {
 	c := NewClock()
 	s := open(t, c)
+	r := record(s)
 	ctx := context.Background()
 	base := Payload(t, "am_v4_firing.json")
 	t0 := c.Now().Add(-time.Hour)
 
 	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "firing"}), c.Now())
-	got := drain(t, s)
+	got := drain(t, s, r)
 	require.Len(t, got, 1)
 	require.Equal(t, incident.TransitionOpened, got[0].Transition)
 	require.Equal(t, 1, got[0].Incident.Episode)
@@ -169,26 +250,26 @@ func testApply(t *testing.T, open Opener) {
 
 	// Alert b joins.
 	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "firing", "b": "firing"}), c.Now())
-	got = drain(t, s)
+	got = drain(t, s, r)
 	require.Equal(t, incident.TransitionUpdated, got[0].Transition)
 	require.Equal(t, 1, got[0].NewFiring)
 	require.Equal(t, id, got[0].Incident.ID)
 
 	// a resolves, b still fires.
 	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "resolved", "b": "firing"}), c.Now())
-	got = drain(t, s)
+	got = drain(t, s, r)
 	require.Equal(t, incident.TransitionUpdated, got[0].Transition)
 	require.Equal(t, 1, got[0].NewResolved)
 	require.Equal(t, incident.StatusFiring, got[0].Incident.Status)
 
 	// A repeat of an old state (a firing, b firing): a is stale, nothing new.
 	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "firing", "b": "firing", "c": "resolved"}), c.Now())
-	got = drain(t, s)
+	got = drain(t, s, r)
 	require.Equal(t, 0, got[0].NewFiring, "a firing after a resolved is stale")
 
 	// Everything resolves.
 	accept(t, s, withAlerts(t, base, t0, map[string]string{"a": "resolved", "b": "resolved"}), c.Now())
-	got = drain(t, s)
+	got = drain(t, s, r)
 	require.Equal(t, incident.TransitionResolved, got[0].Transition)
 	require.Equal(t, incident.StatusResolved, got[0].Incident.Status)
 	require.NotNil(t, got[0].Incident.ResolvedAt)
@@ -196,7 +277,7 @@ func testApply(t *testing.T, open Opener) {
 	// The group fires again: a new episode, a new incident.
 	t1 := t0.Add(2 * time.Hour)
 	accept(t, s, withAlerts(t, base, t1, map[string]string{"a": "firing"}), c.Now())
-	got = drain(t, s)
+	got = drain(t, s, r)
 	require.Equal(t, incident.TransitionOpened, got[0].Transition)
 	require.Equal(t, 2, got[0].Incident.Episode)
 	require.NotEqual(t, id, got[0].Incident.ID)
@@ -227,6 +308,7 @@ func testApply(t *testing.T, open Opener) {
 func testApplyOrder(t *testing.T, open Opener) {
 	c := NewClock()
 	s := open(t, c)
+	r := record(s)
 	ctx := context.Background()
 	base := Payload(t, "am_v4_firing.json")
 	t0 := c.Now().Add(-time.Hour)
@@ -237,7 +319,7 @@ func testApplyOrder(t *testing.T, open Opener) {
 	// HA peer.
 	accept(t, s, resolved, c.Now())
 	accept(t, s, firing, c.Now())
-	got := drain(t, s)
+	got := drain(t, s, r)
 	require.Len(t, got, 2)
 	require.Equal(t, incident.TransitionResolved, got[0].Transition)
 	require.Equal(t, incident.TransitionDuplicate, got[1].Transition, "a late firing is stale")

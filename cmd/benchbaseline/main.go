@@ -1,0 +1,98 @@
+// Command benchbaseline is the yardstick of scripts/bench.sh: the cheapest
+// reasonable Alertmanager webhook receiver. It is plain net/http plus
+// encoding/json decoding into template.Data, with no storage, no
+// authentication and no middleware, and it answers 200 once the body has
+// decoded. Responder's durable ingest is measured against it in the same run.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/alertmanager/template"
+)
+
+// maxBodySize matches responder's default webhook.max_body_size.
+const maxBodySize = 4 << 20
+
+// message is Alertmanager's v4 webhook body, as responder decodes it.
+type message struct {
+	*template.Data
+
+	Version         string `json:"version"`
+	GroupKey        string `json:"groupKey"`
+	TruncatedAlerts uint64 `json:"truncatedAlerts"`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("benchbaseline", flag.ContinueOnError)
+	listen := fs.String("web.listen-address", "127.0.0.1:9097", "Address to listen on; port 0 picks a free port (logged).")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		logger.Error("cannot listen", "err", err)
+		return 1
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(handle), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("listening", "address", ln.Addr().String())
+	select {
+	case err := <-errc:
+		logger.Error("serve", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Warn("shutdown cut requests off", "err", err)
+	}
+	return 0
+}
+
+// handle answers every path: POST bodies are decoded, anything else is
+// healthy, so that the benchmark can poll any URL for readiness.
+func handle(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		_, _ = io.WriteString(w, "Healthy.\n")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
+	if err != nil {
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	var m message
+	if err := json.Unmarshal(body, &m); err != nil {
+		http.Error(w, "malformed JSON payload", http.StatusBadRequest)
+		return
+	}
+	if m.Data == nil || len(m.Alerts) == 0 {
+		http.Error(w, "alerts are required", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"status":"success","alerts":%d}`+"\n", len(m.Alerts))
+}

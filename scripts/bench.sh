@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# bench.sh measures responder's durable webhook ingest against a non-durable
+# decode-only baseline (cmd/benchbaseline), in one run, on loopback.
+#
+# For each of ROUNDS rounds (the order of baseline and responder alternates
+# between rounds, to cancel drift on a noisy machine) it:
+#   - starts the baseline, warms it up, drives it with the saturation load
+#     (CONNS connections for DURATION, cmd/loadgen, and wrk when installed);
+#   - starts a fresh responder (SQLite in a temp dir, bearer token, a free
+#     loopback port) for each responder phase, so that one phase's ingest
+#     backlog does not eat the next phase's CPU:
+#       saturation with distinct payloads (loadgen, then wrk on a fresh one),
+#       saturation with identical payloads (Alertmanager retries/HA copies),
+#       open loop at RATE req/s with distinct payloads, for p99;
+#   - samples the server's VmHWM/VmRSS and utime+stime around each phase.
+# It prints the medians, the ratio responder/baseline, p99 at RATE req/s,
+# peak RSS, CPU µs per request and the exact commands.
+#
+# Usage: scripts/bench.sh            (about 5-6 minutes)
+#        ROUNDS=1 DURATION=5s scripts/bench.sh   (a quick look)
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-1s}
+RATE=${RATE:-1000}
+RATE_DURATION=${RATE_DURATION:-10s}
+TOKEN=bench-token-not-a-secret
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PAYLOAD=${PAYLOAD:-$ROOT/testdata/am_v4_firing_10.json}
+
+WORK=$(mktemp -d /tmp/responder-bench.XXXXXX)
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ -z ${KEEP:-} ]]; then
+		rm -rf "$WORK"
+	else
+		echo "kept $WORK" >&2
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+# --- build ----------------------------------------------------------------
+log "building into $WORK/bin"
+(cd "$ROOT" && go build -o "$WORK/bin/responder" ./cmd/responder &&
+	go build -o "$WORK/bin/benchbaseline" ./cmd/benchbaseline &&
+	go build -o "$WORK/bin/loadgen" ./cmd/loadgen)
+BIN=$WORK/bin
+HAVE_WRK=
+if command -v wrk >/dev/null 2>&1; then
+	HAVE_WRK=1
+fi
+
+# wrk posts the payload; with distinct=1 each request gets its own groupKey
+# and fingerprints (per thread counter), like loadgen --distinct.
+cat >"$WORK/post.lua" <<'EOF'
+local f = assert(io.open(os.getenv("BENCH_PAYLOAD"), "rb"))
+local body = f:read("*a")
+f:close()
+local distinct = os.getenv("BENCH_DISTINCT") == "1"
+local token = os.getenv("BENCH_TOKEN") or ""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+if token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+wrk.body = body
+
+local threads = {}
+local tid = 0
+function setup(thread)
+	tid = tid + 1
+	thread:set("id", tid)
+	table.insert(threads, thread)
+end
+
+-- Split the body once around the values that change, so that a request
+-- costs a table.concat, not a pattern match over 10 KB.
+local parts, slots = {}, {}
+if distinct then
+	local pos = 1
+	local marks = {}
+	local s, e = body:find('"groupKey"%s*:%s*"', 1)
+	if s then
+		local vend = body:find('"', e + 1, true)
+		while body:sub(vend - 1, vend - 1) == "\\" do vend = body:find('"', vend + 1, true) end
+		table.insert(marks, { e + 1, vend - 1, "gk" })
+	end
+	local from = 1
+	while true do
+		local fs, fe = body:find('"fingerprint"%s*:%s*"', from)
+		if not fs then break end
+		local vend = body:find('"', fe + 1, true)
+		table.insert(marks, { fe + 1, vend - 1, "fp" })
+		from = vend + 1
+	end
+	table.sort(marks, function(a, b) return a[1] < b[1] end)
+	for _, m in ipairs(marks) do
+		table.insert(parts, body:sub(pos, m[1] - 1))
+		table.insert(slots, { kind = m[3], value = body:sub(m[1], m[2]) })
+		pos = m[2] + 1
+	end
+	table.insert(parts, body:sub(pos))
+end
+
+local counter = 0
+local run = os.time() % 65536
+function request()
+	if not distinct then return wrk.format() end
+	counter = counter + 1
+	local out, fp = {}, 0
+	for i, s in ipairs(slots) do
+		out[#out + 1] = parts[i]
+		if s.kind == "gk" then
+			out[#out + 1] = s.value .. ':{wrk=\\"' .. run .. "-" .. id .. "-" .. counter .. '\\"}'
+		else
+			fp = fp + 1
+			out[#out + 1] = string.format("%06x%04x%02x%04x", counter % 16777216, run, id % 256, fp)
+		end
+	end
+	out[#out + 1] = parts[#parts]
+	return wrk.format(nil, nil, nil, table.concat(out))
+end
+
+function done(summary, latency, requests)
+	local e = summary.errors
+	io.write(string.format("wrk_result requests=%d rps=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f non2xx=%d socket_errors=%d\n",
+		summary.requests, summary.requests / (summary.duration / 1e6),
+		latency:percentile(50) / 1e3, latency:percentile(99) / 1e3, latency.max / 1e3,
+		e.status, e.connect + e.read + e.write + e.timeout))
+end
+EOF
+
+# --- servers --------------------------------------------------------------
+SERVER_PID=
+SERVER_URL=
+SERVER_LOG=
+CMDS=()
+
+# wait_listening LOGFILE PID: print the address from the "listening" line.
+wait_listening() {
+	local logf=$1 pid=$2 addr=
+	for _ in $(seq 100); do
+		addr=$(grep -o 'msg=listening address=[0-9.:]*' "$logf" 2>/dev/null | head -1 | sed 's/.*address=//') || true
+		if [[ -n $addr ]]; then
+			echo "$addr"
+			return 0
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			break
+		fi
+		sleep 0.1
+	done
+	log "server did not start; its log:"
+	cat "$logf" >&2
+	return 1
+}
+
+start_baseline() {
+	SERVER_LOG=$WORK/baseline.log
+	local cmd=("$BIN/benchbaseline" --web.listen-address=127.0.0.1:0)
+	"${cmd[@]}" 2>"$SERVER_LOG" &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	SERVER_URL="http://$(wait_listening "$SERVER_LOG" "$SERVER_PID")/webhook/alertmanager"
+	CMDS+=("${cmd[*]}")
+}
+
+# start_responder NAME: a fresh responder with its own database.
+start_responder() {
+	local dir=$WORK/$1
+	mkdir -p "$dir"
+	cat >"$dir/responder.yml" <<EOF
+storage:
+  dsn: sqlite://$dir/data/responder.db
+webhook:
+  authorization:
+    credentials: $TOKEN
+route:
+  receiver: console
+receivers:
+  - name: console
+EOF
+	SERVER_LOG=$dir/responder.log
+	local cmd=("$BIN/responder" serve --config.file="$dir/responder.yml" --web.listen-address=127.0.0.1:0)
+	"${cmd[@]}" 2>"$SERVER_LOG" &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	local addr
+	addr=$(wait_listening "$SERVER_LOG" "$SERVER_PID")
+	SERVER_URL="http://$addr/webhook/alertmanager"
+	for _ in $(seq 50); do
+		curl -fsS -o /dev/null "http://$addr/-/ready" && break
+		sleep 0.1
+	done
+	CMDS+=("${cmd[*]}")
+}
+
+stop_server() {
+	kill "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+}
+
+# cpu_ticks PID: utime+stime in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# mem_kb PID FIELD: VmHWM or VmRSS in kB.
+mem_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+# record SERVER PHASE TOOL KEY VALUE
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+
+# measure SERVER PHASE TOOL -- COMMAND...: run one load, record its numbers
+# and the server's CPU and memory.
+measure() {
+	local server=$1 phase=$2 tool=$3
+	shift 4
+	local t0 t1 out reqs rps p50 p99 mx errs
+	t0=$(cpu_ticks "$SERVER_PID")
+	out=$("$@")
+	t1=$(cpu_ticks "$SERVER_PID")
+	if [[ $tool == loadgen ]]; then
+		reqs=$(jq -r .requests <<<"$out")
+		rps=$(jq -r '.rps | . * 10 | round / 10' <<<"$out")
+		p50=$(jq -r '.p50_ms | . * 1000 | round / 1000' <<<"$out")
+		p99=$(jq -r '.p99_ms | . * 1000 | round / 1000' <<<"$out")
+		mx=$(jq -r '.max_ms | . * 1000 | round / 1000' <<<"$out")
+		errs=$(jq -r '[.errors[]] | add // 0' <<<"$out")
+	else
+		out=$(grep wrk_result <<<"$out")
+		reqs=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
+		rps=$(sed 's/.*rps=\([0-9.]*\).*/\1/' <<<"$out")
+		p50=$(sed 's/.*p50_ms=\([0-9.]*\).*/\1/' <<<"$out")
+		p99=$(sed 's/.*p99_ms=\([0-9.]*\).*/\1/' <<<"$out")
+		mx=$(sed 's/.*max_ms=\([0-9.]*\).*/\1/' <<<"$out")
+		errs=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(non2xx|socket_errors)=/) { split($i, a, "="); s += a[2] } } END { print s + 0 }' <<<"$out")
+	fi
+	local cpu_us=$(((t1 - t0) * 1000000 / CLK_TCK))
+	record "$server" "$phase" "$tool" rps "$rps"
+	record "$server" "$phase" "$tool" p50_ms "$p50"
+	record "$server" "$phase" "$tool" p99_ms "$p99"
+	record "$server" "$phase" "$tool" max_ms "$mx"
+	record "$server" "$phase" "$tool" errors "$errs"
+	if ((reqs > 0)); then
+		record "$server" "$phase" "$tool" cpu_us_per_req "$((cpu_us / reqs))"
+	fi
+	record "$server" "$phase" "$tool" vmhwm_mb "$(($(mem_kb "$SERVER_PID" VmHWM) / 1024))"
+	record "$server" "$phase" "$tool" vmrss_mb "$(($(mem_kb "$SERVER_PID" VmRSS) / 1024))"
+	if [[ $server == responder ]]; then
+		# Notifications applied (incident opened) by the ingest workers while
+		# the load ran, against those accepted.
+		record "$server" "$phase" "$tool" applied "$(grep -c 'msg="incident opened"' "$SERVER_LOG" || true)"
+		record "$server" "$phase" "$tool" accepted "$reqs"
+	fi
+	log "$server $phase $tool: rps=$rps p50=${p50}ms p99=${p99}ms max=${mx}ms errors=$errs cpu=$((reqs > 0 ? cpu_us / reqs : 0))us/req"
+}
+
+loadgen() { "$BIN/loadgen" --payload="$PAYLOAD" --json "$@"; }
+wrk_post() {
+	local distinct=$1 token=$2 url=$3
+	BENCH_PAYLOAD=$PAYLOAD BENCH_DISTINCT=$distinct BENCH_TOKEN=$token \
+		wrk -t2 -c"$CONNS" -d"$DURATION" -s "$WORK/post.lua" "$url"
+}
+
+LG_SAT="--connections=$CONNS --duration=$DURATION"
+LG_RATE="--rate=$RATE --connections=$CONNS --duration=$RATE_DURATION"
+
+run_baseline() {
+	start_baseline
+	loadgen --url="$SERVER_URL" --connections="$CONNS" --duration="$WARMUP" >/dev/null
+	# shellcheck disable=SC2086
+	measure baseline saturation loadgen -- loadgen --url="$SERVER_URL" $LG_SAT
+	if [[ -n $HAVE_WRK ]]; then
+		measure baseline saturation wrk -- wrk_post 1 "" "$SERVER_URL"
+	fi
+	stop_server
+}
+
+run_responder() {
+	local r=$1
+	# Warm-up uses identical payloads: after the first one they are
+	# duplicates, so it leaves no ingest backlog behind.
+	start_responder "r$r-distinct-loadgen"
+	loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
+	# shellcheck disable=SC2086
+	measure responder saturation-distinct loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_SAT
+	stop_server
+	if [[ -n $HAVE_WRK ]]; then
+		start_responder "r$r-distinct-wrk"
+		loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
+		measure responder saturation-distinct wrk -- wrk_post 1 "$TOKEN" "$SERVER_URL"
+		stop_server
+	fi
+	start_responder "r$r-identical"
+	loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
+	# shellcheck disable=SC2086
+	measure responder saturation-identical loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_SAT --distinct=false
+	stop_server
+	start_responder "r$r-rate"
+	loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
+	# shellcheck disable=SC2086
+	measure responder "open-$RATE-distinct" loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_RATE
+	stop_server
+}
+
+log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-)"
+for r in $(seq "$ROUNDS"); do
+	log "round $r/$ROUNDS"
+	if ((r % 2)); then
+		run_baseline
+		run_responder "$r"
+	else
+		run_responder "$r"
+		run_baseline
+	fi
+done
+
+# --- report ---------------------------------------------------------------
+# median SERVER PHASE TOOL KEY
+median() {
+	awk -F'\t' -v s="$1" -v p="$2" -v t="$3" -v k="$4" '$1 == s && $2 == p && $3 == t && $4 == k { print $5 }' "$RESULTS" |
+		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+maxof() {
+	awk -F'\t' -v s="$1" -v k="$2" '$1 == s && $4 == k && $5 > m { m = $5 } END { print m + 0 }' "$RESULTS"
+}
+
+echo
+echo "# responder benchmark: medians of $ROUNDS rounds ($(date -u +%FT%TZ))"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-), payload $(basename "$PAYLOAD") ($(wc -c <"$PAYLOAD") bytes)"
+echo
+printf '| %-8s | %-22s | %-7s | %9s | %8s | %8s | %8s | %6s | %9s | %8s | %8s | %14s |\n' \
+	server phase tool "req/s" "p50 ms" "p99 ms" "max ms" errors "CPU µs/req" "HWM MB" "RSS MB" "applied/accepted"
+printf '|%s|\n' "----------|------------------------|---------|-----------|----------|----------|----------|--------|-----------|----------|----------|-----------------"
+awk -F'\t' '{ print $1 "\t" $2 "\t" $3 }' "$RESULTS" | awk '!seen[$0]++' | while IFS=$'\t' read -r s p t; do
+	applied=""
+	if [[ $s == responder ]]; then
+		applied="$(median "$s" "$p" "$t" applied)/$(median "$s" "$p" "$t" accepted)"
+	fi
+	printf '| %-8s | %-22s | %-7s | %9s | %8s | %8s | %8s | %6s | %9s | %8s | %8s | %14s |\n' "$s" "$p" "$t" \
+		"$(median "$s" "$p" "$t" rps)" "$(median "$s" "$p" "$t" p50_ms)" "$(median "$s" "$p" "$t" p99_ms)" \
+		"$(median "$s" "$p" "$t" max_ms)" "$(median "$s" "$p" "$t" errors)" "$(median "$s" "$p" "$t" cpu_us_per_req)" \
+		"$(median "$s" "$p" "$t" vmhwm_mb)" "$(median "$s" "$p" "$t" vmrss_mb)" "$applied"
+done
+echo
+ratio() {
+	local a b
+	a=$(median responder "$1" "$2" rps)
+	b=$(median baseline saturation "$2" rps)
+	if [[ $a == - || $b == - ]]; then
+		echo "-"
+	else
+		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
+	fi
+}
+echo "ratio responder/baseline, saturation, distinct payloads:  loadgen $(ratio saturation-distinct loadgen)x  wrk $(ratio saturation-distinct wrk)x   (target >= 1.00x)"
+echo "ratio responder/baseline, saturation, identical payloads: loadgen $(ratio saturation-identical loadgen)x"
+echo "p99 at $RATE req/s open loop (distinct), from scheduled send time: $(median responder "open-$RATE-distinct" loadgen p99_ms) ms   (target <= 5 ms)"
+echo "peak RSS (VmHWM) responder: $(maxof responder vmhwm_mb) MB, baseline: $(maxof baseline vmhwm_mb) MB   (target <= 60 MB)"
+echo
+echo "commands (paths under a temp dir; {addr} is the port the server logged):"
+printf '  %s\n' "${CMDS[@]}" | sed "s#$WORK#\$WORK#g; s#/responder-bench\.[A-Za-z0-9]*##g; s#/r[0-9]*-[a-z0-9-]*/#/{phase}/#g" | sort -u
+echo "  \$WORK/bin/loadgen --payload=$PAYLOAD --json --url=http://{addr}/webhook/alertmanager [--token=$TOKEN] $LG_SAT [--distinct=false]"
+echo "  \$WORK/bin/loadgen --payload=$PAYLOAD --json --url=http://{addr}/webhook/alertmanager --token=$TOKEN $LG_RATE"
+if [[ -n $HAVE_WRK ]]; then
+	echo "  BENCH_PAYLOAD=$PAYLOAD BENCH_DISTINCT=1 [BENCH_TOKEN=$TOKEN] wrk -t2 -c$CONNS -d$DURATION -s \$WORK/post.lua http://{addr}/webhook/alertmanager"
+fi
+echo "  (each loadgen/wrk run is preceded by a $WARMUP warm-up; responder phases each start a fresh responder and database)"
+echo "raw results: $RESULTS${KEEP:+ (kept)}"
