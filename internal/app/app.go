@@ -101,7 +101,9 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, fmt.Errorf("storage.dsn: %s storage is not available in this version; use sqlite://", driver)
 	}
 	q := cfg.Storage.Queue
-	db, err := sqlite.Open(ctx, path, store.Options{Logger: opts.Logger, MaxAttempts: q.MaxAttempts})
+	db, err := sqlite.Open(ctx, path, store.Options{
+		Logger: opts.Logger, MaxAttempts: q.MaxAttempts, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff, ApplyPoll: q.PollInterval,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
@@ -113,7 +115,6 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		Lease: q.Lease, PollInterval: q.PollInterval, Registerer: reg,
 	})
 	a.console = newConsole(opts.Logger, reg)
-	a.pipeline.RegisterBatch(incident.JobIngest, incident.BatchHandlerFunc(a.ingest))
 	db.SetHooks(a.pipeline.Wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) })
 
 	handler := webhook.NewServer(opts.Logger, db, webhook.Options{

@@ -78,18 +78,6 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// ingest is the batch job handler that applies committed notifications, in
-// one transaction per batch.
-func (a *App) ingest(ctx context.Context, jobs []incident.Job) []error {
-	applied, errs := a.db.ApplyNotifications(ctx, jobs)
-	for i, ap := range applied {
-		if errs[i] == nil && !ap.Already {
-			a.console.print(ctx, jobs[i].RefID, ap)
-		}
-	}
-	return errs
-}
-
 // queueCollector reports the work queue's depth from storage at scrape time.
 type queueCollector struct {
 	s      *store.Store

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/responder/responder/internal/incident"
 )
@@ -40,7 +41,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.stmts.markDup, `UPDATE notifications SET status = ?, reason = ? WHERE id = ?`},
 		{&s.stmts.insertJob, `INSERT INTO jobs (kind, ref_id, incident_id, args, state, max_attempts, run_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`},
 		{&s.stmts.claim, `UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
-			WHERE id IN (SELECT id FROM jobs WHERE (state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?)
+			WHERE id IN (SELECT id FROM jobs WHERE kind <> 'ingest' AND ((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?))
 			ORDER BY run_at, id LIMIT ?` + s.dialect.SkipLocked + `)
 			RETURNING id, kind, ref_id, incident_id, args, attempts, max_attempts, run_at, created_at`},
 		{&s.stmts.completeJob, `UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?`},
@@ -95,51 +96,99 @@ func (s *Store) Accept(ctx context.Context, d incident.Delivery) (incident.Recei
 	}
 }
 
-// Run commits accepted deliveries until ctx is cancelled. Deliveries still
-// queued at that point are refused with Unavailable, so their senders retry.
+// Run is the store's writer loop, until ctx is cancelled. It commits
+// accepted deliveries first: a request waiting for its 200 always goes ahead.
+// When none is waiting it applies deferred deliveries (ingest jobs), a batch
+// at a time. Deliveries still queued when ctx is cancelled are refused with
+// Unavailable, so their senders retry.
 func (s *Store) Run(ctx context.Context) error {
 	defer s.stopOnce.Do(func() { close(s.stopped) })
 	batch := make([]acceptReq, 0, s.opts.MaxBatch)
+	poll := time.NewTicker(s.opts.ApplyPoll)
+	defer poll.Stop()
+	// Unfinished work from before a restart resumes at once.
+	pending := true
+	take := func(r acceptReq) {
+		batch = append(batch[:0], r)
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case r := <-s.accepts:
+				batch = append(batch, r)
+			default:
+				if s.commitBatch(ctx, batch) {
+					pending = true
+				}
+				return
+			}
+		}
+		if s.commitBatch(ctx, batch) {
+			pending = true
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			for {
-				select {
-				case r := <-s.accepts:
-					r.reply <- acceptRes{err: &incident.Error{Kind: incident.Unavailable, Msg: "shutting down"}}
-				default:
-					return nil
-				}
-			}
+			s.refuseQueued()
+			return nil
 		case r := <-s.accepts:
-			batch = append(batch[:0], r)
-		drain:
-			for len(batch) < s.opts.MaxBatch {
-				select {
-				case r := <-s.accepts:
-					batch = append(batch, r)
-				default:
-					break drain
-				}
+			take(r)
+			continue
+		default:
+		}
+		if pending {
+			more, err := s.ApplyDue(context.WithoutCancel(ctx), applyBatch)
+			if err != nil && ctx.Err() == nil {
+				s.logger.Warn("applying deferred notifications failed; will retry", "err", err)
 			}
-			s.commitBatch(ctx, batch)
+			pending = more && err == nil
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			s.refuseQueued()
+			return nil
+		case r := <-s.accepts:
+			take(r)
+		case <-poll.C:
+			pending = true
+		case <-s.applyNow:
+			pending = true
 		}
 	}
 }
 
-func (s *Store) commitBatch(ctx context.Context, batch []acceptReq) {
+// applyBatch is how many deferred deliveries one apply transaction carries:
+// large enough to share an fsync, small enough that a waiting request is not
+// held up for long.
+const applyBatch = 32
+
+func (s *Store) refuseQueued() {
+	for {
+		select {
+		case r := <-s.accepts:
+			r.reply <- acceptRes{err: &incident.Error{Kind: incident.Unavailable, Msg: "shutting down"}}
+		default:
+			return
+		}
+	}
+}
+
+// commitBatch commits a batch and answers its requests. It reports whether
+// deliveries were deferred to ingest jobs.
+func (s *Store) commitBatch(ctx context.Context, batch []acceptReq) (deferred bool) {
 	// The commit itself must not be cut short by shutdown: requests in this
 	// batch are waiting for an answer.
 	ctx = context.WithoutCancel(ctx)
 	defer s.prepareMissed(ctx)
-	res, err := s.commit(ctx, batch)
+	res, deferred, err := s.commit(ctx, batch)
 	if err != nil && len(batch) > 1 {
 		// Isolate a bad delivery from the rest of its batch.
 		for i := range batch {
-			r, err := s.commit(ctx, batch[i:i+1])
+			r, d, err := s.commit(ctx, batch[i:i+1])
+			deferred = deferred || d
 			batch[i].reply <- acceptRes{r: first(r), err: err}
 		}
-		return
+		return deferred
 	}
 	for i := range batch {
 		if err != nil {
@@ -148,6 +197,7 @@ func (s *Store) commitBatch(ctx context.Context, batch []acceptReq) {
 		}
 		batch[i].reply <- acceptRes{r: res[i]}
 	}
+	return deferred
 }
 
 func first(r []incident.Receipt) incident.Receipt {
@@ -157,13 +207,13 @@ func first(r []incident.Receipt) incident.Receipt {
 	return r[0]
 }
 
-func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Receipt, error) {
+func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Receipt, bool, error) {
 	unavailable := func(what string, err error) error {
 		return &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: " + what, Err: err}
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, unavailable("begin", err)
+		return nil, false, unavailable("begin", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
 	// Apply in group-key order (stable, so one group's deliveries keep their
@@ -178,16 +228,21 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 	})
 	out := make([]incident.Receipt, len(batch))
 	applied := make([]*incident.Applied, len(batch))
-	queued := false
+	// Under load (a large batch), applying every delivery here would make
+	// each request wait for the others' incident updates: store them, answer,
+	// and apply them as soon as no request is waiting. At ordinary load the
+	// delivery is applied in the commit that acknowledges it.
+	inline := !s.opts.DeferApply && len(batch) <= s.opts.InlineApplyMax
+	queued, deferred := false, false
 	for _, i := range order {
-		rec, ap, q, err := s.insertDelivery(ctx, tx, batch[i].d)
+		rec, ap, q, d, err := s.insertDelivery(ctx, tx, batch[i].d, inline)
 		if err != nil {
-			return nil, unavailable("insert", err)
+			return nil, false, unavailable("insert", err)
 		}
-		out[i], applied[i], queued = rec, ap, queued || q
+		out[i], applied[i], queued, deferred = rec, ap, queued || q, deferred || d
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, unavailable("commit", err)
+		return nil, false, unavailable("commit", err)
 	}
 	if queued {
 		s.opts.OnCommit()
@@ -197,14 +252,15 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 			s.opts.OnApplied(out[i].NotificationID, *applied[i])
 		}
 	}
-	return out, nil
+	return out, deferred, nil
 }
 
 // insertDelivery stores one delivery and applies it to its incident in the
 // same transaction (under a savepoint). If applying fails, the notification is
 // still committed, with an ingest job that retries the apply from the queue:
 // a bug or a bad payload must never make Alertmanager resend for ever.
-func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery) (incident.Receipt, *incident.Applied, bool, error) {
+// When inline is false (a burst), the delivery is only stored and deferred.
+func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery, inline bool) (_ incident.Receipt, _ *incident.Applied, queued, deferred bool, _ error) {
 	m := d.Message
 	hash := m.StateHash()
 	now := ns(d.ReceivedAt)
@@ -215,52 +271,52 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 		var id int64
 		reason := fmt.Sprintf("same alert states as notification %d", firstID)
 		if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationDuplicate, reason, m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
-			return incident.Receipt{}, nil, false, fmt.Errorf("insert notification: %w", err)
+			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
 		}
-		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, nil
+		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, false, nil
 	case err != sql.ErrNoRows:
-		return incident.Receipt{}, nil, false, fmt.Errorf("find state: %w", err)
+		return incident.Receipt{}, nil, false, false, fmt.Errorf("find state: %w", err)
 	}
 	var id int64
 	if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationPending, "", m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
-		return incident.Receipt{}, nil, false, fmt.Errorf("insert notification: %w", err)
+		return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
 	}
 	res, err := tx.StmtContext(ctx, s.stmts.insertState).ExecContext(ctx, hash, id)
 	if err != nil {
-		return incident.Receipt{}, nil, false, fmt.Errorf("insert state: %w", err)
+		return incident.Receipt{}, nil, false, false, fmt.Errorf("insert state: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		// Another replica committed the same states first.
 		if _, err := tx.StmtContext(ctx, s.stmts.markDup).ExecContext(ctx, incident.NotificationDuplicate, "same alert states as a concurrent notification", id); err != nil {
-			return incident.Receipt{}, nil, false, fmt.Errorf("mark duplicate: %w", err)
+			return incident.Receipt{}, nil, false, false, fmt.Errorf("mark duplicate: %w", err)
 		}
-		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, nil
+		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, false, nil
 	}
-	if s.opts.DeferApply {
+	if !inline {
 		if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
-			return incident.Receipt{}, nil, false, fmt.Errorf("insert job: %w", err)
+			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert job: %w", err)
 		}
-		return incident.Receipt{NotificationID: id}, nil, true, nil
+		return incident.Receipt{NotificationID: id}, nil, false, true, nil
 	}
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_inline"); err != nil {
-		return incident.Receipt{}, nil, false, fmt.Errorf("savepoint: %w", err)
+		return incident.Receipt{}, nil, false, false, fmt.Errorf("savepoint: %w", err)
 	}
-	ap, aerr := s.applyMessage(ctx, tx, id, m)
+	applied, aerr := s.applyMessage(ctx, tx, id, m)
 	if aerr != nil {
 		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_inline"); err != nil {
-			return incident.Receipt{}, nil, false, fmt.Errorf("rollback to savepoint: %w", err)
+			return incident.Receipt{}, nil, false, false, fmt.Errorf("rollback to savepoint: %w", err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT apply_inline"); err != nil {
-		return incident.Receipt{}, nil, false, fmt.Errorf("release savepoint: %w", err)
+		return incident.Receipt{}, nil, false, false, fmt.Errorf("release savepoint: %w", err)
 	}
 	if aerr != nil {
 		s.logger.Warn("applying a notification failed; it is stored and queued for a retry", "notification_id", id, "group_key", m.GroupKey, "err", aerr)
 		if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
-			return incident.Receipt{}, nil, false, fmt.Errorf("insert job: %w", err)
+			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert job: %w", err)
 		}
-		return incident.Receipt{NotificationID: id}, nil, true, nil
+		return incident.Receipt{NotificationID: id}, nil, false, true, nil
 	}
-	queued := len(s.opts.FollowUps) > 0 && ap.Transition != incident.TransitionDuplicate
-	return incident.Receipt{NotificationID: id}, &ap, queued, nil
+	queued = len(s.opts.FollowUps) > 0 && applied.Transition != incident.TransitionDuplicate
+	return incident.Receipt{NotificationID: id}, &applied, queued, false, nil
 }

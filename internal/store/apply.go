@@ -9,85 +9,101 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/alertmanager/template"
 
 	"github.com/responder/responder/internal/incident"
 )
 
-// ApplyNotifications applies stored notifications (the refs of ingest jobs)
-// to their groups' incidents and completes the jobs, all in one transaction:
-// one fsync for the whole batch. Each job runs under its own savepoint, so a
-// failing one is rolled back alone and reported in errs while the others
-// commit. When the transaction itself fails, every job gets that error.
+// ApplyDue applies up to n deferred deliveries (due ingest jobs, oldest
+// first) and completes their jobs, all in one transaction: one fsync for the
+// batch. Each runs under its own savepoint, so a failing one is rolled back
+// alone and retried later with backoff (or parked after its last attempt)
+// while the others commit. It reports whether more may be due.
 //
-// Each alert state change (group, fingerprint, startsAt, status) is recorded
-// exactly once; a group with no open incident opens a new episode; an
-// incident whose alerts have all resolved is resolved. A notification applied
-// before (a job that ran again after a crash) changes nothing and reports
-// Already. A firing state for an alert that has already resolved (same
-// fingerprint and startsAt) is stale, an HA peer or a retry running late, and
-// is ignored; so the outcome does not depend on the order of application.
-//
-// For a notification that changed something, one job of each kind in
-// Options.FollowUps is queued for its incident in the same transaction, so
-// that later steps run exactly when a change committed.
-//
-// Accept normally applies a delivery in its own commit; these jobs exist only
-// for deliveries whose inline apply failed.
-func (s *Store) ApplyNotifications(ctx context.Context, jobs []incident.Job) (out []incident.Applied, errs []error) {
-	out, errs = make([]incident.Applied, len(jobs)), make([]error, len(jobs))
-	fail := func(err error) ([]incident.Applied, []error) {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return out, errs
-	}
+// Applying is idempotent: a notification that is no longer pending (applied
+// before a crash hid the job's completion) changes nothing.
+func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
+	now := s.opts.Now()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fail(fmt.Errorf("begin apply: %w", err))
+		return false, fmt.Errorf("begin apply: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	jobs, err := s.queryJobsTx(ctx, tx, `SELECT id, ref_id, attempts, max_attempts FROM jobs
+		WHERE kind = ? AND state = 'queued' AND run_at <= ? ORDER BY id LIMIT ?`+s.dialect.SkipLocked, incident.JobIngest, ns(now), n)
+	if err != nil || len(jobs) == 0 {
+		return false, err
+	}
+	type done struct {
+		id int64
+		ap incident.Applied
+	}
+	var applied []done
 	queued := false
-	for i, j := range jobs {
+	for _, j := range jobs {
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_job"); err != nil {
-			return fail(fmt.Errorf("savepoint: %w", err))
+			return false, fmt.Errorf("savepoint: %w", err)
 		}
-		ap, err := s.applyOne(ctx, tx, j)
-		if err != nil {
-			errs[i] = err
-			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_job"); rerr != nil {
-				return fail(fmt.Errorf("rollback to savepoint: %w", rerr))
+		ap, aerr := s.applyJob(ctx, tx, j)
+		if aerr != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_job"); err != nil {
+				return false, fmt.Errorf("rollback to savepoint: %w", err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT apply_job"); err != nil {
-			return fail(fmt.Errorf("release savepoint: %w", err))
+			return false, fmt.Errorf("release savepoint: %w", err)
 		}
-		out[i] = ap
-		queued = queued || (errs[i] == nil && len(s.opts.FollowUps) > 0 && !ap.Already && ap.Transition != incident.TransitionDuplicate)
+		if aerr != nil {
+			if err := s.failIngest(ctx, tx, j, aerr, now); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?`), ns(now), j.ID); err != nil {
+			return false, fmt.Errorf("complete job %d: %w", j.ID, err)
+		}
+		if !ap.Already {
+			applied = append(applied, done{j.RefID, ap})
+			queued = queued || (len(s.opts.FollowUps) > 0 && ap.Transition != incident.TransitionDuplicate)
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("commit apply: %w", err)
-		}
-		return out, errs
+		return false, fmt.Errorf("commit apply: %w", err)
 	}
 	if queued {
 		s.opts.OnCommit()
 	}
+	for _, d := range applied {
+		s.opts.OnApplied(d.id, d.ap)
+	}
 	s.prepareMissed(ctx)
-	return out, errs
+	return len(jobs) == n, nil
 }
 
-// ApplyNotification applies one job's notification; see ApplyNotifications.
-func (s *Store) ApplyNotification(ctx context.Context, j incident.Job) (incident.Applied, error) {
-	out, errs := s.ApplyNotifications(ctx, []incident.Job{j})
-	return out[0], errs[0]
+// failIngest records a failed apply: retried after a backoff, or parked when
+// the error is permanent or attempts are exhausted.
+func (s *Store) failIngest(ctx context.Context, tx *sql.Tx, j incident.Job, cause error, now time.Time) error {
+	attempts := j.Attempts + 1
+	state := incident.JobQueued
+	if incident.IsPermanent(cause) || attempts >= j.MaxAttempts {
+		state = incident.JobParked
+		s.logger.Error("applying a notification failed for the last time; the job is parked, see /api/v1/jobs?state=parked",
+			"notification_id", j.RefID, "attempt", attempts, "err", cause)
+	} else {
+		s.logger.Warn("applying a notification failed; will retry", "notification_id", j.RefID, "attempt", attempts, "err", cause)
+	}
+	retryAt := now.Add(incident.Backoff(attempts, s.opts.MinBackoff, s.opts.MaxBackoff))
+	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = ?, attempts = ?, run_at = ?, last_error = ?, updated_at = ? WHERE id = ?`),
+		state, attempts, ns(retryAt), truncateError(cause), ns(now), j.ID); err != nil {
+		return fmt.Errorf("record failed job %d: %w", j.ID, err)
+	}
+	return nil
 }
 
-func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, j incident.Job) (incident.Applied, error) {
+// applyJob applies the notification behind an ingest job, if still pending.
+func (s *Store) applyJob(ctx context.Context, tx *sql.Tx, j incident.Job) (incident.Applied, error) {
 	var (
 		out     incident.Applied
 		status  string
@@ -100,21 +116,15 @@ func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, j incident.Job) (incid
 	if err != nil {
 		return out, fmt.Errorf("read notification %d: %w", j.RefID, err)
 	}
-	if status == incident.NotificationPending {
-		m, err := incident.DecodeMessage(payload)
-		if err != nil {
-			return out, incident.Permanent(fmt.Errorf("decode notification %d: %w", j.RefID, err))
-		}
-		if out, err = s.applyMessage(ctx, tx, j.RefID, m); err != nil {
-			return out, err
-		}
-	} else {
+	if status != incident.NotificationPending {
 		out.Already = true
+		return out, nil
 	}
-	if _, err := tx.StmtContext(ctx, s.stmts.completeJob).ExecContext(ctx, ns(s.opts.Now()), j.ID, j.Owner); err != nil {
-		return out, fmt.Errorf("complete job %d: %w", j.ID, err)
+	m, err := incident.DecodeMessage(payload)
+	if err != nil {
+		return out, incident.Permanent(fmt.Errorf("decode notification %d: %w", j.RefID, err))
 	}
-	return out, nil
+	return s.applyMessage(ctx, tx, j.RefID, m)
 }
 
 // applyMessage applies a pending notification's message and queues the

@@ -59,13 +59,7 @@ func (s *Store) Fail(ctx context.Context, j incident.Job, cause error, retryAt t
 	if park {
 		state = incident.JobParked
 	}
-	msg := cause.Error()
-	if len(msg) > maxErrorLen {
-		msg = msg[:maxErrorLen]
-		for !utf8.ValidString(msg) {
-			msg = msg[:len(msg)-1]
-		}
-	}
+	msg := truncateError(cause)
 	_, err := s.w.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
 		WHERE id = ? AND state = 'running' AND lease_owner = ?`),
 		state, ns(retryAt), msg, ns(s.opts.Now()), j.ID, j.Owner)
@@ -87,10 +81,61 @@ func (s *Store) Release(ctx context.Context, j incident.Job) error {
 	return nil
 }
 
+// truncateError bounds an error message for storage, on a rune boundary.
+func truncateError(err error) string {
+	msg := err.Error()
+	if len(msg) > maxErrorLen {
+		msg = msg[:maxErrorLen]
+		for !utf8.ValidString(msg) {
+			msg = msg[:len(msg)-1]
+		}
+	}
+	return msg
+}
+
+// queryJobsTx reads (id, ref_id, attempts, max_attempts) rows inside tx.
+func (s *Store) queryJobsTx(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]incident.Job, error) {
+	rows, err := tx.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read due jobs: %w", err)
+	}
+	defer rows.Close()
+	var jobs []incident.Job
+	for rows.Next() {
+		j := incident.Job{Kind: incident.JobIngest}
+		if err := rows.Scan(&j.ID, &j.RefID, &j.Attempts, &j.MaxAttempts); err != nil {
+			return nil, fmt.Errorf("read due jobs: %w", err)
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, rows.Err()
+}
+
+// Enqueue adds a job of kind for the pipeline's workers.
+func (s *Store) Enqueue(ctx context.Context, kind string, refID, incidentID int64, args []byte) error {
+	if kind == incident.JobIngest {
+		return incident.Errorf(incident.Invalid, "ingest jobs are queued by Accept only")
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin enqueue: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	if err := s.enqueue(ctx, tx, kind, refID, incidentID, args); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit enqueue: %w", err)
+	}
+	s.opts.OnCommit()
+	return nil
+}
+
 // Retry puts a parked job back in the queue with a fresh attempt budget.
 func (s *Store) Retry(ctx context.Context, id int64) error {
 	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, updated_at = ? WHERE id = ? AND state = 'parked'`),
 		ns(s.opts.Now()), ns(s.opts.Now()), id)
+	s.wakeApply()
 	if err != nil {
 		return fmt.Errorf("retry job %d: %w", id, err)
 	}

@@ -53,7 +53,16 @@ type Options struct {
 	// for each, instead of applying them in the same commit. The request
 	// path gets cheaper, the incident lags behind by one queue hop.
 	DeferApply bool
-	Now        func() time.Time
+	// InlineApplyMax is the largest batch whose deliveries are applied in
+	// the commit that acknowledges them; larger batches (a burst) are
+	// deferred to ingest jobs, which Run applies when no request waits.
+	InlineApplyMax int
+	// ApplyPoll is how often Run looks for due ingest jobs nobody announced
+	// (retries after backoff, other replicas' work).
+	ApplyPoll time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay of a failed apply.
+	MinBackoff, MaxBackoff time.Duration
+	Now                    func() time.Time
 }
 
 // Store keeps notifications, incidents and jobs. It is safe for concurrent
@@ -70,6 +79,7 @@ type Store struct {
 
 	stopped  chan struct{} // closed when Run returns
 	stopOnce sync.Once
+	applyNow chan struct{} // wakes Run to apply due ingest jobs
 }
 
 // New returns a Store over a writer and a reader pool (the same pool where
@@ -90,13 +100,26 @@ func New(w, r *sql.DB, d Dialect, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.InlineApplyMax <= 0 {
+		opts.InlineApplyMax = 4
+	}
+	if opts.ApplyPoll <= 0 {
+		opts.ApplyPoll = time.Second
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = DefaultQueueConfig.MinBackoff
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(DefaultQueueConfig.MaxBackoff, opts.MinBackoff)
+	}
 	if opts.OnApplied == nil {
 		opts.OnApplied = func(int64, incident.Applied) {}
 	}
 	return &Store{
 		w: w, r: r, dialect: d, opts: opts, logger: opts.Logger,
-		accepts: make(chan acceptReq, 4096),
-		stopped: make(chan struct{}),
+		accepts:  make(chan acceptReq, 4096),
+		stopped:  make(chan struct{}),
+		applyNow: make(chan struct{}, 1),
 	}
 }
 
@@ -116,6 +139,14 @@ func (s *Store) SetHooks(onCommit func(), onApplied func(int64, incident.Applied
 		s.opts.OnApplied = onApplied
 	}
 	s.opts.FollowUps = followUps
+}
+
+// wakeApply tells Run that ingest jobs may be due.
+func (s *Store) wakeApply() {
+	select {
+	case s.applyNow <- struct{}{}:
+	default:
+	}
 }
 
 // SetDeferApply switches between applying deliveries in their commit (the

@@ -49,11 +49,10 @@ var (
 
 // env is a webhook server on loopback over a real SQLite store.
 type env struct {
-	db       *sqlite.DB
-	path     string
-	reg      *prometheus.Registry
-	srv      *httptest.Server
-	pipeline *incident.Pipeline
+	db   *sqlite.DB
+	path string
+	reg  *prometheus.Registry
+	srv  *httptest.Server
 
 	stopCommitter func()
 }
@@ -63,9 +62,9 @@ type envOptions struct {
 	acceptTimeout time.Duration
 }
 
-// newEnv opens a store in a temporary directory, starts its committer, and
-// serves webhook.NewServer on loopback. The ingest pipeline is built (so that
-// commits wake it) but only runs after startPipeline.
+// newEnv opens a store in a temporary directory, starts its writer loop
+// (which commits deliveries and applies deferred ones), and serves
+// webhook.NewServer on loopback.
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	ctx := t.Context()
@@ -76,19 +75,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(func() { _ = db.Close() })
 
 	logger := slog.New(slog.DiscardHandler)
-	e.pipeline = incident.NewPipeline(logger, db, incident.PipelineOptions{
-		Workers: 2, PollInterval: 20 * time.Millisecond, MinBackoff: 10 * time.Millisecond, Registerer: e.reg,
-	})
-	e.pipeline.Register(incident.JobIngest, incident.HandlerFunc(func(ctx context.Context, j incident.Job) error {
-		_, err := db.ApplyNotification(ctx, j)
-		return err
-	}))
-	// These tests look at the queue between commit and apply, so deliveries
-	// are applied by ingest jobs here; the inline apply (the default) is
-	// covered by the store suite and the app tests.
-	db.SetDeferApply(true)
-	db.SetHooks(e.pipeline.Wake, nil)
-
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- db.Run(runCtx) }()
@@ -110,18 +96,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}))
 	t.Cleanup(e.srv.Close)
 	return e
-}
-
-// startPipeline runs the ingest workers until the test ends.
-func (e *env) startPipeline(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.pipeline.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
 }
 
 type response struct {
@@ -357,12 +331,12 @@ func TestWebhookAccepts(t *testing.T) {
 			require.True(t, ok, "notification_id missing in %v", got.body)
 			require.Positive(t, id)
 
+			// A lone delivery is applied in the commit that acknowledges it.
 			counts, jobs := e.stored(t)
-			require.Equal(t, map[string]int{incident.NotificationPending: 1}, counts)
-			require.Len(t, jobs, 1)
-			require.Equal(t, incident.JobIngest, jobs[0].Kind)
-			require.Equal(t, int64(id), jobs[0].RefID)
-			require.Equal(t, incident.JobQueued, jobs[0].State)
+			require.Equal(t, map[string]int{incident.NotificationProcessed: 1}, counts)
+			require.Empty(t, jobs, "nothing deferred")
+			inc := onlyIncident(t, e)
+			require.Equal(t, incident.StatusFiring, inc.Status)
 			require.Empty(t, e.rejected(t))
 			require.Equal(t, map[string]float64{"new": 1}, counters(t, e.reg, "responder_webhook_notifications_total", "outcome"))
 			require.Equal(t, map[string]float64{"firing": 2}, counters(t, e.reg, "responder_alerts_received_total", "status"))
@@ -429,12 +403,12 @@ func TestWebhookDuplicates(t *testing.T) {
 	require.Equal(t, deliveries-1, dups)
 	require.Len(t, ids, deliveries, "every delivery is stored under its own id")
 	counts, jobs := e.stored(t)
-	require.Equal(t, map[string]int{incident.NotificationPending: 1, incident.NotificationDuplicate: deliveries - 1}, counts)
-	require.Len(t, jobs, 1, "only the new delivery queues work")
+	require.Equal(t, deliveries-1, counts[incident.NotificationDuplicate])
+	require.Equal(t, 1, counts[incident.NotificationPending]+counts[incident.NotificationProcessed], "one new delivery")
+	require.LessOrEqual(t, len(jobs), 1, "only the new delivery may queue work (when it came in a burst)")
 	require.Equal(t, map[string]float64{"new": 1, "duplicate": deliveries - 1}, counters(t, e.reg, "responder_webhook_notifications_total", "outcome"))
 
 	// Ingest: one incident, one change per alert.
-	e.startPipeline(t)
 	drained := func(processed int) func() bool {
 		return func() bool {
 			counts, err := e.db.NotificationCounts(context.Background())

@@ -41,7 +41,7 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 	// synchronous=FULL fsyncs the WAL on every commit: a 200 means the
 	// notification is on disk. wal_autocheckpoint=0 keeps checkpoints off the
 	// commit path (they caused 15–70 ms p99 spikes); Run checkpoints instead.
-	writer, err := openPool(path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)")
+	writer, err := openPool(path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "temp_store(MEMORY)")
 	if err != nil {
 		return nil, err
 	}

@@ -13,11 +13,14 @@ import (
 	"github.com/responder/responder/internal/store/storetest"
 )
 
-func open(t *testing.T, c *storetest.Clock) *store.Store {
+func open(t *testing.T, c *storetest.Clock, setup func(*store.Store)) *store.Store {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "responder.db"), store.Options{Now: c.Now})
 	require.NoError(t, err)
+	if setup != nil {
+		setup(db.Store)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

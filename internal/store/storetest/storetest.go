@@ -45,17 +45,21 @@ func (c *Clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// Opener opens a fresh, migrated, empty store whose clock is c.Now, and
-// runs its committer until the test ends.
-type Opener func(t *testing.T, c *Clock) *store.Store
+// Opener opens a fresh, migrated, empty store whose clock is c.Now, calls
+// setup (when not nil) before anything runs, and runs the store's writer loop
+// until the test ends.
+type Opener func(t *testing.T, c *Clock, setup func(*store.Store)) *store.Store
 
 // Run runs the whole suite. Apply tests run twice: with deliveries applied
 // in their own commit (the default), and deferred to ingest jobs.
 func Run(t *testing.T, open Opener) {
-	deferred := func(t *testing.T, c *Clock) *store.Store {
-		s := open(t, c)
-		s.SetDeferApply(true)
-		return s
+	deferred := func(t *testing.T, c *Clock, setup func(*store.Store)) *store.Store {
+		return open(t, c, func(s *store.Store) {
+			s.SetDeferApply(true)
+			if setup != nil {
+				setup(s)
+			}
+		})
 	}
 	t.Run("Accept", func(t *testing.T) { testAccept(t, open) })
 	t.Run("AcceptDeferred", func(t *testing.T) { testAcceptDeferred(t, deferred) })
@@ -64,8 +68,9 @@ func Run(t *testing.T, open Opener) {
 		t.Run("ApplyOrder"+name, func(t *testing.T) { testApplyOrder(t, o) })
 	}
 	t.Run("FollowUps", func(t *testing.T) { testFollowUps(t, open) })
-	t.Run("Queue", func(t *testing.T) { testQueue(t, deferred) })
-	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, deferred) })
+	t.Run("ParkIngest", func(t *testing.T) { testParkIngest(t, open) })
+	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
 }
 
@@ -75,14 +80,17 @@ type recorder struct {
 	applied []incident.Applied
 }
 
-func record(s *store.Store, followUps ...string) *recorder {
+// openRecording opens a store whose applied deliveries are recorded.
+func openRecording(t *testing.T, open Opener, c *Clock, followUps ...string) (*store.Store, *recorder) {
 	r := &recorder{}
-	s.SetHooks(nil, func(_ int64, ap incident.Applied) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.applied = append(r.applied, ap)
-	}, followUps...)
-	return r
+	s := open(t, c, func(s *store.Store) {
+		s.SetHooks(nil, func(_ int64, ap incident.Applied) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.applied = append(r.applied, ap)
+		}, followUps...)
+	})
+	return s, r
 }
 
 // Payload loads a testdata payload from the repository's testdata folder.
@@ -133,33 +141,30 @@ func accept(t testing.TB, s *store.Store, m *incident.Message, at time.Time) inc
 	return r
 }
 
-// drain returns what was applied since the last call: inline by Accept, or
-// by applying every due ingest job.
+// drain waits until no ingest job is due (the writer loop applies deferred
+// deliveries when idle) and returns what was applied since the last call.
 func drain(t testing.TB, s *store.Store, r *recorder) []incident.Applied {
 	t.Helper()
-	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 1000)
+		require.NoError(t, err)
+		for _, j := range jobs {
+			if j.Kind == incident.JobIngest {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond)
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	out := r.applied
 	r.applied = nil
-	r.mu.Unlock()
-	for {
-		jobs, err := s.Claim(ctx, "test", 10, time.Minute)
-		require.NoError(t, err)
-		if len(jobs) == 0 {
-			return out
-		}
-		applied, errs := s.ApplyNotifications(ctx, jobs)
-		for i, j := range jobs {
-			require.Equal(t, incident.JobIngest, j.Kind)
-			require.NoError(t, errs[i])
-			out = append(out, applied[i])
-		}
-	}
+	return out
 }
 
 func testAccept(t *testing.T, open Opener) {
 	c := NewClock()
-	s := open(t, c)
+	s := open(t, c, nil)
 	m := Payload(t, "am_v4_firing.json")
 
 	first := accept(t, s, m, c.Now())
@@ -190,35 +195,58 @@ func testAccept(t *testing.T, open Opener) {
 
 func testAcceptDeferred(t *testing.T, open Opener) {
 	c := NewClock()
-	s := open(t, c)
+	s, r := openRecording(t, open, c)
 	ctx := context.Background()
 	m := Payload(t, "am_v4_firing.json")
 	require.False(t, accept(t, s, m, c.Now()).Duplicate)
 	require.True(t, accept(t, s, m, c.Now()).Duplicate)
+	got := drain(t, s, r)
+	require.Len(t, got, 1, "the deferred delivery is applied once, by the writer loop")
+	require.Equal(t, incident.TransitionOpened, got[0].Transition)
 	counts, err := s.NotificationCounts(ctx)
 	require.NoError(t, err)
-	require.Equal(t, map[string]int{incident.NotificationPending: 1, incident.NotificationDuplicate: 1}, counts)
-	jobs, err := s.ListJobs(ctx, incident.JobQueued, 0)
+	require.Equal(t, map[string]int{incident.NotificationProcessed: 1, incident.NotificationDuplicate: 1}, counts)
+	jobs, err := s.ListJobs(ctx, incident.JobDone, 0)
 	require.NoError(t, err)
 	require.Len(t, jobs, 1, "one ingest job per new notification")
+	require.Equal(t, 1, jobs[0].Attempts)
 
-	// The job is applied once, even when it runs again after a crash
-	// between its commit and its completion being seen.
-	claimed, err := s.Claim(ctx, "w", 1, time.Minute)
+	// Applying is idempotent: the same job run again (as after a lost
+	// completion) changes nothing and prints nothing.
+	_, err = s.DB().ExecContext(ctx, `UPDATE jobs SET state = 'queued' WHERE id = `+fmt.Sprint(jobs[0].ID))
 	require.NoError(t, err)
-	ap, err := s.ApplyNotification(ctx, claimed[0])
+	_, err = s.ApplyDue(ctx, 10)
 	require.NoError(t, err)
-	require.Equal(t, incident.TransitionOpened, ap.Transition)
-	again, err := s.ApplyNotification(ctx, claimed[0])
+	require.Empty(t, drain(t, s, r))
+	list, err := s.ListIncidents(ctx, incident.ListFilter{})
 	require.NoError(t, err)
-	require.True(t, again.Already)
+	require.Len(t, list, 1)
+}
+
+// testParkIngest: an apply that cannot succeed is parked, not retried for
+// ever, and does not hold up the others.
+func testParkIngest(t *testing.T, open Opener) {
+	c := NewClock()
+	s, r := openRecording(t, open, c)
+	ctx := context.Background()
+	now := c.Now().UnixNano()
+	_, err := s.DB().ExecContext(ctx, `INSERT INTO jobs (kind, ref_id, state, max_attempts, run_at, created_at, updated_at) VALUES ('ingest', 424242, 'queued', 3, `+
+		fmt.Sprint(now)+`, `+fmt.Sprint(now)+`, `+fmt.Sprint(now)+`)`)
+	require.NoError(t, err)
+	more, err := s.ApplyDue(ctx, 10)
+	require.NoError(t, err)
+	require.False(t, more)
+	parked, err := s.ListJobs(ctx, incident.JobParked, 0)
+	require.NoError(t, err)
+	require.Len(t, parked, 1, "a missing notification is a permanent failure")
+	require.Contains(t, parked[0].LastError, "does not exist")
+	require.Empty(t, drain(t, s, r))
 }
 
 func testFollowUps(t *testing.T, open Opener) {
 	c := NewClock()
-	s := open(t, c)
+	s, _ := openRecording(t, open, c, "notify")
 	ctx := context.Background()
-	record(s, "notify")
 	m := Payload(t, "am_v4_firing.json")
 	accept(t, s, m, c.Now())
 	accept(t, s, m, c.Now()) // a duplicate queues nothing
@@ -235,8 +263,7 @@ func testFollowUps(t *testing.T, open Opener) {
 
 func testApply(t *testing.T, open Opener) {
 	c := NewClock()
-	s := open(t, c)
-	r := record(s)
+	s, r := openRecording(t, open, c)
 	ctx := context.Background()
 	base := Payload(t, "am_v4_firing.json")
 	t0 := c.Now().Add(-time.Hour)
@@ -307,8 +334,7 @@ func testApply(t *testing.T, open Opener) {
 // notifications are applied.
 func testApplyOrder(t *testing.T, open Opener) {
 	c := NewClock()
-	s := open(t, c)
-	r := record(s)
+	s, r := openRecording(t, open, c)
 	ctx := context.Background()
 	base := Payload(t, "am_v4_firing.json")
 	t0 := c.Now().Add(-time.Hour)
@@ -331,9 +357,10 @@ func testApplyOrder(t *testing.T, open Opener) {
 
 func testQueue(t *testing.T, open Opener) {
 	c := NewClock()
-	s := open(t, c)
+	s := open(t, c, nil)
 	ctx := context.Background()
-	accept(t, s, Payload(t, "am_v4_firing.json"), c.Now())
+	require.Equal(t, incident.Invalid, incident.KindOf(s.Enqueue(ctx, incident.JobIngest, 1, 0, nil)), "only Accept queues ingest jobs")
+	require.NoError(t, s.Enqueue(ctx, "notify", 7, 7, []byte(`{"x":1}`)))
 
 	jobs, err := s.Claim(ctx, "w1", 10, time.Minute)
 	require.NoError(t, err)
@@ -400,14 +427,11 @@ func testQueue(t *testing.T, open Opener) {
 
 func testConcurrentClaims(t *testing.T, open Opener) {
 	c := NewClock()
-	s := open(t, c)
+	s := open(t, c, nil)
 	ctx := context.Background()
-	base := Payload(t, "am_v4_firing.json")
 	const n = 60
 	for i := range n {
-		m := clone(t, base)
-		m.GroupKey = fmt.Sprintf("group-%d", i)
-		accept(t, s, m, c.Now())
+		require.NoError(t, s.Enqueue(ctx, "notify", int64(i+1), int64(i+1), nil))
 	}
 	var (
 		wg      sync.WaitGroup
@@ -441,6 +465,6 @@ func testConcurrentClaims(t *testing.T, open Opener) {
 }
 
 func testMigrateTwice(t *testing.T, open Opener) {
-	s := open(t, NewClock())
+	s := open(t, NewClock(), nil)
 	require.NoError(t, s.Migrate(context.Background()), "migrating an up-to-date database is a no-op")
 }
