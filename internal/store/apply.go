@@ -41,8 +41,14 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 		ap incident.Applied
 	}
 	var applied []done
-	queued := false
-	for _, j := range jobs {
+	queued, yielded := false, false
+	for i, j := range jobs {
+		if i > 0 && len(s.accepts) > 0 {
+			// A request is waiting for its 200: commit what is done and let
+			// the writer loop acknowledge it first.
+			yielded = true
+			break
+		}
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_job"); err != nil {
 			return false, fmt.Errorf("savepoint: %w", err)
 		}
@@ -79,7 +85,7 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 		s.opts.OnApplied(d.id, d.ap)
 	}
 	s.prepareMissed(ctx)
-	return len(jobs) == n, nil
+	return yielded || len(jobs) == n, nil
 }
 
 // failIngest records a failed apply: retried after a backoff, or parked when
