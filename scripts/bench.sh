@@ -11,7 +11,7 @@
 #     backlog does not eat the next phase's CPU:
 #       saturation with distinct payloads (loadgen, then wrk on a fresh one),
 #       saturation with identical payloads (Alertmanager retries/HA copies),
-#       open loop at RATE req/s with distinct payloads, for p99;
+#       open loop at RATE req/s with distinct, then identical payloads, for p99;
 #   - samples the server's VmHWM/VmRSS and utime+stime around each phase.
 # It prints the medians, the ratio responder/baseline, p99 at RATE req/s,
 # peak RSS, CPU µs per request and the exact commands.
@@ -313,6 +313,11 @@ run_responder() {
 	# shellcheck disable=SC2086
 	measure responder "open-$RATE-distinct" loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_RATE
 	stop_server
+	start_responder "r$r-rate-identical"
+	loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
+	# shellcheck disable=SC2086
+	measure responder "open-$RATE-identical" loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_RATE --distinct=false
+	stop_server
 }
 
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-)"
@@ -368,6 +373,7 @@ ratio() {
 echo "ratio responder/baseline, saturation, distinct payloads:  loadgen $(ratio saturation-distinct loadgen)x  wrk $(ratio saturation-distinct wrk)x   (target >= 1.00x)"
 echo "ratio responder/baseline, saturation, identical payloads: loadgen $(ratio saturation-identical loadgen)x"
 echo "p99 at $RATE req/s open loop (distinct), from scheduled send time: $(median responder "open-$RATE-distinct" loadgen p99_ms) ms   (target <= 5 ms)"
+echo "p99 at $RATE req/s open loop (identical), from scheduled send time: $(median responder "open-$RATE-identical" loadgen p99_ms) ms"
 echo "peak RSS (VmHWM) responder: $(maxof responder vmhwm_mb) MB, baseline: $(maxof baseline vmhwm_mb) MB   (target <= 60 MB)"
 echo
 echo "commands (paths under a temp dir; {addr} is the port the server logged):"
