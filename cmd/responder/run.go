@@ -10,12 +10,14 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
 
 	"github.com/responder/responder/internal/app"
 	"github.com/responder/responder/internal/config"
+	"github.com/responder/responder/internal/routing"
 )
 
 // run parses the command line and runs one subcommand; it returns the exit
@@ -35,6 +37,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check := a.Command("check-config", "Validate a configuration file and exit 0, or 1 with one line per problem.")
 	checkConfig := check.Flag("config.file", "Configuration file; without it, the embedded default is checked.").String()
 
+	routes := a.Command("routes", "Inspect the route tree.")
+	routesTest := routes.Command("test", "Print the receivers and the decision trace for an alert with these labels, like amtool config routes test.")
+	routesConfig := routesTest.Flag("config.file", "Configuration file; without it, the embedded default.").String()
+	routesTime := routesTest.Flag("time", "Evaluate time intervals at this instant (RFC 3339); default now.").String()
+	routesLabels := routesTest.Arg("labels", "Alert labels as label=value.").Strings()
+
 	a.Command("version", "Print version information.")
 
 	cmd, err := a.Parse(args)
@@ -52,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(logger, *serveConfig, *listen)
 	case check.FullCommand():
 		return runCheckConfig(stdout, stderr, *checkConfig)
+	case routesTest.FullCommand():
+		return runRoutesTest(stdout, stderr, *routesConfig, *routesTime, *routesLabels)
 	case "version":
 		fmt.Fprintln(stdout, version.Print("responder"))
 		return 0
@@ -104,6 +114,44 @@ func runCheckConfig(stdout, stderr io.Writer, file string) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: SUCCESS\n", name)
+	return 0
+}
+
+func runRoutesTest(stdout, stderr io.Writer, file, at string, labels []string) int {
+	cfg := config.Default()
+	if file != "" {
+		var err error
+		if cfg, err = config.LoadFile(file); err != nil {
+			for _, line := range problems(err) {
+				fmt.Fprintln(stderr, line)
+			}
+			return 1
+		}
+	}
+	when := time.Now()
+	if at != "" {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			fmt.Fprintf(stderr, "responder: --time must be RFC 3339, like 2026-11-25T10:00:00+01:00: %v\n", err)
+			return 2
+		}
+		when = t
+	}
+	lset := map[string]string{}
+	for _, kv := range labels {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			fmt.Fprintf(stderr, "responder: label %q must be name=value\n", kv)
+			return 2
+		}
+		lset[name] = strings.Trim(value, `"`)
+	}
+	r, err := routing.NewRouter(cfg.Route, cfg.TimeIntervals)
+	if err != nil {
+		fmt.Fprintf(stderr, "responder: %v\n", err)
+		return 1
+	}
+	routing.FormatTrace(stdout, r.Route(lset, when))
 	return 0
 }
 

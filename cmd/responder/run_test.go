@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("receivers:\n  - name: x\n    slack_configs: [{}]\nroute: {receiver: x}\n"), 0o600))
+	routes := filepath.Join(dir, "routes.yml")
+	require.NoError(t, os.WriteFile(routes, []byte(`
+global: {slack_bot_token: xoxb-test}
+time_intervals:
+  - name: business-hours
+    time_intervals:
+      - weekdays: ['monday:friday']
+        times: [{start_time: '09:00', end_time: '18:00'}]
+        location: Europe/Rome
+route:
+  receiver: incidents
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pagerduty
+      active_time_intervals: [business-hours]
+      continue: true
+    - receiver: incidents
+receivers:
+  - name: incidents
+    slack_configs: [{channel: '#incidents'}]
+  - name: pagerduty
+    pagerduty_configs: [{routing_key: 0123456789abcdef0123456789abcdef}]
+`), 0o600))
+
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     string
+		stderr     string
+		notContain string
+	}{
+		{"example config is valid", []string{"check-config", "--config.file=../../examples/responder.yml"}, 0, "SUCCESS", "", ""},
+		{"embedded default is valid", []string{"check-config"}, 0, "embedded default: SUCCESS", "", ""},
+		{"a bad config names file and field", []string{"check-config", "--config.file=" + bad}, 1, "", "slack_configs[0]", ""},
+		{"a missing file fails", []string{"check-config", "--config.file=" + filepath.Join(dir, "nope.yml")}, 1, "", "nope.yml", ""},
+		{"pages in business hours", []string{"routes", "test", "--config.file=" + routes, "--time=2026-11-25T10:00:00+01:00", "severity=critical"}, 0, "pagerduty, incidents\n", "", ""},
+		{"only posts at night", []string{"routes", "test", "--config.file=" + routes, "--time=2026-11-25T22:00:00+01:00", "severity=critical"}, 0, "muted: outside active time interval business-hours", "", "pagerduty, incidents"},
+		{"a bad time is a usage error", []string{"routes", "test", "--config.file=" + routes, "--time=tomorrow"}, 2, "", "RFC 3339", ""},
+		{"a bad label is a usage error", []string{"routes", "test", "severity"}, 2, "", "name=value", ""},
+		{"secrets never print", []string{"routes", "test", "--config.file=" + routes, "severity=warning"}, 0, "incidents", "", "0123456789abcdef"},
+		{"version", []string{"version"}, 0, "responder, version", "", ""},
+		{"unknown command", []string{"frobnicate"}, 2, "", "see --help", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			require.Equal(t, tt.code, code, "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
+			require.Contains(t, stdout.String(), tt.stdout)
+			require.Contains(t, stderr.String(), tt.stderr)
+			if tt.notContain != "" {
+				require.NotContains(t, stdout.String()+stderr.String(), tt.notContain)
+			}
+		})
+	}
+}
