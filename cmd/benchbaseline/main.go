@@ -49,7 +49,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *listen)
 	if err != nil {
 		logger.Error("cannot listen", "err", err)
 		return 1
@@ -94,5 +94,6 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"status":"success","alerts":%d}`+"\n", len(m.Alerts))
+	// A failed write means the client went away; there is no one left to tell.
+	_, _ = fmt.Fprintf(w, `{"status":"success","alerts":%d}`+"\n", len(m.Alerts))
 }

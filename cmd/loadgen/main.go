@@ -26,6 +26,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -82,37 +83,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case o.connections < 1:
-		fmt.Fprintln(stderr, "loadgen: --connections must be at least 1")
+		_, _ = fmt.Fprintln(stderr, "loadgen: --connections must be at least 1")
 		return 2
 	case o.duration <= 0:
-		fmt.Fprintln(stderr, "loadgen: --duration must be positive")
+		_, _ = fmt.Fprintln(stderr, "loadgen: --duration must be positive")
 		return 2
 	case o.rate < 0:
-		fmt.Fprintln(stderr, "loadgen: --rate must not be negative")
+		_, _ = fmt.Fprintln(stderr, "loadgen: --rate must not be negative")
 		return 2
 	}
 	body, err := os.ReadFile(o.payload)
 	if err != nil {
-		fmt.Fprintf(stderr, "loadgen: read payload: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "loadgen: read payload: %v\n", err)
 		return 2
 	}
 	tmpl, err := newTemplate(body)
 	if err != nil {
-		fmt.Fprintf(stderr, "loadgen: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "loadgen: %v\n", err)
 		return 2
 	}
 	res := drive(o, tmpl)
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		if err := enc.Encode(res); err != nil {
-			fmt.Fprintf(stderr, "loadgen: %v\n", err)
+			_, _ = fmt.Fprintf(stderr, "loadgen: %v\n", err)
 			return 1
 		}
 	} else {
-		fmt.Fprintln(stdout, res.String())
+		_, _ = fmt.Fprintln(stdout, res.String())
 	}
 	if res.Requests == 0 {
-		fmt.Fprintln(stderr, "loadgen: no request completed")
+		_, _ = fmt.Fprintln(stderr, "loadgen: no request completed")
 		return 1
 	}
 	return 0
@@ -128,7 +129,7 @@ type template struct {
 
 type slot struct {
 	groupKey bool   // else a fingerprint
-	index    int    // which fingerprint, for distinct values per alert
+	index    uint64 // which fingerprint, for distinct values per alert
 	value    string // the original value
 }
 
@@ -159,8 +160,10 @@ func newTemplate(body []byte) (*template, error) {
 	for _, m := range groupKeyRE.FindAllSubmatchIndex(body, -1) {
 		spans = append(spans, span{m[2], m[3], slot{groupKey: true, value: string(body[m[2]:m[3]])}})
 	}
-	for i, m := range fingerprintRE.FindAllSubmatchIndex(body, -1) {
-		spans = append(spans, span{m[2], m[3], slot{index: i, value: string(body[m[2]:m[3]])}})
+	var index uint64
+	for _, m := range fingerprintRE.FindAllSubmatchIndex(body, -1) {
+		spans = append(spans, span{m[2], m[3], slot{index: index, value: string(body[m[2]:m[3]])}})
+		index++
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
 	t := &template{original: body}
@@ -190,18 +193,12 @@ func (t *template) render(dst []byte, run string, seq uint64) []byte {
 		}
 		var b [8 + 8 + 8]byte
 		copy(b[:], run)
-		putUint64(b[8:], seq)
-		putUint64(b[16:], uint64(s.index))
+		binary.LittleEndian.PutUint64(b[8:], seq)
+		binary.LittleEndian.PutUint64(b[16:], s.index)
 		sum := sha256.Sum256(b[:])
 		dst = hex.AppendEncode(dst, sum[:8])
 	}
 	return append(dst, t.parts[len(t.parts)-1]...)
-}
-
-func putUint64(b []byte, v uint64) {
-	for i := range 8 {
-		b[i] = byte(v >> (8 * i))
-	}
 }
 
 // result is one run's outcome.
@@ -310,7 +307,7 @@ func (s *sender) send(ctx context.Context, buf *[]byte) string {
 		return "conn_error"
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close() // the body was drained; only the status matters
 	if resp.StatusCode/100 != 2 {
 		return strconv.Itoa(resp.StatusCode)
 	}

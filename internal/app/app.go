@@ -132,9 +132,9 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", opts.ListenAddress)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", opts.ListenAddress)
 	if err != nil {
-		db.Close()
+		_ = db.Close() // the listen error is the one to report
 		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
 	}
 	a.ln = ln
@@ -152,7 +152,8 @@ func (a *App) Config() *config.Config { return a.cfg.Load() }
 // shutdownTimeout), then stop the workers and the committer, then close
 // storage. Unfinished jobs stay in storage and resume on the next start.
 func (a *App) Run(ctx context.Context) error {
-	defer a.db.Close()
+	// Close errors at exit have no one to act on them; the data is committed.
+	defer func() { _ = a.db.Close() }()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 
@@ -169,7 +170,7 @@ func (a *App) Run(ctx context.Context) error {
 					return nil
 				case <-hup:
 					if err := a.Reload(); err != nil {
-						a.logger.Error("reload on SIGHUP failed; the previous configuration stays in force", "err", err)
+						a.logger.ErrorContext(ctx, "reload on SIGHUP failed; the previous configuration stays in force", "err", err)
 					}
 				}
 			}
@@ -184,7 +185,7 @@ func (a *App) Run(ctx context.Context) error {
 	// commits.
 	g.Add(func() error {
 		a.ready.Store(true)
-		a.logger.Info("listening", "address", a.Addr(), "config", a.configName())
+		a.logger.InfoContext(ctx, "listening", "address", a.Addr(), "config", a.configName())
 		if err := a.srv.Serve(a.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
@@ -194,15 +195,15 @@ func (a *App) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		if err := a.srv.Shutdown(sctx); err != nil {
-			a.logger.Warn("http shutdown did not finish in time; remaining requests were cut off", "err", err)
-			a.srv.Close()
+			a.logger.WarnContext(ctx, "http shutdown did not finish in time; remaining requests were cut off", "err", err)
+			_ = a.srv.Close() // best effort: cut off what Shutdown could not drain
 		}
 	})
 	// Committer (and WAL checkpointer), then the workers.
 	g.Add(func() error { return a.db.Run(workCtx) }, func(error) { stopWork() })
 	g.Add(func() error { return a.pipeline.Run(workCtx) }, func(error) { stopWork() })
 	err := g.Run()
-	a.logger.Info("stopped")
+	a.logger.InfoContext(ctx, "stopped")
 	return err
 }
 

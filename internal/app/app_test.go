@@ -39,11 +39,15 @@ func startApp(t *testing.T, configText string) (*app.App, string) {
 	})
 	base := "http://" + a.Addr()
 	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/-/ready")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/-/ready", nil)
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close() // only the status is checked
 		return resp.StatusCode == http.StatusOK
 	}, 5*time.Second, 20*time.Millisecond)
 	return a, file
@@ -51,19 +55,20 @@ func startApp(t *testing.T, configText string) (*app.App, string) {
 
 func post(t *testing.T, url, token, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
 	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, string(b)
 }
 
+//nolint:gosec // G101: a made-up test token, not a real credential.
 const tokenConfig = `
 storage:
   dsn: sqlite://$DIR/responder.db
@@ -134,14 +139,14 @@ func TestApp_Endpoints(t *testing.T) {
 		{"parked jobs", "/api/v1/jobs?state=parked", "first-token", http.StatusOK, `"jobs":[]`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, base+tt.path, nil)
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+tt.path, nil)
 			require.NoError(t, err)
 			if tt.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tt.token)
 			}
 			resp, err := http.DefaultClient.Do(req)
 			require.NoError(t, err)
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }()
 			b, err := io.ReadAll(resp.Body)
 			require.NoError(t, err)
 			require.Equal(t, tt.want, resp.StatusCode, string(b))
@@ -154,9 +159,11 @@ func TestApp_SecretsNeverLeak(t *testing.T) {
 	t.Parallel()
 	a, _ := startApp(t, tokenConfig)
 	require.NotContains(t, a.Config().String(), "first-token")
-	resp, err := http.Get("http://" + a.Addr() + "/metrics")
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+a.Addr()+"/metrics", nil)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.NotContains(t, string(b), "first-token")

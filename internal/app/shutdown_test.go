@@ -55,7 +55,14 @@ func TestApp_GracefulShutdown(t *testing.T) {
 				gk := fmt.Sprintf("shutdown-%d-%d", w, i)
 				body := strings.Replace(string(tmpl), `{}/{severity=\"critical\"}:{alertname=\"CheckoutLatencyHigh\"}`, gk, 1)
 				sent.Add(1)
-				resp, err := client.Post(url, "application/json", strings.NewReader(body))
+				// The test's context, not the app's: requests in flight at
+				// shutdown must not be cancelled by the client side.
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
+				if err != nil {
+					continue
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
 				if err != nil {
 					continue // refused after shutdown: Alertmanager would retry
 				}
@@ -63,7 +70,7 @@ func TestApp_GracefulShutdown(t *testing.T) {
 					NotificationID int64 `json:"notification_id"`
 				}
 				_ = json.NewDecoder(resp.Body).Decode(&r)
-				resp.Body.Close()
+				_ = resp.Body.Close() // the decoded id and the status are all that count
 				if resp.StatusCode == http.StatusOK {
 					acked.Store(gk, r.NotificationID)
 				}
@@ -94,11 +101,15 @@ func TestApp_GracefulShutdown(t *testing.T) {
 	go func() { done2 <- b.Run(ctx2) }()
 	defer func() { cancel2(); <-done2 }()
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + b.Addr() + "/api/v1/incidents?limit=1000")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+b.Addr()+"/api/v1/incidents?limit=1000", nil)
 		if err != nil {
 			return false
 		}
-		defer resp.Body.Close()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer func() { _ = resp.Body.Close() }()
 		var list struct {
 			Incidents []struct {
 				GroupKey string `json:"group_key"`

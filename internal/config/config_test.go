@@ -370,6 +370,8 @@ func TestLoad_secretExclusivity(t *testing.T) {
 }
 
 // secretText has an inline value for every secret.
+//
+//nolint:gosec // G101: made-up test secrets whose redaction the tests check.
 const secretText = `
 global:
   slack_bot_token: xoxb-s3cr3t-bot
@@ -429,7 +431,7 @@ func TestLoadFile(t *testing.T) {
 	write := func(name, content string) string {
 		t.Helper()
 		p := filepath.Join(dir, name)
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o750))
 		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
 		return p
 	}
@@ -593,7 +595,7 @@ func TestConfig_String(t *testing.T) {
 	for _, f := range append(files, filepath.Join("..", "..", "examples", "responder.yml")) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			t.Parallel()
-			text, err := os.ReadFile(f)
+			text, err := os.ReadFile(f) //nolint:gosec // G304: the repository's own testdata and example config.
 			require.NoError(t, err)
 			c, err := Load(string(text))
 			require.NoError(t, err)

@@ -69,5 +69,5 @@ func Backoff(attempts int, minDelay, maxDelay time.Duration) time.Duration {
 	if half <= 0 {
 		return d
 	}
-	return half + rand.N(half+1)
+	return half + rand.N(half+1) //nolint:gosec // G404: retry jitter, not a secret; predictability is harmless.
 }

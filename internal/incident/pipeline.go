@@ -182,7 +182,7 @@ func (p *Pipeline) work(ctx context.Context, owner string) {
 		if err != nil {
 			// Log when the failure changes, not on every poll.
 			if ctx.Err() == nil && err.Error() != lastErr {
-				p.logger.Warn("claim jobs failed, will retry on next poll", "err", err)
+				p.logger.WarnContext(ctx, "claim jobs failed, will retry on next poll", "err", err)
 				lastErr = err.Error()
 			}
 		} else {
@@ -299,7 +299,7 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, completed bool)
 			return
 		}
 		if cerr := p.queue.Complete(bctx, j); cerr != nil {
-			log.Warn("complete job failed; it will run again after its lease and must be idempotent", "err", cerr)
+			log.WarnContext(ctx, "complete job failed; it will run again after its lease and must be idempotent", "err", cerr)
 			return
 		}
 		p.attempts.WithLabelValues(j.Kind, "done").Inc()
@@ -310,7 +310,7 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, completed bool)
 		// that it resumes at once on restart or on another replica instead of
 		// waiting for its lease to expire.
 		if rerr := p.queue.Release(bctx, j); rerr != nil {
-			log.Warn("release job failed; it resumes after its lease expires", "err", rerr)
+			log.WarnContext(ctx, "release job failed; it resumes after its lease expires", "err", rerr)
 		}
 		return
 	}
@@ -323,16 +323,16 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, completed bool)
 	}
 	retryAt := p.opts.Now().Add(delay)
 	if ferr := p.queue.Fail(bctx, j, err, retryAt, park); ferr != nil {
-		log.Warn("record job failure failed; it will run again after its lease", "err", ferr, "cause", err)
+		log.WarnContext(ctx, "record job failure failed; it will run again after its lease", "err", ferr, "cause", err)
 		return
 	}
 	if park {
 		p.attempts.WithLabelValues(j.Kind, "parked").Inc()
-		log.Error("job parked after its last attempt; see /api/v1/jobs?state=parked", "err", err)
+		log.ErrorContext(ctx, "job parked after its last attempt; see /api/v1/jobs?state=parked", "err", err)
 		return
 	}
 	p.attempts.WithLabelValues(j.Kind, "retry").Inc()
-	log.Warn("job failed, will retry", "err", err, "retry_at", retryAt)
+	log.WarnContext(ctx, "job failed, will retry", "err", err, "retry_at", retryAt)
 }
 
 // RetryAfterer is implemented by errors that know when a retry may succeed,

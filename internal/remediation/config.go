@@ -76,7 +76,7 @@ func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
 // Validate checks the section on its own.
 func (c *Config) Validate() error {
 	switch {
-	case !model.LabelName(c.OptInLabel).IsValidLegacy():
+	case !model.LegacyValidation.IsValidLabelName(c.OptInLabel):
 		return fmt.Errorf("opt_in_label: invalid label name %q", c.OptInLabel)
 	case c.OptInValue == "":
 		return errors.New("opt_in_value must not be empty")

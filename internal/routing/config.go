@@ -121,7 +121,7 @@ func validateGroupBy(groupBy []string) error {
 			if len(groupBy) > 1 {
 				return errors.New("group_by: cannot have wildcard \"...\" and other labels at the same time")
 			}
-		case !model.LabelName(l).IsValidLegacy():
+		case !model.LegacyValidation.IsValidLabelName(l):
 			return fmt.Errorf("group_by: invalid label name %q", l)
 		case seen[l]:
 			return fmt.Errorf("group_by: duplicated label %q", l)

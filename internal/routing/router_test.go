@@ -408,117 +408,211 @@ func TestRouter_Route_timeIntervals(t *testing.T) {
 	}{
 		// Europe/Rome: CET (+01:00) until 2026-03-29 01:00Z, CEST (+02:00)
 		// until 2026-10-25 01:00Z.
-		{"rome before spring forward in", "active_time_intervals: [rome-business-hours]", "2026-03-27T08:30:00Z", false,
-			"active in rome-business-hours (Europe/Rome, Fri 2026-03-27 09:30 CET)"},
-		{"rome before spring forward out", "active_time_intervals: [rome-business-hours]", "2026-03-27T17:30:00Z", true,
-			"muted: outside active time interval rome-business-hours (Europe/Rome, Fri 2026-03-27 18:30 CET)"},
-		{"rome after spring forward in", "active_time_intervals: [rome-business-hours]", "2026-03-30T07:30:00Z", false,
-			"active in rome-business-hours (Europe/Rome, Mon 2026-03-30 09:30 CEST)"},
-		{"rome after spring forward out", "active_time_intervals: [rome-business-hours]", "2026-03-30T16:30:00Z", true,
-			"outside active time interval rome-business-hours (Europe/Rome, Mon 2026-03-30 18:30 CEST)"},
-		{"rome start is inclusive", "active_time_intervals: [rome-business-hours]", "2026-10-23T07:00:00Z", false,
-			"active in rome-business-hours (Europe/Rome, Fri 2026-10-23 09:00 CEST)"},
-		{"rome last minute", "active_time_intervals: [rome-business-hours]", "2026-10-23T15:59:00Z", false,
-			"active in rome-business-hours (Europe/Rome, Fri 2026-10-23 17:59 CEST)"},
-		{"rome end is exclusive", "active_time_intervals: [rome-business-hours]", "2026-10-23T16:00:00Z", true,
-			"outside active time interval rome-business-hours (Europe/Rome, Fri 2026-10-23 18:00 CEST)"},
-		{"rome after fall back out", "active_time_intervals: [rome-business-hours]", "2026-10-26T07:30:00Z", true,
-			"outside active time interval rome-business-hours (Europe/Rome, Mon 2026-10-26 08:30 CET)"},
-		{"rome after fall back in", "active_time_intervals: [rome-business-hours]", "2026-10-26T08:00:00Z", false,
-			"active in rome-business-hours (Europe/Rome, Mon 2026-10-26 09:00 CET)"},
-		{"rome weekend night", "active_time_intervals: [rome-business-hours]", "2026-11-28T21:14:00Z", true,
-			"outside active time interval rome-business-hours (Europe/Rome, Sat 2026-11-28 22:14 CET)"},
-		{"rome weekend morning", "active_time_intervals: [rome-business-hours]", "2026-11-28T09:00:00Z", true,
-			"outside active time interval rome-business-hours (Europe/Rome, Sat 2026-11-28 10:00 CET)"},
-		{"rome weekday", "active_time_intervals: [rome-business-hours]", "2026-11-25T09:00:00Z", false,
-			"active in rome-business-hours (Europe/Rome, Wed 2026-11-25 10:00 CET)"},
+		{
+			"rome before spring forward in", "active_time_intervals: [rome-business-hours]", "2026-03-27T08:30:00Z", false,
+			"active in rome-business-hours (Europe/Rome, Fri 2026-03-27 09:30 CET)",
+		},
+		{
+			"rome before spring forward out", "active_time_intervals: [rome-business-hours]", "2026-03-27T17:30:00Z", true,
+			"muted: outside active time interval rome-business-hours (Europe/Rome, Fri 2026-03-27 18:30 CET)",
+		},
+		{
+			"rome after spring forward in", "active_time_intervals: [rome-business-hours]", "2026-03-30T07:30:00Z", false,
+			"active in rome-business-hours (Europe/Rome, Mon 2026-03-30 09:30 CEST)",
+		},
+		{
+			"rome after spring forward out", "active_time_intervals: [rome-business-hours]", "2026-03-30T16:30:00Z", true,
+			"outside active time interval rome-business-hours (Europe/Rome, Mon 2026-03-30 18:30 CEST)",
+		},
+		{
+			"rome start is inclusive", "active_time_intervals: [rome-business-hours]", "2026-10-23T07:00:00Z", false,
+			"active in rome-business-hours (Europe/Rome, Fri 2026-10-23 09:00 CEST)",
+		},
+		{
+			"rome last minute", "active_time_intervals: [rome-business-hours]", "2026-10-23T15:59:00Z", false,
+			"active in rome-business-hours (Europe/Rome, Fri 2026-10-23 17:59 CEST)",
+		},
+		{
+			"rome end is exclusive", "active_time_intervals: [rome-business-hours]", "2026-10-23T16:00:00Z", true,
+			"outside active time interval rome-business-hours (Europe/Rome, Fri 2026-10-23 18:00 CEST)",
+		},
+		{
+			"rome after fall back out", "active_time_intervals: [rome-business-hours]", "2026-10-26T07:30:00Z", true,
+			"outside active time interval rome-business-hours (Europe/Rome, Mon 2026-10-26 08:30 CET)",
+		},
+		{
+			"rome after fall back in", "active_time_intervals: [rome-business-hours]", "2026-10-26T08:00:00Z", false,
+			"active in rome-business-hours (Europe/Rome, Mon 2026-10-26 09:00 CET)",
+		},
+		{
+			"rome weekend night", "active_time_intervals: [rome-business-hours]", "2026-11-28T21:14:00Z", true,
+			"outside active time interval rome-business-hours (Europe/Rome, Sat 2026-11-28 22:14 CET)",
+		},
+		{
+			"rome weekend morning", "active_time_intervals: [rome-business-hours]", "2026-11-28T09:00:00Z", true,
+			"outside active time interval rome-business-hours (Europe/Rome, Sat 2026-11-28 10:00 CET)",
+		},
+		{
+			"rome weekday", "active_time_intervals: [rome-business-hours]", "2026-11-25T09:00:00Z", false,
+			"active in rome-business-hours (Europe/Rome, Wed 2026-11-25 10:00 CET)",
+		},
 
 		// The 02:00-03:00 hour does not exist in Rome on 2026-03-29 and
 		// happens twice on 2026-10-25.
-		{"rome two am the day before", "active_time_intervals: [rome-two-am]", "2026-03-28T01:30:00Z", false,
-			"active in rome-two-am (Europe/Rome, Sat 2026-03-28 02:30 CET)"},
-		{"rome just before the gap", "active_time_intervals: [rome-two-am]", "2026-03-29T00:59:00Z", true,
-			"outside active time interval rome-two-am (Europe/Rome, Sun 2026-03-29 01:59 CET)"},
-		{"rome just after the gap", "active_time_intervals: [rome-two-am]", "2026-03-29T01:00:00Z", true,
-			"outside active time interval rome-two-am (Europe/Rome, Sun 2026-03-29 03:00 CEST)"},
-		{"rome first two am of fall back", "active_time_intervals: [rome-two-am]", "2026-10-25T00:30:00Z", false,
-			"active in rome-two-am (Europe/Rome, Sun 2026-10-25 02:30 CEST)"},
-		{"rome second two am of fall back", "active_time_intervals: [rome-two-am]", "2026-10-25T01:30:00Z", false,
-			"active in rome-two-am (Europe/Rome, Sun 2026-10-25 02:30 CET)"},
-		{"rome after the repeated hour", "active_time_intervals: [rome-two-am]", "2026-10-25T02:00:00Z", true,
-			"outside active time interval rome-two-am (Europe/Rome, Sun 2026-10-25 03:00 CET)"},
+		{
+			"rome two am the day before", "active_time_intervals: [rome-two-am]", "2026-03-28T01:30:00Z", false,
+			"active in rome-two-am (Europe/Rome, Sat 2026-03-28 02:30 CET)",
+		},
+		{
+			"rome just before the gap", "active_time_intervals: [rome-two-am]", "2026-03-29T00:59:00Z", true,
+			"outside active time interval rome-two-am (Europe/Rome, Sun 2026-03-29 01:59 CET)",
+		},
+		{
+			"rome just after the gap", "active_time_intervals: [rome-two-am]", "2026-03-29T01:00:00Z", true,
+			"outside active time interval rome-two-am (Europe/Rome, Sun 2026-03-29 03:00 CEST)",
+		},
+		{
+			"rome first two am of fall back", "active_time_intervals: [rome-two-am]", "2026-10-25T00:30:00Z", false,
+			"active in rome-two-am (Europe/Rome, Sun 2026-10-25 02:30 CEST)",
+		},
+		{
+			"rome second two am of fall back", "active_time_intervals: [rome-two-am]", "2026-10-25T01:30:00Z", false,
+			"active in rome-two-am (Europe/Rome, Sun 2026-10-25 02:30 CET)",
+		},
+		{
+			"rome after the repeated hour", "active_time_intervals: [rome-two-am]", "2026-10-25T02:00:00Z", true,
+			"outside active time interval rome-two-am (Europe/Rome, Sun 2026-10-25 03:00 CET)",
+		},
 
 		// Alertmanager rejects end < start; an evening interval ends at 24:00.
-		{"late evening before", "active_time_intervals: [rome-late-evening]", "2026-10-24T19:59:00Z", true,
-			"outside active time interval rome-late-evening (Europe/Rome, Sat 2026-10-24 21:59 CEST)"},
-		{"late evening start", "active_time_intervals: [rome-late-evening]", "2026-10-24T20:00:00Z", false,
-			"active in rome-late-evening (Europe/Rome, Sat 2026-10-24 22:00 CEST)"},
-		{"late evening last minute", "active_time_intervals: [rome-late-evening]", "2026-10-25T22:59:00Z", false,
-			"active in rome-late-evening (Europe/Rome, Sun 2026-10-25 23:59 CET)"},
-		{"late evening midnight is out", "active_time_intervals: [rome-late-evening]", "2026-10-25T23:00:00Z", true,
-			"outside active time interval rome-late-evening (Europe/Rome, Mon 2026-10-26 00:00 CET)"},
+		{
+			"late evening before", "active_time_intervals: [rome-late-evening]", "2026-10-24T19:59:00Z", true,
+			"outside active time interval rome-late-evening (Europe/Rome, Sat 2026-10-24 21:59 CEST)",
+		},
+		{
+			"late evening start", "active_time_intervals: [rome-late-evening]", "2026-10-24T20:00:00Z", false,
+			"active in rome-late-evening (Europe/Rome, Sat 2026-10-24 22:00 CEST)",
+		},
+		{
+			"late evening last minute", "active_time_intervals: [rome-late-evening]", "2026-10-25T22:59:00Z", false,
+			"active in rome-late-evening (Europe/Rome, Sun 2026-10-25 23:59 CET)",
+		},
+		{
+			"late evening midnight is out", "active_time_intervals: [rome-late-evening]", "2026-10-25T23:00:00Z", true,
+			"outside active time interval rome-late-evening (Europe/Rome, Mon 2026-10-26 00:00 CET)",
+		},
 
 		// America/New_York: EST (-05:00) until 2026-03-08 07:00Z, EDT
 		// (-04:00) until 2026-11-01 06:00Z.
-		{"new york before spring forward out", "active_time_intervals: [ny-business-hours]", "2026-03-06T13:30:00Z", true,
-			"outside active time interval ny-business-hours (America/New_York, Fri 2026-03-06 08:30 EST)"},
-		{"new york before spring forward in", "active_time_intervals: [ny-business-hours]", "2026-03-06T14:30:00Z", false,
-			"active in ny-business-hours (America/New_York, Fri 2026-03-06 09:30 EST)"},
-		{"new york switch day is a sunday", "active_time_intervals: [ny-business-hours]", "2026-03-08T14:30:00Z", true,
-			"outside active time interval ny-business-hours (America/New_York, Sun 2026-03-08 10:30 EDT)"},
-		{"new york after spring forward in", "active_time_intervals: [ny-business-hours]", "2026-03-09T13:30:00Z", false,
-			"active in ny-business-hours (America/New_York, Mon 2026-03-09 09:30 EDT)"},
-		{"new york after spring forward out", "active_time_intervals: [ny-business-hours]", "2026-03-09T22:00:00Z", true,
-			"outside active time interval ny-business-hours (America/New_York, Mon 2026-03-09 18:00 EDT)"},
-		{"new york before fall back in", "active_time_intervals: [ny-business-hours]", "2026-10-30T13:30:00Z", false,
-			"active in ny-business-hours (America/New_York, Fri 2026-10-30 09:30 EDT)"},
-		{"new york repeated hour", "active_time_intervals: [ny-business-hours]", "2026-11-01T06:30:00Z", true,
-			"outside active time interval ny-business-hours (America/New_York, Sun 2026-11-01 01:30 EST)"},
-		{"new york after fall back out", "active_time_intervals: [ny-business-hours]", "2026-11-02T13:30:00Z", true,
-			"outside active time interval ny-business-hours (America/New_York, Mon 2026-11-02 08:30 EST)"},
-		{"new york after fall back in", "active_time_intervals: [ny-business-hours]", "2026-11-02T14:30:00Z", false,
-			"active in ny-business-hours (America/New_York, Mon 2026-11-02 09:30 EST)"},
+		{
+			"new york before spring forward out", "active_time_intervals: [ny-business-hours]", "2026-03-06T13:30:00Z", true,
+			"outside active time interval ny-business-hours (America/New_York, Fri 2026-03-06 08:30 EST)",
+		},
+		{
+			"new york before spring forward in", "active_time_intervals: [ny-business-hours]", "2026-03-06T14:30:00Z", false,
+			"active in ny-business-hours (America/New_York, Fri 2026-03-06 09:30 EST)",
+		},
+		{
+			"new york switch day is a sunday", "active_time_intervals: [ny-business-hours]", "2026-03-08T14:30:00Z", true,
+			"outside active time interval ny-business-hours (America/New_York, Sun 2026-03-08 10:30 EDT)",
+		},
+		{
+			"new york after spring forward in", "active_time_intervals: [ny-business-hours]", "2026-03-09T13:30:00Z", false,
+			"active in ny-business-hours (America/New_York, Mon 2026-03-09 09:30 EDT)",
+		},
+		{
+			"new york after spring forward out", "active_time_intervals: [ny-business-hours]", "2026-03-09T22:00:00Z", true,
+			"outside active time interval ny-business-hours (America/New_York, Mon 2026-03-09 18:00 EDT)",
+		},
+		{
+			"new york before fall back in", "active_time_intervals: [ny-business-hours]", "2026-10-30T13:30:00Z", false,
+			"active in ny-business-hours (America/New_York, Fri 2026-10-30 09:30 EDT)",
+		},
+		{
+			"new york repeated hour", "active_time_intervals: [ny-business-hours]", "2026-11-01T06:30:00Z", true,
+			"outside active time interval ny-business-hours (America/New_York, Sun 2026-11-01 01:30 EST)",
+		},
+		{
+			"new york after fall back out", "active_time_intervals: [ny-business-hours]", "2026-11-02T13:30:00Z", true,
+			"outside active time interval ny-business-hours (America/New_York, Mon 2026-11-02 08:30 EST)",
+		},
+		{
+			"new york after fall back in", "active_time_intervals: [ny-business-hours]", "2026-11-02T14:30:00Z", false,
+			"active in ny-business-hours (America/New_York, Mon 2026-11-02 09:30 EST)",
+		},
 
 		// Asia/Tokyo: JST (+09:00) all year; the local day starts on the
 		// previous UTC day.
-		{"tokyo monday morning is sunday in utc", "active_time_intervals: [tokyo-business-hours]", "2026-03-29T23:30:00Z", true,
-			"outside active time interval tokyo-business-hours (Asia/Tokyo, Mon 2026-03-30 08:30 JST)"},
-		{"tokyo monday", "active_time_intervals: [tokyo-business-hours]", "2026-03-30T00:30:00Z", false,
-			"active in tokyo-business-hours (Asia/Tokyo, Mon 2026-03-30 09:30 JST)"},
-		{"tokyo friday evening", "active_time_intervals: [tokyo-business-hours]", "2026-03-27T09:30:00Z", true,
-			"outside active time interval tokyo-business-hours (Asia/Tokyo, Fri 2026-03-27 18:30 JST)"},
-		{"tokyo unaffected by european dst", "active_time_intervals: [tokyo-business-hours]", "2026-10-26T08:59:00Z", false,
-			"active in tokyo-business-hours (Asia/Tokyo, Mon 2026-10-26 17:59 JST)"},
+		{
+			"tokyo monday morning is sunday in utc", "active_time_intervals: [tokyo-business-hours]", "2026-03-29T23:30:00Z", true,
+			"outside active time interval tokyo-business-hours (Asia/Tokyo, Mon 2026-03-30 08:30 JST)",
+		},
+		{
+			"tokyo monday", "active_time_intervals: [tokyo-business-hours]", "2026-03-30T00:30:00Z", false,
+			"active in tokyo-business-hours (Asia/Tokyo, Mon 2026-03-30 09:30 JST)",
+		},
+		{
+			"tokyo friday evening", "active_time_intervals: [tokyo-business-hours]", "2026-03-27T09:30:00Z", true,
+			"outside active time interval tokyo-business-hours (Asia/Tokyo, Fri 2026-03-27 18:30 JST)",
+		},
+		{
+			"tokyo unaffected by european dst", "active_time_intervals: [tokyo-business-hours]", "2026-10-26T08:59:00Z", false,
+			"active in tokyo-business-hours (Asia/Tokyo, Mon 2026-10-26 17:59 JST)",
+		},
 
 		// No location means UTC, whatever the offset of the instant.
-		{"no location is utc", "active_time_intervals: [utc-business-hours]", "2026-03-30T09:30:00+02:00", true,
-			"outside active time interval utc-business-hours (UTC, Mon 2026-03-30 07:30 UTC)"},
+		{
+			"no location is utc", "active_time_intervals: [utc-business-hours]", "2026-03-30T09:30:00+02:00", true,
+			"outside active time interval utc-business-hours (UTC, Mon 2026-03-30 07:30 UTC)",
+		},
 
 		// Holidays through months and days_of_month.
-		{"christmas mutes business hours", "{active_time_intervals: [rome-business-hours], mute_time_intervals: [rome-holidays]}", "2026-12-25T09:00:00Z", true,
-			"muted: in mute time interval rome-holidays (Europe/Rome, Fri 2026-12-25 10:00 CET); matched severity=\"critical\"; active in rome-business-hours (Europe/Rome, Fri 2026-12-25 10:00 CET)"},
-		{"christmas eve is not a holiday", "{active_time_intervals: [rome-business-hours], mute_time_intervals: [rome-holidays]}", "2026-12-24T09:00:00Z", false,
-			"active in rome-business-hours (Europe/Rome, Thu 2026-12-24 10:00 CET); outside mute time interval rome-holidays (Europe/Rome, Thu 2026-12-24 10:00 CET)"},
-		{"christmas starts at local midnight", "mute_time_intervals: [rome-holidays]", "2026-12-24T23:30:00Z", true,
-			"in mute time interval rome-holidays (Europe/Rome, Fri 2026-12-25 00:30 CET)"},
-		{"holiday ends at local midnight", "mute_time_intervals: [rome-holidays]", "2026-12-26T23:00:00Z", false,
-			"outside mute time interval rome-holidays (Europe/Rome, Sun 2026-12-27 00:00 CET)"},
-		{"second range of a holiday", "mute_time_intervals: [rome-holidays]", "2027-01-01T11:00:00Z", true,
-			"in mute time interval rome-holidays (Europe/Rome, Fri 2027-01-01 12:00 CET)"},
-		{"last day of february", "mute_time_intervals: [rome-month-end]", "2026-02-28T11:00:00Z", true,
-			"in mute time interval rome-month-end (Europe/Rome, Sat 2026-02-28 12:00 CET)"},
-		{"not the last day", "mute_time_intervals: [rome-month-end]", "2026-02-27T11:00:00Z", false,
-			"outside mute time interval rome-month-end (Europe/Rome, Fri 2026-02-27 12:00 CET)"},
+		{
+			"christmas mutes business hours", "{active_time_intervals: [rome-business-hours], mute_time_intervals: [rome-holidays]}", "2026-12-25T09:00:00Z", true,
+			"muted: in mute time interval rome-holidays (Europe/Rome, Fri 2026-12-25 10:00 CET); matched severity=\"critical\"; active in rome-business-hours (Europe/Rome, Fri 2026-12-25 10:00 CET)",
+		},
+		{
+			"christmas eve is not a holiday", "{active_time_intervals: [rome-business-hours], mute_time_intervals: [rome-holidays]}", "2026-12-24T09:00:00Z", false,
+			"active in rome-business-hours (Europe/Rome, Thu 2026-12-24 10:00 CET); outside mute time interval rome-holidays (Europe/Rome, Thu 2026-12-24 10:00 CET)",
+		},
+		{
+			"christmas starts at local midnight", "mute_time_intervals: [rome-holidays]", "2026-12-24T23:30:00Z", true,
+			"in mute time interval rome-holidays (Europe/Rome, Fri 2026-12-25 00:30 CET)",
+		},
+		{
+			"holiday ends at local midnight", "mute_time_intervals: [rome-holidays]", "2026-12-26T23:00:00Z", false,
+			"outside mute time interval rome-holidays (Europe/Rome, Sun 2026-12-27 00:00 CET)",
+		},
+		{
+			"second range of a holiday", "mute_time_intervals: [rome-holidays]", "2027-01-01T11:00:00Z", true,
+			"in mute time interval rome-holidays (Europe/Rome, Fri 2027-01-01 12:00 CET)",
+		},
+		{
+			"last day of february", "mute_time_intervals: [rome-month-end]", "2026-02-28T11:00:00Z", true,
+			"in mute time interval rome-month-end (Europe/Rome, Sat 2026-02-28 12:00 CET)",
+		},
+		{
+			"not the last day", "mute_time_intervals: [rome-month-end]", "2026-02-27T11:00:00Z", false,
+			"outside mute time interval rome-month-end (Europe/Rome, Fri 2026-02-27 12:00 CET)",
+		},
 
 		// Several ranges and several intervals.
-		{"second range matches", "active_time_intervals: [follow-the-sun]", "2026-11-25T20:00:00Z", false,
-			"active in follow-the-sun (America/New_York, Wed 2026-11-25 15:00 EST)"},
-		{"no range matches", "active_time_intervals: [follow-the-sun]", "2026-11-26T03:00:00Z", true,
-			"outside active time interval follow-the-sun (Europe/Rome, Thu 2026-11-26 04:00 CET; America/New_York, Wed 2026-11-25 22:00 EST)"},
-		{"any active interval is enough", "active_time_intervals: [rome-business-hours, tokyo-business-hours]", "2026-11-25T01:00:00Z", false,
-			"active in tokyo-business-hours (Asia/Tokyo, Wed 2026-11-25 10:00 JST)"},
-		{"outside every active interval", "active_time_intervals: [rome-business-hours, tokyo-business-hours]", "2026-11-25T19:00:00Z", true,
-			"outside active time intervals rome-business-hours (Europe/Rome, Wed 2026-11-25 20:00 CET), tokyo-business-hours (Asia/Tokyo, Thu 2026-11-26 04:00 JST)"},
+		{
+			"second range matches", "active_time_intervals: [follow-the-sun]", "2026-11-25T20:00:00Z", false,
+			"active in follow-the-sun (America/New_York, Wed 2026-11-25 15:00 EST)",
+		},
+		{
+			"no range matches", "active_time_intervals: [follow-the-sun]", "2026-11-26T03:00:00Z", true,
+			"outside active time interval follow-the-sun (Europe/Rome, Thu 2026-11-26 04:00 CET; America/New_York, Wed 2026-11-25 22:00 EST)",
+		},
+		{
+			"any active interval is enough", "active_time_intervals: [rome-business-hours, tokyo-business-hours]", "2026-11-25T01:00:00Z", false,
+			"active in tokyo-business-hours (Asia/Tokyo, Wed 2026-11-25 10:00 JST)",
+		},
+		{
+			"outside every active interval", "active_time_intervals: [rome-business-hours, tokyo-business-hours]", "2026-11-25T19:00:00Z", true,
+			"outside active time intervals rome-business-hours (Europe/Rome, Wed 2026-11-25 20:00 CET), tokyo-business-hours (Asia/Tokyo, Thu 2026-11-26 04:00 JST)",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,13 +19,13 @@ import (
 // Write errors are ignored: the writer is a terminal or a buffer.
 func FormatTrace(w io.Writer, d Decision) {
 	if len(d.Receivers) == 0 {
-		fmt.Fprintln(w, "none (every matching route is muted)")
+		_, _ = fmt.Fprintln(w, "none (every matching route is muted)")
 	} else {
-		fmt.Fprintln(w, strings.Join(d.Receivers, ", "))
+		_, _ = fmt.Fprintln(w, strings.Join(d.Receivers, ", "))
 	}
 	for _, s := range d.Trace {
 		// "route" is depth 1, "route.routes[0]" depth 2, and so on.
 		depth := 1 + strings.Count(s.Path, "routes[")
-		fmt.Fprintf(w, "%s%s [%s] %s\n", strings.Repeat("  ", depth), s.Path, s.Receiver, s.Reason)
+		_, _ = fmt.Fprintf(w, "%s%s [%s] %s\n", strings.Repeat("  ", depth), s.Path, s.Receiver, s.Reason)
 	}
 }

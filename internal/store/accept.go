@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -138,7 +139,7 @@ func (s *Store) Run(ctx context.Context) error {
 		if pending {
 			more, err := s.ApplyDue(context.WithoutCancel(ctx), applyBatch)
 			if err != nil && ctx.Err() == nil {
-				s.logger.Warn("applying deferred notifications failed; will retry", "err", err)
+				s.logger.WarnContext(ctx, "applying deferred notifications failed; will retry", "err", err)
 			}
 			pending = more && err == nil
 			continue
@@ -274,7 +275,7 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
 		}
 		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, false, nil
-	case err != sql.ErrNoRows:
+	case !errors.Is(err, sql.ErrNoRows):
 		return incident.Receipt{}, nil, false, false, fmt.Errorf("find state: %w", err)
 	}
 	var id int64
@@ -311,7 +312,7 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 		return incident.Receipt{}, nil, false, false, fmt.Errorf("release savepoint: %w", err)
 	}
 	if aerr != nil {
-		s.logger.Warn("applying a notification failed; it is stored and queued for a retry", "notification_id", id, "group_key", m.GroupKey, "err", aerr)
+		s.logger.WarnContext(ctx, "applying a notification failed; it is stored and queued for a retry", "notification_id", id, "group_key", m.GroupKey, "err", aerr)
 		if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
 			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert job: %w", err)
 		}

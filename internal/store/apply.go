@@ -95,10 +95,10 @@ func (s *Store) failIngest(ctx context.Context, tx *sql.Tx, j incident.Job, caus
 	state := incident.JobQueued
 	if incident.IsPermanent(cause) || attempts >= j.MaxAttempts {
 		state = incident.JobParked
-		s.logger.Error("applying a notification failed for the last time; the job is parked, see /api/v1/jobs?state=parked",
+		s.logger.ErrorContext(ctx, "applying a notification failed for the last time; the job is parked, see /api/v1/jobs?state=parked",
 			"notification_id", j.RefID, "attempt", attempts, "err", cause)
 	} else {
-		s.logger.Warn("applying a notification failed; will retry", "notification_id", j.RefID, "attempt", attempts, "err", cause)
+		s.logger.WarnContext(ctx, "applying a notification failed; will retry", "notification_id", j.RefID, "attempt", attempts, "err", cause)
 	}
 	retryAt := now.Add(incident.Backoff(attempts, s.opts.MinBackoff, s.opts.MaxBackoff))
 	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = ?, attempts = ?, run_at = ?, last_error = ?, updated_at = ? WHERE id = ?`),
@@ -324,7 +324,7 @@ func (a *applier) known(ctx context.Context) (map[alertKey]knownAlert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read alerts: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := map[alertKey]knownAlert{}
 	for rows.Next() {
 		var (
@@ -363,12 +363,12 @@ func (a *applier) record(ctx context.Context, changes []change) ([]change, error
 				st string
 			)
 			if err := rows.Scan(&k.fingerprint, &k.startsAt, &st); err != nil {
-				rows.Close()
+				_ = rows.Close() // the scan error is the one to report
 				return nil, fmt.Errorf("insert changes: %w", err)
 			}
 			inserted[k] = st
 		}
-		rows.Close()
+		_ = rows.Close() // rows.Err below reports a failed read
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("insert changes: %w", err)
 		}

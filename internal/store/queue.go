@@ -22,7 +22,7 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var jobs []incident.Job
 	for rows.Next() {
 		var (
@@ -99,7 +99,7 @@ func (s *Store) queryJobsTx(ctx context.Context, tx *sql.Tx, q string, args ...a
 	if err != nil {
 		return nil, fmt.Errorf("read due jobs: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var jobs []incident.Job
 	for rows.Next() {
 		j := incident.Job{Kind: incident.JobIngest}
@@ -175,7 +175,7 @@ func (s *Store) queryJobs(ctx context.Context, q string, args ...any) ([]inciden
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	jobs := []incident.Job{}
 	for rows.Next() {
 		var (
@@ -205,7 +205,7 @@ func (s *Store) Stats(ctx context.Context) (QueueStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("queue stats: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var state string
 		var n int

@@ -68,7 +68,7 @@ func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]inc
 	if err != nil {
 		return nil, fmt.Errorf("list incidents: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []incident.Incident{}
 	for rows.Next() {
 		inc, err := scanIncident(rows)
@@ -109,7 +109,7 @@ func (s *Store) alerts(ctx context.Context, id int64) ([]incident.Alert, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read alerts: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []incident.Alert{}
 	for rows.Next() {
 		var (
@@ -133,7 +133,7 @@ func (s *Store) history(ctx context.Context, id int64) ([]incident.Change, error
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []incident.Change{}
 	for rows.Next() {
 		var (
@@ -154,7 +154,7 @@ func (s *Store) notifications(ctx context.Context, id int64) ([]incident.Notific
 	if err != nil {
 		return nil, fmt.Errorf("read notifications: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []incident.NotificationRef{}
 	for rows.Next() {
 		var (
@@ -177,7 +177,7 @@ func (s *Store) NotificationCounts(ctx context.Context) (map[string]int, error) 
 	if err != nil {
 		return nil, fmt.Errorf("count notifications: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := map[string]int{}
 	for rows.Next() {
 		var st string

@@ -178,7 +178,7 @@ func (s *Store) prepareMissed(ctx context.Context) {
 		}
 		st, err := s.w.PrepareContext(ctx, s.rebind(q))
 		if err != nil {
-			s.logger.Warn("prepare statement failed; it runs unprepared", "err", err)
+			s.logger.WarnContext(ctx, "prepare statement failed; it runs unprepared", "err", err)
 			return true
 		}
 		s.cache.Store(q, st)
@@ -276,7 +276,7 @@ func (s *Store) migrateOne(ctx context.Context, dir, name string) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit migration %s: %w", name, err)
 	}
-	s.logger.Info("applied migration", "migration", name)
+	s.logger.InfoContext(ctx, "applied migration", "migration", name)
 	return nil
 }
 

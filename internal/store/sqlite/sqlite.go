@@ -41,30 +41,31 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 	// synchronous=FULL fsyncs the WAL on every commit: a 200 means the
 	// notification is on disk. wal_autocheckpoint=0 keeps checkpoints off the
 	// commit path (they caused 15–70 ms p99 spikes); Run checkpoints instead.
-	writer, err := openPool(path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "temp_store(MEMORY)")
+	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "temp_store(MEMORY)")
 	if err != nil {
 		return nil, err
 	}
-	reader, err := openPool(path, 4, "", "query_only(1)")
+	reader, err := openPool(ctx, path, 4, "", "query_only(1)")
 	if err != nil {
-		writer.Close()
+		_ = writer.Close() // the open error is the one to report
 		return nil, err
 	}
-	ckpt, err := openPool(path, 1, "")
+	ckpt, err := openPool(ctx, path, 1, "")
 	if err != nil {
-		writer.Close()
-		reader.Close()
+		// The open error is the one to report.
+		_ = writer.Close()
+		_ = reader.Close()
 		return nil, err
 	}
 	db := &DB{Store: store.New(writer, reader, Dialect, opts), path: path, ckpt: ckpt, logger: opts.Logger}
 	if err := db.Migrate(ctx); err != nil {
-		db.Close()
+		_ = db.Close() // the migration error is the one to report
 		return nil, err
 	}
 	return db, nil
 }
 
-func openPool(path string, conns int, txlock string, pragmas ...string) (*sql.DB, error) {
+func openPool(ctx context.Context, path string, conns int, txlock string, pragmas ...string) (*sql.DB, error) {
 	q := url.Values{}
 	for _, p := range append([]string{"busy_timeout(10000)", "foreign_keys(ON)"}, pragmas...) {
 		q.Add("_pragma", p)
@@ -80,8 +81,8 @@ func openPool(path string, conns int, txlock string, pragmas ...string) (*sql.DB
 	db.SetMaxOpenConns(conns)
 	db.SetMaxIdleConns(conns)
 	db.SetConnMaxIdleTime(0)
-	if err := db.Ping(); err != nil {
-		db.Close()
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close() // the ping error is the one to report
 		return nil, fmt.Errorf("open sqlite %s: %w", filepath.Base(path), err)
 	}
 	return db, nil
@@ -111,7 +112,7 @@ func (db *DB) checkpoint(ctx context.Context) {
 			return
 		case <-t.C:
 			if _, err := db.ckpt.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil && ctx.Err() == nil {
-				db.logger.Warn("wal checkpoint failed, will retry in 1s", "err", err)
+				db.logger.WarnContext(ctx, "wal checkpoint failed, will retry in 1s", "err", err)
 			}
 		}
 	}
@@ -119,7 +120,9 @@ func (db *DB) checkpoint(ctx context.Context) {
 
 // Close checkpoints what it can and closes the database.
 func (db *DB) Close() error {
-	_, _ = db.ckpt.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
-	db.ckpt.Close()
+	// Best effort: a failed checkpoint leaves the WAL for the next open, and
+	// the store's Close below is the error that matters.
+	_, _ = db.ckpt.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+	_ = db.ckpt.Close()
 	return db.Store.Close()
 }

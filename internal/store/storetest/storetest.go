@@ -97,7 +97,7 @@ func openRecording(t *testing.T, open Opener, c *Clock, followUps ...string) (*s
 func Payload(t testing.TB, name string) *incident.Message {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", name))
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", name)) //nolint:gosec // G304: a test-chosen file in the repository's testdata.
 	require.NoError(t, err)
 	m, err := incident.DecodeMessage(b)
 	require.NoError(t, err)
