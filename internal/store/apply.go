@@ -31,8 +31,10 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 		return false, fmt.Errorf("begin apply: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	// ORDER BY run_at, id follows the (state, run_at) index, so a long
+	// backlog is not sorted on every call (it was a quarter of the CPU).
 	jobs, err := s.queryJobsTx(ctx, tx, `SELECT id, ref_id, attempts, max_attempts FROM jobs
-		WHERE kind = ? AND state = 'queued' AND run_at <= ? ORDER BY id LIMIT ?`+s.dialect.SkipLocked, incident.JobIngest, ns(now), n)
+		WHERE kind = ? AND state = 'queued' AND run_at <= ? ORDER BY run_at, id LIMIT ?`+s.dialect.SkipLocked, incident.JobIngest, ns(now), n)
 	if err != nil || len(jobs) == 0 {
 		return false, err
 	}
