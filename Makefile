@@ -49,6 +49,7 @@ vet:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeWebhook$$' -fuzztime=$(FUZZTIME) ./internal/incident/
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config/
+	$(GO) test -run='^$$' -fuzz='^FuzzRoute$$' -fuzztime=$(FUZZTIME) ./internal/routing/
 
 ## bench: Go benchmarks plus the loopback load test against a baseline (see docs/benchmarks.md)
 bench:
