@@ -60,6 +60,7 @@ type App struct {
 	ready    atomic.Bool
 	reloadMu sync.Mutex
 	console  *console
+	notifier *notifier
 }
 
 // New loads the configuration, opens and migrates storage and binds the
@@ -115,7 +116,16 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		Lease: q.Lease, PollInterval: q.PollInterval, Registerer: reg,
 	})
 	a.console = newConsole(opts.Logger, reg)
-	db.SetHooks(a.pipeline.Wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) })
+	// Every incident change queues a route job, committed with the change;
+	// route jobs queue the deliver jobs.
+	a.notifier = newNotifier(opts.Logger, db.Store, a.console, q.Lease)
+	if err := a.notifier.apply(cfg); err != nil {
+		_ = db.Close() // the configuration error is the one to report
+		return nil, err
+	}
+	a.pipeline.Register(incident.JobRoute, incident.HandlerFunc(a.notifier.route))
+	a.pipeline.Register(incident.JobDeliver, incident.HandlerFunc(a.notifier.deliver))
+	db.SetHooks(a.pipeline.Wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) }, incident.JobRoute)
 
 	handler := webhook.NewServer(opts.Logger, db, webhook.Options{
 		Config:     func() webhook.Config { return a.cfg.Load().Webhook },
@@ -230,6 +240,11 @@ func (a *App) Reload() error {
 		return err
 	}
 	if err := checkExposure(a.opts.ListenAddress, next); err != nil {
+		return err
+	}
+	// The router and notifiers first: if they cannot be built, the old
+	// configuration stays whole.
+	if err := a.notifier.apply(next); err != nil {
 		return err
 	}
 	if next.Storage.DSN != cur.Storage.DSN {

@@ -117,3 +117,32 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, st.OldestDue.Seconds())
 }
+
+// routed logs an incident's routing decision, once per incident.
+func (c *console) routed(ctx context.Context, incidentID int64, receivers []string, reason string) {
+	names := strings.Join(receivers, ",")
+	if names == "" {
+		names = "none"
+	}
+	c.logger.InfoContext(ctx, "incident routed", "incident_id", incidentID, "receivers", names, "reason", reason)
+}
+
+// delivered logs what a deliver job sent.
+func (c *console) delivered(ctx context.Context, d incident.Dispatch, action string) {
+	attrs := []any{"incident_id", d.IncidentID, "receiver", d.Receiver}
+	if d.Integration == incident.IntegrationSlack {
+		attrs = append(attrs, "channel", d.Target, "channel_id", d.ChannelID, "ts", d.TS)
+	} else {
+		attrs = append(attrs, "dedup_key", d.Target)
+	}
+	switch action {
+	case actionPosted:
+		c.logger.InfoContext(ctx, "slack posted", attrs...)
+	case actionUpdated:
+		c.logger.InfoContext(ctx, "slack updated", attrs...)
+	case actionTriggered:
+		c.logger.InfoContext(ctx, "pagerduty triggered", attrs...)
+	case actionResolved:
+		c.logger.InfoContext(ctx, "pagerduty resolved", attrs...)
+	}
+}

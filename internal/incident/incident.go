@@ -20,12 +20,17 @@ type Incident struct {
 	ResolvedAt        *time.Time        `json:"resolved_at,omitempty"`
 	FiringAlerts      int               `json:"firing_alerts"`
 	ResolvedAlerts    int               `json:"resolved_alerts"`
+	// Version is bumped by every applied change, so that notification
+	// targets can tell whether they show the latest state.
+	Version int64 `json:"version"`
 
 	// The fields below are filled only when one incident is read in full.
 	Alerts        []Alert           `json:"alerts,omitempty"`
 	History       []Change          `json:"history,omitempty"`
 	Notifications []NotificationRef `json:"notifications,omitempty"`
 	Jobs          []Job             `json:"jobs,omitempty"`
+	Decisions     []Decision        `json:"decisions,omitempty"`
+	Deliveries    []Dispatch        `json:"deliveries,omitempty"`
 }
 
 // Alert is the current state of one alert (fingerprint and startsAt) within

@@ -17,7 +17,7 @@ type querier interface {
 }
 
 const incidentColumns = `id, group_key, episode, status, receiver, group_labels, common_labels, common_annotations,
-	external_url, opened_at, updated_at, resolved_at, firing_alerts, resolved_alerts`
+	external_url, opened_at, updated_at, resolved_at, firing_alerts, resolved_alerts, version`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -29,7 +29,7 @@ func scanIncident(row scanner) (*incident.Incident, error) {
 		resolved        sql.NullInt64
 	)
 	if err := row.Scan(&inc.ID, &inc.GroupKey, &inc.Episode, &inc.Status, &inc.Receiver, &gl, &cl, &ca,
-		&inc.ExternalURL, &opened, &updated, &resolved, &inc.FiringAlerts, &inc.ResolvedAlerts); err != nil {
+		&inc.ExternalURL, &opened, &updated, &resolved, &inc.FiringAlerts, &inc.ResolvedAlerts, &inc.Version); err != nil {
 		return nil, err
 	}
 	inc.GroupLabels, inc.CommonLabels, inc.CommonAnnotations = decodeKV(gl), decodeKV(cl), decodeKV(ca)
@@ -81,7 +81,7 @@ func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]inc
 }
 
 // GetIncident returns one incident with its alerts, state history,
-// notifications and jobs.
+// notifications, jobs, decisions and deliveries.
 func (s *Store) GetIncident(ctx context.Context, id int64) (*incident.Incident, error) {
 	inc, err := s.readIncident(ctx, s.r, id)
 	if err != nil {
@@ -98,6 +98,12 @@ func (s *Store) GetIncident(ctx context.Context, id int64) (*incident.Incident, 
 	}
 	if inc.Jobs, err = s.queryJobs(ctx, `SELECT id, kind, ref_id, incident_id, state, attempts, max_attempts, run_at, last_error, created_at, updated_at
 		FROM jobs WHERE incident_id = ? OR (kind = ? AND ref_id IN (SELECT id FROM notifications WHERE incident_id = ?)) ORDER BY id`, id, incident.JobIngest, id); err != nil {
+		return nil, err
+	}
+	if inc.Decisions, err = s.decisions(ctx, id); err != nil {
+		return nil, err
+	}
+	if inc.Deliveries, err = s.Deliveries(ctx, id); err != nil {
 		return nil, err
 	}
 	return inc, nil

@@ -235,7 +235,11 @@ func TestNotifier_Errors(t *testing.T) {
 			require.Equal(t, tt.wantCode, slack.ErrorCode(err))
 			require.Contains(t, err.Error(), "post slack message to #incidents")
 			require.Contains(t, err.Error(), tt.wantErr)
-			require.Empty(t, fake.Messages("C0INCIDENTS"))
+			if tt.timeout == 0 {
+				// A post we gave up on may still land, as with the real
+				// Slack; only refused posts must leave nothing.
+				require.Empty(t, fake.Messages("C0INCIDENTS"))
+			}
 		})
 	}
 }

@@ -72,6 +72,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
+	t.Run("PlanDeliveries", func(t *testing.T) { testPlanDeliveries(t, open) })
+	t.Run("LeaseDelivery", func(t *testing.T) { testLeaseDelivery(t, open) })
 }
 
 // recorder collects what Accept applied inline.
@@ -467,4 +469,125 @@ func testConcurrentClaims(t *testing.T, open Opener) {
 func testMigrateTwice(t *testing.T, open Opener) {
 	s := open(t, NewClock(), nil)
 	require.NoError(t, s.Migrate(context.Background()), "migrating an up-to-date database is a no-op")
+}
+
+// openIncident returns a store holding one firing incident, and its ID.
+func openIncident(t *testing.T, open Opener, c *Clock) (*store.Store, int64) {
+	t.Helper()
+	s, r := openRecording(t, open, c)
+	accept(t, s, Payload(t, "am_v4_firing.json"), c.Now())
+	applied := drain(t, s, r)
+	require.Len(t, applied, 1)
+	return s, applied[0].Incident.ID
+}
+
+// queuedDeliverJobs returns the ref IDs of the queued deliver jobs.
+func queuedDeliverJobs(t *testing.T, s *store.Store) []int64 {
+	t.Helper()
+	jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 0)
+	require.NoError(t, err)
+	var refs []int64
+	for _, j := range jobs {
+		if j.Kind == incident.JobDeliver {
+			refs = append(refs, j.RefID)
+		}
+	}
+	return refs
+}
+
+func testPlanDeliveries(t *testing.T, open Opener) {
+	c := NewClock()
+	s, id := openIncident(t, open, c)
+	ctx := context.Background()
+	decision := incident.Decision{Kind: incident.DecisionRoute, Summary: "receivers: incidents, pagerduty", Detail: json.RawMessage(`{"receivers":["incidents","pagerduty"]}`), At: c.Now()}
+	plans := []incident.Dispatch{
+		{Receiver: "incidents", Integration: incident.IntegrationSlack, ConfigIndex: 0, Target: "#incidents"},
+		{Receiver: "pagerduty", Integration: incident.IntegrationPagerDuty, ConfigIndex: 0, Target: "dedup"},
+	}
+
+	planned, err := s.PlanDeliveries(ctx, id, decision, plans)
+	require.NoError(t, err)
+	require.True(t, planned)
+	first, err := s.GetIncident(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, first.Decisions, 1)
+	require.Equal(t, decision.Summary, first.Decisions[0].Summary)
+	require.JSONEq(t, string(decision.Detail), string(first.Decisions[0].Detail))
+	require.True(t, first.Decisions[0].At.Equal(c.Now()))
+	require.Len(t, first.Deliveries, 2)
+	require.Equal(t, "#incidents", first.Deliveries[0].Target)
+	require.Equal(t, incident.IntegrationPagerDuty, first.Deliveries[1].Integration)
+	require.ElementsMatch(t, []int64{first.Deliveries[0].ID, first.Deliveries[1].ID}, queuedDeliverJobs(t, s))
+
+	// A second plan (a concurrent or repeated route job, possibly under a
+	// reloaded configuration) changes nothing, and queues no second job
+	// while one is queued.
+	c.Advance(time.Minute)
+	other := decision
+	other.Summary, other.At = "receivers: other", c.Now()
+	planned, err = s.PlanDeliveries(ctx, id, other, append(plans, incident.Dispatch{Receiver: "other", Integration: incident.IntegrationSlack, Target: "#other"}))
+	require.NoError(t, err)
+	require.False(t, planned)
+	again, err := s.GetIncident(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, first.Decisions, again.Decisions)
+	require.Equal(t, first.Deliveries, again.Deliveries)
+	require.Len(t, queuedDeliverJobs(t, s), 2)
+	n, err := s.QueueDeliveries(ctx, id)
+	require.NoError(t, err)
+	require.Zero(t, n, "a queued deliver job is enough")
+
+	// A running job may have read an older state: a new change queues
+	// another.
+	claimed, err := s.Claim(ctx, "w", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, claimed, 2)
+	require.Empty(t, queuedDeliverJobs(t, s))
+	n, err = s.QueueDeliveries(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+
+	_, err = s.PlanDeliveries(ctx, id, incident.Decision{Kind: "digest"}, nil)
+	require.Equal(t, incident.Invalid, incident.KindOf(err))
+}
+
+func testLeaseDelivery(t *testing.T, open Opener) {
+	c := NewClock()
+	s, id := openIncident(t, open, c)
+	ctx := context.Background()
+	_, err := s.PlanDeliveries(ctx, id, incident.Decision{Kind: incident.DecisionRoute, Summary: "receivers: incidents", At: c.Now()},
+		[]incident.Dispatch{{Receiver: "incidents", Integration: incident.IntegrationSlack, Target: "#incidents"}})
+	require.NoError(t, err)
+	inc, err := s.GetIncident(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, inc.Deliveries, 1)
+	did := inc.Deliveries[0].ID
+
+	d, err := s.LeaseDelivery(ctx, did, "a", time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, d.TS)
+	_, err = s.LeaseDelivery(ctx, did, "b", time.Minute)
+	require.Equal(t, incident.Conflict, incident.KindOf(err), "another owner waits for the lease")
+	_, err = s.LeaseDelivery(ctx, did, "a", time.Minute)
+	require.NoError(t, err, "the owner may lease again")
+	_, err = s.LeaseDelivery(ctx, did+100, "a", time.Minute)
+	require.Equal(t, incident.NotFound, incident.KindOf(err))
+
+	d.ChannelID, d.TS, d.Permalink, d.LastAction = "C1", "1700000000.000100", "https://slack.example/p1", "posted"
+	d.SyncedVersion, d.SyncedFiring, d.SyncedResolved = inc.Version, inc.FiringAlerts, inc.ResolvedAlerts
+	require.NoError(t, s.SaveDelivery(ctx, *d, "a"))
+	got, err := s.LeaseDelivery(ctx, did, "b", time.Minute)
+	require.NoError(t, err, "saving ends the lease")
+	require.Equal(t, "1700000000.000100", got.TS)
+	require.Equal(t, "C1", got.ChannelID)
+	require.Equal(t, "posted", got.LastAction)
+	require.Equal(t, inc.Version, got.SyncedVersion)
+	require.Equal(t, 1, got.Attempts)
+
+	// b crashes; its lease expires.
+	_, err = s.LeaseDelivery(ctx, did, "a", time.Minute)
+	require.Equal(t, incident.Conflict, incident.KindOf(err))
+	c.Advance(2 * time.Minute)
+	_, err = s.LeaseDelivery(ctx, did, "a", time.Minute)
+	require.NoError(t, err, "an expired lease is taken over")
 }

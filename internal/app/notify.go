@@ -1,0 +1,407 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/responder/responder/internal/config"
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/routing"
+	"github.com/responder/responder/internal/routing/pagerduty"
+	"github.com/responder/responder/internal/routing/slack"
+	"github.com/responder/responder/internal/store"
+)
+
+// The actions a deliver job reports to the console.
+const (
+	actionPosted    = "posted"
+	actionUpdated   = "updated"
+	actionTriggered = "triggered"
+	actionResolved  = "resolved"
+)
+
+// saveTimeout bounds storing a delivery's state after the call out. It runs
+// on a context that shutdown does not cancel: a Slack ts that is not stored
+// means a second post on the next attempt.
+const saveTimeout = 5 * time.Second
+
+// notifier is the glue between storage, the router and the Slack and
+// PagerDuty notifiers: it runs the route and deliver jobs.
+//
+// Every incident change queues one route job (a store follow-up, committed
+// with the change). The first routes the incident and plans its deliveries;
+// every one queues a deliver job per delivery. A deliver job compares what
+// the target was last sent (stored in the delivery) with the incident, and
+// calls out only when they differ, so that it is safe to run twice.
+type notifier struct {
+	logger  *slog.Logger
+	db      *store.Store
+	console *console
+	// lease bounds how long a deliver job holds its delivery; the job's own
+	// timeout is shorter.
+	lease time.Duration
+	now   func() time.Time
+	cur   atomic.Pointer[notifyConfig]
+}
+
+// notifyConfig is what one configuration generation routes and sends with.
+type notifyConfig struct {
+	router    *routing.Router
+	receivers map[string]routing.Receiver
+	slack     *slack.Notifier
+	slackID   string // API URL and token the Slack notifier was built with
+	pagerduty *pagerduty.Notifier
+}
+
+func newNotifier(logger *slog.Logger, db *store.Store, c *console, lease time.Duration) *notifier {
+	if lease <= 0 {
+		lease = store.DefaultQueueConfig.Lease
+	}
+	return &notifier{logger: logger.With("component", "notify"), db: db, console: c, lease: lease, now: time.Now}
+}
+
+// apply builds the router and notifiers for cfg and puts them in force. On
+// error the ones in force stay. The Slack notifier is kept across reloads
+// that change neither its token nor its URL, so that its per-channel rate
+// limits carry over.
+func (n *notifier) apply(cfg *config.Config) error {
+	router, err := routing.NewRouter(cfg.Route, cfg.TimeIntervals)
+	if err != nil {
+		return fmt.Errorf("build router: %w", err)
+	}
+	next := &notifyConfig{router: router, receivers: make(map[string]routing.Receiver, len(cfg.Receivers))}
+	for _, r := range cfg.Receivers {
+		next.receivers[r.Name] = r
+	}
+	g := cfg.Global
+	next.slackID = g.SlackAPIURL + "\x00" + g.SlackBotToken.Value()
+	if prev := n.cur.Load(); prev != nil && prev.slackID == next.slackID {
+		next.slack = prev.slack
+	} else {
+		next.slack = slack.New(g.SlackBotToken.Value(), g.SlackAPIURL, slack.Options{ExternalURL: g.ExternalURL, Logger: n.logger})
+	}
+	next.pagerduty = pagerduty.New(g.PagerDutyEventsURL, pagerduty.Options{ExternalURL: g.ExternalURL, Logger: n.logger})
+	n.cur.Store(next)
+	return nil
+}
+
+// route handles a route job: job.RefID is the incident.
+func (n *notifier) route(ctx context.Context, j incident.Job) error {
+	inc, err := n.db.GetIncident(ctx, j.RefID)
+	if err != nil {
+		return permanentIfNotFound(err)
+	}
+	if routeDecision(inc) != nil {
+		// A later change of a routed incident: bring every target in step.
+		_, err := n.db.QueueDeliveries(ctx, inc.ID)
+		return err
+	}
+	cfg := n.cur.Load()
+	lset := maps.Clone(inc.CommonLabels)
+	if lset == nil {
+		lset = map[string]string{}
+	}
+	maps.Copy(lset, inc.GroupLabels)
+	now := n.now()
+	d := cfg.router.Route(lset, now)
+	detail, err := json.Marshal(d)
+	if err != nil {
+		return incident.Permanent(fmt.Errorf("encode route decision: %w", err))
+	}
+	reason := routeReason(d)
+	planned, err := n.db.PlanDeliveries(ctx, inc.ID,
+		incident.Decision{Kind: incident.DecisionRoute, Summary: reason, Detail: detail, At: now},
+		cfg.plan(inc, d.Receivers))
+	if err != nil {
+		return err
+	}
+	if planned {
+		n.console.routed(ctx, inc.ID, d.Receivers, reason)
+	}
+	return nil
+}
+
+// plan returns one delivery per (receiver, integration, config index) of
+// the chosen receivers. A receiver without configs gets none: the console
+// line is all it sends.
+func (c *notifyConfig) plan(inc *incident.Incident, receivers []string) []incident.Dispatch {
+	var out []incident.Dispatch
+	for _, name := range receivers {
+		r := c.receivers[name]
+		for i, sc := range r.SlackConfigs {
+			out = append(out, incident.Dispatch{Receiver: name, Integration: incident.IntegrationSlack, ConfigIndex: i, Target: sc.Channel})
+		}
+		for i := range r.PagerDutyConfigs {
+			out = append(out, incident.Dispatch{
+				Receiver: name, Integration: incident.IntegrationPagerDuty, ConfigIndex: i, Target: pagerduty.DedupKey(inc.GroupKey),
+			})
+		}
+	}
+	return out
+}
+
+// routeReason is the decision's one-line summary followed by the reason of
+// each final route that chose or muted a receiver, e.g. `receivers:
+// incidents; muted: pagerduty — pagerduty: muted: outside active time
+// interval business-hours (...); matched severity="critical" | incidents: no
+// matchers: matches every alert`.
+func routeReason(d routing.Decision) string {
+	var parts []string
+	for _, s := range d.Trace {
+		if s.Final {
+			parts = append(parts, s.Receiver+": "+s.Reason)
+		}
+	}
+	if len(parts) == 0 {
+		return d.Summary()
+	}
+	return d.Summary() + " — " + strings.Join(parts, " | ")
+}
+
+func routeDecision(inc *incident.Incident) *incident.Decision {
+	for i := range inc.Decisions {
+		if inc.Decisions[i].Kind == incident.DecisionRoute {
+			return &inc.Decisions[i]
+		}
+	}
+	return nil
+}
+
+// deliver handles a deliver job: job.RefID is the delivery.
+//
+// It is safe to run twice (a retry, a job whose lease expired, a restart
+// after a crash): the delivery is leased, so no two workers send to one
+// target at once, and the handler calls out only when the stored state (the
+// Slack ts, the synced version, PagerDuty's last action) shows that the
+// target is behind the incident.
+//
+// One window remains: Slack accepts a post but the answer is lost (a
+// timeout, a crash before SaveDelivery commits). The ts is then unknown, and
+// the next attempt posts a second parent. Slack's API has no idempotency key
+// to close it. PagerDuty has no such window: its events are idempotent by
+// dedup key, and a repeated trigger or resolve changes nothing.
+func (n *notifier) deliver(ctx context.Context, j incident.Job) error {
+	owner := fmt.Sprintf("%s#%d", j.Owner, j.ID)
+	d, err := n.db.LeaseDelivery(ctx, j.RefID, owner, n.lease)
+	if err != nil {
+		return permanentIfNotFound(err)
+	}
+	// From here on, SaveDelivery ends the lease whatever happens.
+	saved := false
+	defer func() {
+		if !saved {
+			_ = n.save(ctx, d, owner) // save logs its failure; the job's error is the one to return
+		}
+	}()
+	inc, err := n.db.GetIncident(ctx, d.IncidentID)
+	if err != nil {
+		d.LastError = err.Error()
+		return permanentIfNotFound(err)
+	}
+	cfg := n.cur.Load()
+	var action string
+	switch d.Integration {
+	case incident.IntegrationSlack:
+		action, err = n.syncSlack(ctx, cfg, d, inc)
+	case incident.IntegrationPagerDuty:
+		action, err = n.syncPagerDuty(ctx, cfg, d, inc)
+	default:
+		err = incident.Permanent(fmt.Errorf("delivery %d: unknown integration %q", d.ID, d.Integration))
+	}
+	d.LastError = ""
+	if err != nil {
+		d.LastError = err.Error()
+	}
+	saved = true
+	if serr := n.save(ctx, d, owner); serr != nil && err == nil {
+		err = serr
+	}
+	if action != "" {
+		n.console.delivered(ctx, *d, action)
+	}
+	return err
+}
+
+// save stores d on a context that shutdown does not cut short.
+func (n *notifier) save(ctx context.Context, d *incident.Dispatch, owner string) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer cancel()
+	err := n.db.SaveDelivery(sctx, *d, owner)
+	if err != nil {
+		n.logger.WarnContext(ctx, "saving a delivery's state failed; its next attempt may send again", "incident_id", d.IncidentID, "receiver", d.Receiver, "err", err)
+	}
+	return err
+}
+
+// synced records that d shows inc as it is now.
+func synced(d *incident.Dispatch, inc *incident.Incident) {
+	d.SyncedVersion, d.SyncedFiring, d.SyncedResolved = inc.Version, inc.FiringAlerts, inc.ResolvedAlerts
+}
+
+// syncSlack posts the parent message, or updates it in place and replies in
+// its thread with what changed. It returns the action taken, "" for none.
+func (n *notifier) syncSlack(ctx context.Context, cfg *notifyConfig, d *incident.Dispatch, inc *incident.Incident) (string, error) {
+	r, ok := cfg.receivers[d.Receiver]
+	if !ok || d.ConfigIndex >= len(r.SlackConfigs) {
+		return "", incident.Permanent(fmt.Errorf("receiver %q has no slack_configs[%d] any more", d.Receiver, d.ConfigIndex))
+	}
+	sc := r.SlackConfigs[d.ConfigIndex]
+	sn := cfg.slack.WithTemplates(slack.Templates{Title: sc.Title, Text: sc.Text})
+	resolved := inc.Status == incident.StatusResolved
+	extra := slack.Extra{Notes: routeNotes(inc)}
+	if d.TS == "" {
+		if resolved && !sc.SendResolved {
+			// Nothing was posted while it fired, and resolutions are not
+			// wanted here.
+			synced(d, inc)
+			return "", nil
+		}
+		ref, retry, err := sn.PostParent(ctx, d.Target, inc, extra)
+		if err != nil {
+			return "", outcome(retry, err)
+		}
+		d.ChannelID, d.TS, d.Permalink, d.LastAction = ref.Channel, ref.TS, ref.Permalink, actionPosted
+		synced(d, inc)
+		return actionPosted, nil
+	}
+	if d.SyncedVersion >= inc.Version {
+		return "", nil
+	}
+	if resolved && !sc.SendResolved {
+		synced(d, inc)
+		return "", nil
+	}
+	ref := slack.Ref{Channel: d.ChannelID, TS: d.TS, Permalink: d.Permalink}
+	if retry, err := sn.UpdateParent(ctx, ref, inc, extra); err != nil {
+		return "", outcome(retry, err)
+	}
+	if text := changeText(d, inc); text != "" {
+		// An update repeated by a retry is harmless; a reply is not, so it
+		// comes last. A reply Slack refuses for good is not worth parking
+		// the job over: the parent shows the state.
+		if _, retry, err := sn.Reply(ctx, ref, text); err != nil {
+			if retry {
+				return "", err
+			}
+			n.logger.WarnContext(ctx, "slack refused a thread reply; the parent message was updated", "incident_id", inc.ID, "channel", ref.Channel, "err", err)
+		}
+	}
+	d.LastAction = actionUpdated
+	synced(d, inc)
+	return actionUpdated, nil
+}
+
+// changeText says in one line what changed since the target was synced:
+// "resolved after 27m", "2 new alerts firing", "1 alert resolved, 2 still
+// firing".
+func changeText(d *incident.Dispatch, inc *incident.Incident) string {
+	switch {
+	case inc.Status == incident.StatusResolved:
+		if inc.ResolvedAt == nil {
+			return "resolved"
+		}
+		return "resolved after " + shortDuration(inc.ResolvedAt.Sub(inc.OpenedAt))
+	case inc.FiringAlerts > d.SyncedFiring:
+		k := inc.FiringAlerts - d.SyncedFiring
+		return fmt.Sprintf("%d new %s firing", k, plural("alert", k))
+	case inc.ResolvedAlerts > d.SyncedResolved:
+		k := inc.ResolvedAlerts - d.SyncedResolved
+		return fmt.Sprintf("%d %s resolved, %d still firing", k, plural("alert", k), inc.FiringAlerts)
+	}
+	return ""
+}
+
+// syncPagerDuty triggers while the incident fires and resolves once it has
+// resolved, each only when PagerDuty was last told otherwise. It never
+// resolves what it never triggered.
+func (n *notifier) syncPagerDuty(ctx context.Context, cfg *notifyConfig, d *incident.Dispatch, inc *incident.Incident) (string, error) {
+	r, ok := cfg.receivers[d.Receiver]
+	if !ok || d.ConfigIndex >= len(r.PagerDutyConfigs) {
+		return "", incident.Permanent(fmt.Errorf("receiver %q has no pagerduty_configs[%d] any more", d.Receiver, d.ConfigIndex))
+	}
+	pc := r.PagerDutyConfigs[d.ConfigIndex]
+	want, done := pagerduty.ActionTrigger, actionTriggered
+	if inc.Status == incident.StatusResolved {
+		want, done = pagerduty.ActionResolve, actionResolved
+	}
+	if d.LastAction == want || (want == pagerduty.ActionResolve && (d.LastAction != pagerduty.ActionTrigger || !pc.SendResolved)) {
+		synced(d, inc)
+		return "", nil
+	}
+	extra := pagerduty.Extra{SlackPermalink: slackPermalink(inc)}
+	if !strings.Contains(pc.Severity, "{{") {
+		// A templated severity is left to the notifier's derivation.
+		extra.Severity = pc.Severity
+	}
+	if retry, err := cfg.pagerduty.Notify(ctx, pc.RoutingKey, want, inc, extra); err != nil {
+		return "", outcome(retry, err)
+	}
+	d.LastAction = want
+	synced(d, inc)
+	return done, nil
+}
+
+// routeNotes are the Slack notes that say why the message was sent.
+func routeNotes(inc *incident.Incident) []string {
+	if d := routeDecision(inc); d != nil {
+		return []string{d.Summary}
+	}
+	return nil
+}
+
+// slackPermalink is the link to the incident's first Slack message, if one
+// is posted already, for the PagerDuty event.
+func slackPermalink(inc *incident.Incident) string {
+	for _, d := range inc.Deliveries {
+		if d.Integration == incident.IntegrationSlack && d.Permalink != "" {
+			return d.Permalink
+		}
+	}
+	return ""
+}
+
+// outcome marks an error that no retry can fix as permanent, so that the
+// pipeline parks the job at once instead of retrying it.
+func outcome(retry bool, err error) error {
+	if retry {
+		return err
+	}
+	return incident.Permanent(err)
+}
+
+func permanentIfNotFound(err error) error {
+	if incident.KindOf(err) == incident.NotFound {
+		return incident.Permanent(err)
+	}
+	return err
+}
+
+func plural(s string, n int) string {
+	if n == 1 {
+		return s
+	}
+	return s + "s"
+}
+
+// shortDuration is "45s", "27m", "1h 23m" or "2d 3h".
+func shortDuration(d time.Duration) string {
+	d = max(d, 0)
+	if d < time.Minute {
+		return fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds()))
+	}
+	d = d.Round(time.Minute)
+	days, hours, mins := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour), int(d%time.Hour/time.Minute)
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd %dh", days, hours)
+	case hours > 0:
+		return fmt.Sprintf("%dh %dm", hours, mins)
+	}
+	return fmt.Sprintf("%dm", mins)
+}
