@@ -306,7 +306,7 @@ func changeText(d *incident.Dispatch, inc *incident.Incident) string {
 		if inc.ResolvedAt == nil {
 			return "resolved"
 		}
-		return "resolved after " + shortDuration(inc.ResolvedAt.Sub(inc.OpenedAt))
+		return "resolved after " + slack.HumanDuration(inc.ResolvedAt.Sub(inc.OpenedAt))
 	case inc.FiringAlerts > d.SyncedFiring:
 		k := inc.FiringAlerts - d.SyncedFiring
 		return fmt.Sprintf("%d new %s firing", k, plural("alert", k))
@@ -389,19 +389,3 @@ func plural(s string, n int) string {
 	return s + "s"
 }
 
-// shortDuration is "45s", "27m", "1h 23m" or "2d 3h".
-func shortDuration(d time.Duration) string {
-	d = max(d, 0)
-	if d < time.Minute {
-		return fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds()))
-	}
-	d = d.Round(time.Minute)
-	days, hours, mins := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour), int(d%time.Hour/time.Minute)
-	switch {
-	case days > 0:
-		return fmt.Sprintf("%dd %dh", days, hours)
-	case hours > 0:
-		return fmt.Sprintf("%dh %dm", hours, mins)
-	}
-	return fmt.Sprintf("%dm", mins)
-}

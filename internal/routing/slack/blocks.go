@@ -183,7 +183,7 @@ func (n *Notifier) fields(inc *incident.Incident, firing bool, alerts []incident
 	} else {
 		s := ":large_green_circle: RESOLVED"
 		if inc.ResolvedAt != nil && !inc.OpenedAt.IsZero() {
-			s += " after " + humanDuration(inc.ResolvedAt.Sub(inc.OpenedAt))
+			s += " after " + HumanDuration(inc.ResolvedAt.Sub(inc.OpenedAt))
 		}
 		add("Status", s)
 	}
@@ -628,8 +628,9 @@ func slackDate(t time.Time) string {
 	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
 }
 
-// humanDuration is "45s", "1h 23m" or "2d 3h".
-func humanDuration(d time.Duration) string {
+// HumanDuration is "45s", "27m", "1h 23m" or "2d 3h": how long an incident
+// lasted, as people say it.
+func HumanDuration(d time.Duration) string {
 	if d < time.Minute {
 		return fmt.Sprintf("%ds", int(max(d, 0).Round(time.Second).Seconds()))
 	}
