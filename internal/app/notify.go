@@ -388,4 +388,3 @@ func plural(s string, n int) string {
 	}
 	return s + "s"
 }
-
