@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,7 +17,8 @@ import (
 // safe for several workers and several replicas: Claim hands each due job to
 // exactly one caller until its lease expires.
 type JobQueue interface {
-	Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]Job, error)
+	// Claim leases up to n due jobs of the given kinds.
+	Claim(ctx context.Context, owner string, n int, lease time.Duration, kinds ...string) ([]Job, error)
 	Complete(ctx context.Context, j Job) error
 	Fail(ctx context.Context, j Job, cause error, retryAt time.Time, park bool) error
 	// Release hands a job back without counting the attempt, for work
@@ -165,20 +168,27 @@ func (p *Pipeline) Wake() {
 // cancellation, and whatever it did not commit is retried after its lease
 // expires, here or on another replica.
 func (p *Pipeline) Run(ctx context.Context) error {
+	kinds := slices.Sorted(maps.Keys(p.handlers))
+	kinds = append(kinds, slices.Sorted(maps.Keys(p.batchers))...)
+	if len(kinds) == 0 {
+		// Nothing to run here (yet); other replicas may have handlers.
+		<-ctx.Done()
+		return nil
+	}
 	var wg sync.WaitGroup
 	for i := range p.opts.Workers {
-		wg.Go(func() { p.work(ctx, fmt.Sprintf("%s/%d", p.opts.Owner, i)) })
+		wg.Go(func() { p.work(ctx, fmt.Sprintf("%s/%d", p.opts.Owner, i), kinds) })
 	}
 	wg.Wait()
 	return nil
 }
 
-func (p *Pipeline) work(ctx context.Context, owner string) {
+func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 	poll := time.NewTicker(p.opts.PollInterval)
 	defer poll.Stop()
 	var lastErr string
 	for ctx.Err() == nil {
-		jobs, err := p.queue.Claim(ctx, owner, p.opts.BatchSize, p.opts.Lease)
+		jobs, err := p.queue.Claim(ctx, owner, p.opts.BatchSize, p.opts.Lease, kinds...)
 		if err != nil {
 			// Log when the failure changes, not on every poll.
 			if ctx.Err() == nil && err.Error() != lastErr {

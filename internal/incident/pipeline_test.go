@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -37,7 +38,7 @@ func newMemQueue(jobs ...incident.Job) *memQueue {
 	return q
 }
 
-func (q *memQueue) Claim(_ context.Context, owner string, n int, _ time.Duration) ([]incident.Job, error) {
+func (q *memQueue) Claim(_ context.Context, owner string, n int, _ time.Duration, kinds ...string) ([]incident.Job, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []incident.Job
@@ -45,7 +46,7 @@ func (q *memQueue) Claim(_ context.Context, owner string, n int, _ time.Duration
 		if len(out) == n {
 			break
 		}
-		if j.State == incident.JobQueued && !j.RunAt.After(time.Now()) {
+		if j.State == incident.JobQueued && !j.RunAt.After(time.Now()) && slices.Contains(kinds, j.Kind) {
 			j.State, j.Owner = incident.JobRunning, owner
 			j.Attempts++
 			out = append(out, *j)

@@ -19,7 +19,6 @@ type stmts struct {
 	insertState *sql.Stmt
 	markDup     *sql.Stmt
 	insertJob   *sql.Stmt
-	claim       *sql.Stmt
 	completeJob *sql.Stmt
 }
 
@@ -41,10 +40,6 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.stmts.insertState, `INSERT INTO notification_states (state_hash, notification_id) VALUES (?, ?) ON CONFLICT DO NOTHING`},
 		{&s.stmts.markDup, `UPDATE notifications SET status = ?, reason = ? WHERE id = ?`},
 		{&s.stmts.insertJob, `INSERT INTO jobs (kind, ref_id, incident_id, args, state, max_attempts, run_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`},
-		{&s.stmts.claim, `UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
-			WHERE id IN (SELECT id FROM jobs WHERE kind <> 'ingest' AND ((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?))
-			ORDER BY run_at, id LIMIT ?` + s.dialect.SkipLocked + `)
-			RETURNING id, kind, ref_id, incident_id, args, attempts, max_attempts, run_at, created_at`},
 		{&s.stmts.completeJob, `UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?`},
 	} {
 		if err := prep(p.dst, p.q); err != nil {

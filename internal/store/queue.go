@@ -13,12 +13,31 @@ import (
 // maxErrorLen caps the stored last_error of a job.
 const maxErrorLen = 2048
 
-// Claim leases up to n due jobs to owner: queued jobs whose run_at has come,
-// and running jobs whose lease expired (their worker or replica died). Each
-// claim counts as an attempt.
-func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]incident.Job, error) {
+// Claim leases up to n due jobs of the given kinds to owner: queued jobs
+// whose run_at has come, and running jobs whose lease expired (their worker
+// or replica died). Each claim counts as an attempt. Asking by kind keeps a
+// backlog of other work (such as deferred ingest) out of the scan.
+func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Duration, kinds ...string) ([]incident.Job, error) {
+	if len(kinds) == 0 {
+		return nil, nil
+	}
 	now := s.opts.Now()
-	rows, err := s.stmts.claim.QueryContext(ctx, owner, ns(now.Add(lease)), ns(now), ns(now), ns(now), n)
+	in := placeholders(len(kinds))
+	q := `UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
+		WHERE id IN (SELECT id FROM jobs WHERE (kind IN (` + in + `) AND state = 'queued' AND run_at <= ?)
+			OR (kind IN (` + in + `) AND state = 'running' AND lease_until < ?)
+		ORDER BY run_at, id LIMIT ?` + s.dialect.SkipLocked + `)
+		RETURNING id, kind, ref_id, incident_id, args, attempts, max_attempts, run_at, created_at`
+	args := []any{owner, ns(now.Add(lease)), ns(now)}
+	for _, k := range kinds {
+		args = append(args, k)
+	}
+	args = append(args, ns(now))
+	for _, k := range kinds {
+		args = append(args, k)
+	}
+	args = append(args, ns(now), n)
+	rows, err := s.w.QueryContext(ctx, s.rebind(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}

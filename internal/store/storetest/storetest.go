@@ -357,6 +357,10 @@ func testApplyOrder(t *testing.T, open Opener) {
 	require.Equal(t, incident.StatusResolved, all[0].Status)
 }
 
+// kinds are the job kinds the tests claim, as a pipeline with handlers for
+// them would.
+var kinds = []string{"notify", incident.JobDeliver, incident.JobRoute}
+
 func testQueue(t *testing.T, open Opener) {
 	c := NewClock()
 	s := open(t, c, nil)
@@ -364,19 +368,19 @@ func testQueue(t *testing.T, open Opener) {
 	require.Equal(t, incident.Invalid, incident.KindOf(s.Enqueue(ctx, incident.JobIngest, 1, 0, nil)), "only Accept queues ingest jobs")
 	require.NoError(t, s.Enqueue(ctx, "notify", 7, 7, []byte(`{"x":1}`)))
 
-	jobs, err := s.Claim(ctx, "w1", 10, time.Minute)
+	jobs, err := s.Claim(ctx, "w1", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Len(t, jobs, 1)
 	j := jobs[0]
 	require.Equal(t, 1, j.Attempts)
 
-	again, err := s.Claim(ctx, "w2", 10, time.Minute)
+	again, err := s.Claim(ctx, "w2", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Empty(t, again, "a leased job is not handed out twice")
 
 	// The lease expires (the worker died): another worker takes over.
 	c.Advance(61 * time.Second)
-	taken, err := s.Claim(ctx, "w2", 10, time.Minute)
+	taken, err := s.Claim(ctx, "w2", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Len(t, taken, 1)
 	require.Equal(t, 2, taken[0].Attempts)
@@ -390,11 +394,11 @@ func testQueue(t *testing.T, open Opener) {
 
 	// A failure schedules a retry: not due before retryAt.
 	require.NoError(t, s.Fail(ctx, taken[0], errors.New("slack: 503"), c.Now().Add(30*time.Second), false))
-	none, err := s.Claim(ctx, "w3", 10, time.Minute)
+	none, err := s.Claim(ctx, "w3", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Empty(t, none)
 	c.Advance(31 * time.Second)
-	retry, err := s.Claim(ctx, "w3", 10, time.Minute)
+	retry, err := s.Claim(ctx, "w3", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Len(t, retry, 1)
 	require.Equal(t, 3, retry[0].Attempts)
@@ -409,18 +413,21 @@ func testQueue(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Equal(t, 1, st.ByState[incident.JobParked])
 	c.Advance(time.Hour)
-	none, err = s.Claim(ctx, "w3", 10, time.Minute)
+	none, err = s.Claim(ctx, "w3", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Empty(t, none, "parked jobs never run by themselves")
+	other, err := s.Claim(ctx, "w3", 10, time.Minute, "something-else")
+	require.NoError(t, err)
+	require.Empty(t, other, "only the kinds asked for are claimed")
 
 	// An operator retries it; a shutdown hands it back without counting.
 	require.NoError(t, s.Retry(ctx, parked[0].ID))
-	back, err := s.Claim(ctx, "w4", 10, time.Minute)
+	back, err := s.Claim(ctx, "w4", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Len(t, back, 1)
 	require.Equal(t, 1, back[0].Attempts)
 	require.NoError(t, s.Release(ctx, back[0]))
-	back, err = s.Claim(ctx, "w5", 10, time.Minute)
+	back, err = s.Claim(ctx, "w5", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Len(t, back, 1, "a released job is due at once")
 	require.Equal(t, 1, back[0].Attempts, "a released attempt does not count")
@@ -444,7 +451,7 @@ func testConcurrentClaims(t *testing.T, open Opener) {
 	for w := range 4 {
 		wg.Go(func() {
 			for {
-				jobs, err := s.Claim(ctx, fmt.Sprintf("w%d", w), 3, time.Minute)
+				jobs, err := s.Claim(ctx, fmt.Sprintf("w%d", w), 3, time.Minute, kinds...)
 				if err != nil {
 					t.Error(err)
 					return
@@ -539,7 +546,7 @@ func testPlanDeliveries(t *testing.T, open Opener) {
 
 	// A running job may have read an older state: a new change queues
 	// another.
-	claimed, err := s.Claim(ctx, "w", 10, time.Minute)
+	claimed, err := s.Claim(ctx, "w", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Len(t, claimed, 2)
 	require.Empty(t, queuedDeliverJobs(t, s))
