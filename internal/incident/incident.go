@@ -70,6 +70,9 @@ const (
 	NotificationPending   = "pending"
 	NotificationProcessed = "processed"
 	NotificationDuplicate = "duplicate"
+	// NotificationRetry is a notification whose apply failed; an ingest job
+	// retries it with backoff.
+	NotificationRetry = "retry"
 )
 
 // Transition says what applying a notification did to its incident.

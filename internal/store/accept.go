@@ -251,6 +251,23 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 	return out, deferred, nil
 }
 
+// queueRetry marks a notification whose apply failed and queues the ingest
+// job that retries it after a backoff.
+func (s *Store) queueRetry(ctx context.Context, tx *sql.Tx, notifID int64, cause error, now time.Time, attempts int) error {
+	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE notifications SET status = ? WHERE id = ?`), incident.NotificationRetry, notifID); err != nil {
+		return fmt.Errorf("mark notification %d for retry: %w", notifID, err)
+	}
+	state, retryAt := incident.JobQueued, now.Add(incident.Backoff(attempts, s.opts.MinBackoff, s.opts.MaxBackoff))
+	if incident.IsPermanent(cause) || attempts >= s.opts.MaxAttempts {
+		state = incident.JobParked
+	}
+	if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO jobs (kind, ref_id, state, attempts, max_attempts, run_at, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		incident.JobIngest, notifID, state, attempts, s.opts.MaxAttempts, ns(retryAt), truncateError(cause), ns(now), ns(now)); err != nil {
+		return fmt.Errorf("queue retry of notification %d: %w", notifID, err)
+	}
+	return nil
+}
+
 // insertDelivery stores one delivery and applies it to its incident in the
 // same transaction (under a savepoint). If applying fails, the notification is
 // still committed, with an ingest job that retries the apply from the queue:
@@ -289,9 +306,8 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, false, nil
 	}
 	if !inline {
-		if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
-			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert job: %w", err)
-		}
+		// Stored as pending: the writer loop applies it when no request
+		// waits (ApplyDue).
 		return incident.Receipt{NotificationID: id}, nil, false, true, nil
 	}
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_inline"); err != nil {
@@ -308,8 +324,8 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 	}
 	if aerr != nil {
 		s.logger.WarnContext(ctx, "applying a notification failed; it is stored and queued for a retry", "notification_id", id, "group_key", m.GroupKey, "err", aerr)
-		if _, err := tx.StmtContext(ctx, s.stmts.insertJob).ExecContext(ctx, incident.JobIngest, id, nil, nil, s.opts.MaxAttempts, now, now, now); err != nil {
-			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert job: %w", err)
+		if err := s.queueRetry(ctx, tx, id, aerr, d.ReceivedAt, 1); err != nil {
+			return incident.Receipt{}, nil, false, false, err
 		}
 		return incident.Receipt{NotificationID: id}, nil, false, true, nil
 	}

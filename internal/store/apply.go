@@ -31,12 +31,23 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 		return false, fmt.Errorf("begin apply: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	// ORDER BY run_at, id follows the (state, run_at) index, so a long
-	// backlog is not sorted on every call (it was a quarter of the CPU).
-	jobs, err := s.queryJobsTx(ctx, tx, `SELECT id, ref_id, attempts, max_attempts FROM jobs
-		WHERE kind = ? AND state = 'queued' AND run_at <= ? ORDER BY run_at, id LIMIT ?`+s.dialect.SkipLocked, incident.JobIngest, ns(now), n)
-	if err != nil || len(jobs) == 0 {
+	// Deferred deliveries are the pending notifications themselves (a small
+	// partial index), oldest first; a job row exists only for one whose apply
+	// failed and waits for its retry.
+	jobs, err := s.pendingTx(ctx, tx, n)
+	if err != nil {
 		return false, err
+	}
+	if len(jobs) < n {
+		retries, err := s.queryJobsTx(ctx, tx, `SELECT id, ref_id, attempts, max_attempts FROM jobs
+			WHERE kind = ? AND state = 'queued' AND run_at <= ? ORDER BY run_at, id LIMIT ?`+s.dialect.SkipLocked, incident.JobIngest, ns(now), n-len(jobs))
+		if err != nil {
+			return false, err
+		}
+		jobs = append(jobs, retries...)
+	}
+	if len(jobs) == 0 {
+		return false, nil
 	}
 	type done struct {
 		id int64
@@ -69,8 +80,10 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 			}
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?`), ns(now), j.ID); err != nil {
-			return false, fmt.Errorf("complete job %d: %w", j.ID, err)
+		if j.ID != 0 {
+			if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?`), ns(now), j.ID); err != nil {
+				return false, fmt.Errorf("complete job %d: %w", j.ID, err)
+			}
 		}
 		if !ap.Already {
 			applied = append(applied, done{j.RefID, ap})
@@ -90,9 +103,32 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 	return yielded || len(jobs) == n, nil
 }
 
+// pendingTx reads up to n pending notifications as ingest work without a
+// job row (ID 0).
+func (s *Store) pendingTx(ctx context.Context, tx *sql.Tx, n int) ([]incident.Job, error) {
+	rows, err := tx.QueryContext(ctx, s.rebind(`SELECT id FROM notifications WHERE status = 'pending' ORDER BY id LIMIT ?`+s.dialect.SkipLocked), n)
+	if err != nil {
+		return nil, fmt.Errorf("read pending notifications: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []incident.Job
+	for rows.Next() {
+		j := incident.Job{Kind: incident.JobIngest, MaxAttempts: s.opts.MaxAttempts}
+		if err := rows.Scan(&j.RefID); err != nil {
+			return nil, fmt.Errorf("read pending notifications: %w", err)
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
 // failIngest records a failed apply: retried after a backoff, or parked when
-// the error is permanent or attempts are exhausted.
+// the error is permanent or attempts are exhausted. A pending notification
+// gets its ingest job here, on its first failure.
 func (s *Store) failIngest(ctx context.Context, tx *sql.Tx, j incident.Job, cause error, now time.Time) error {
+	if j.ID == 0 {
+		return s.queueRetry(ctx, tx, j.RefID, cause, now, 1)
+	}
 	attempts := j.Attempts + 1
 	state := incident.JobQueued
 	if incident.IsPermanent(cause) || attempts >= j.MaxAttempts {
@@ -124,7 +160,7 @@ func (s *Store) applyJob(ctx context.Context, tx *sql.Tx, j incident.Job) (incid
 	if err != nil {
 		return out, fmt.Errorf("read notification %d: %w", j.RefID, err)
 	}
-	if status != incident.NotificationPending {
+	if status != incident.NotificationPending && status != incident.NotificationRetry {
 		out.Already = true
 		return out, nil
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,6 +70,9 @@ func Run(t *testing.T, open Opener) {
 	}
 	t.Run("FollowUps", func(t *testing.T) { testFollowUps(t, open) })
 	t.Run("ParkIngest", func(t *testing.T) { testParkIngest(t, open) })
+	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
+		t.Run("ApplyFailure"+name, func(t *testing.T) { testApplyFailure(t, o) })
+	}
 	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
@@ -148,6 +152,11 @@ func accept(t testing.TB, s *store.Store, m *incident.Message, at time.Time) inc
 func drain(t testing.TB, s *store.Store, r *recorder) []incident.Applied {
 	t.Helper()
 	require.Eventually(t, func() bool {
+		counts, err := s.NotificationCounts(context.Background())
+		require.NoError(t, err)
+		if counts[incident.NotificationPending] > 0 {
+			return false
+		}
 		jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 1000)
 		require.NoError(t, err)
 		for _, j := range jobs {
@@ -208,21 +217,62 @@ func testAcceptDeferred(t *testing.T, open Opener) {
 	counts, err := s.NotificationCounts(ctx)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{incident.NotificationProcessed: 1, incident.NotificationDuplicate: 1}, counts)
-	jobs, err := s.ListJobs(ctx, incident.JobDone, 0)
+	jobs, err := s.ListJobs(ctx, "", 0)
 	require.NoError(t, err)
-	require.Len(t, jobs, 1, "one ingest job per new notification")
-	require.Equal(t, 1, jobs[0].Attempts)
+	require.Empty(t, jobs, "a deferred delivery needs no job row unless its apply fails")
 
-	// Applying is idempotent: the same job run again (as after a lost
-	// completion) changes nothing and prints nothing.
-	_, err = s.DB().ExecContext(ctx, `UPDATE jobs SET state = 'queued' WHERE id = `+fmt.Sprint(jobs[0].ID))
+	// Applying is idempotent: the same notification applied again (as if its
+	// outcome had been lost) records nothing new.
+	_, err = s.DB().ExecContext(ctx, `UPDATE notifications SET status = 'pending' WHERE status = 'processed'`)
 	require.NoError(t, err)
 	_, err = s.ApplyDue(ctx, 10)
 	require.NoError(t, err)
-	require.Empty(t, drain(t, s, r))
+	again := drain(t, s, r)
+	require.Len(t, again, 1)
+	require.Equal(t, incident.TransitionDuplicate, again[0].Transition)
 	list, err := s.ListIncidents(ctx, incident.ListFilter{})
 	require.NoError(t, err)
 	require.Len(t, list, 1)
+	full, err := s.GetIncident(ctx, list[0].ID)
+	require.NoError(t, err)
+	require.Len(t, full.History, len(m.Alerts), "each change once")
+}
+
+// testApplyFailure: a delivery whose apply fails is still acknowledged and
+// stored, and a retry applies it once the cause is gone.
+func testApplyFailure(t *testing.T, open Opener) {
+	c := NewClock()
+	s, r := openRecording(t, open, c)
+	ctx := context.Background()
+	if s.Dialect().Name != "sqlite" {
+		t.Skip("the failure is injected with a SQLite trigger")
+	}
+	_, err := s.DB().ExecContext(ctx, `CREATE TRIGGER inject_failure BEFORE INSERT ON changes WHEN NEW.group_key = 'poison'
+		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`)
+	require.NoError(t, err)
+	m := clone(t, Payload(t, "am_v4_firing.json"))
+	m.GroupKey = "poison"
+	rec := accept(t, s, m, c.Now())
+	require.False(t, rec.Duplicate)
+	require.Eventually(t, func() bool {
+		jobs, err := s.ListJobs(ctx, incident.JobQueued, 0)
+		require.NoError(t, err)
+		return len(jobs) == 1 && strings.Contains(jobs[0].LastError, "injected failure")
+	}, 5*time.Second, 10*time.Millisecond, "the failed apply waits for its retry")
+	counts, err := s.NotificationCounts(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{incident.NotificationRetry: 1}, counts)
+
+	_, err = s.DB().ExecContext(ctx, `DROP TRIGGER inject_failure`)
+	require.NoError(t, err)
+	c.Advance(time.Minute) // past the backoff
+	got := drain(t, s, r)
+	require.Len(t, got, 1)
+	require.Equal(t, incident.TransitionOpened, got[0].Transition)
+	done, err := s.ListJobs(ctx, incident.JobDone, 0)
+	require.NoError(t, err)
+	require.Len(t, done, 1)
+	require.Equal(t, 2, done[0].Attempts)
 }
 
 // testParkIngest: an apply that cannot succeed is parked, not retried for
