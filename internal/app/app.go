@@ -118,13 +118,14 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.console = newConsole(opts.Logger, reg)
 	// Every incident change queues a route job, committed with the change;
 	// route jobs queue the deliver jobs.
-	a.notifier = newNotifier(opts.Logger, db.Store, a.console, q.Lease)
+	a.notifier = newNotifier(opts.Logger, db.Store, a.console, q.Lease, reg)
 	if err := a.notifier.apply(cfg); err != nil {
 		_ = db.Close() // the configuration error is the one to report
 		return nil, err
 	}
 	a.pipeline.Register(incident.JobRoute, incident.HandlerFunc(a.notifier.route))
 	a.pipeline.Register(incident.JobDeliver, incident.HandlerFunc(a.notifier.deliver))
+	a.pipeline.Register(incident.JobStorm, incident.HandlerFunc(a.notifier.storm))
 	db.SetHooks(a.pipeline.Wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) }, incident.JobRoute)
 
 	handler := webhook.NewServer(opts.Logger, db, webhook.Options{

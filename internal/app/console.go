@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/routing/pagerduty"
 	"github.com/responder/responder/internal/store"
 )
 
@@ -145,4 +146,35 @@ func (c *console) delivered(ctx context.Context, d incident.Dispatch, action str
 	case actionResolved:
 		c.logger.InfoContext(ctx, "pagerduty resolved", attrs...)
 	}
+}
+
+// stormJoined logs that an incident joined a storm instead of getting a
+// message of its own.
+func (c *console) stormJoined(ctx context.Context, incidentID int64, j store.StormJoin, window time.Duration) {
+	attrs := []any{"incident_id", incidentID, "storm_id", j.StormID, "channel", j.Target, "recent", j.Recent, "window", window}
+	if j.Started {
+		c.logger.InfoContext(ctx, "storm started", attrs...)
+		return
+	}
+	c.logger.InfoContext(ctx, "incident joined storm", attrs...)
+}
+
+// stormEnded logs the end of a storm.
+func (c *console) stormEnded(ctx context.Context, st *store.Storm) {
+	c.logger.InfoContext(ctx, "storm ended", "storm_id", st.ID, "channel", st.Target, "incidents", st.IncidentCount)
+}
+
+// stormDigest logs the post of a storm's digest.
+func (c *console) stormDigest(ctx context.Context, st *store.Storm) {
+	c.logger.InfoContext(ctx, "slack storm digest posted", "storm_id", st.ID, "channel", st.Target, "channel_id", st.ChannelID, "ts", st.TS)
+}
+
+// stormPaged logs what PagerDuty was told about a storm.
+func (c *console) stormPaged(ctx context.Context, st *store.Storm, action string) {
+	attrs := []any{"storm_id", st.ID, "channel", st.Target, "dedup_key", stormDedupKey(st.Target, st.ID)}
+	if action == pagerduty.ActionResolve {
+		c.logger.InfoContext(ctx, "pagerduty storm resolved", attrs...)
+		return
+	}
+	c.logger.InfoContext(ctx, "pagerduty storm triggered", attrs...)
 }

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/responder/responder/internal/config"
 	"github.com/responder/responder/internal/incident"
@@ -24,6 +27,8 @@ const (
 	actionUpdated   = "updated"
 	actionTriggered = "triggered"
 	actionResolved  = "resolved"
+	// actionStorm: the target is part of a storm, whose job sends for it.
+	actionStorm = "storm"
 )
 
 // saveTimeout bounds storing a delivery's state after the call out. It runs
@@ -45,9 +50,10 @@ type notifier struct {
 	console *console
 	// lease bounds how long a deliver job holds its delivery; the job's own
 	// timeout is shorter.
-	lease time.Duration
-	now   func() time.Time
-	cur   atomic.Pointer[notifyConfig]
+	lease   time.Duration
+	now     func() time.Time
+	cur     atomic.Pointer[notifyConfig]
+	metrics *notifyMetrics
 }
 
 // notifyConfig is what one configuration generation routes and sends with.
@@ -57,13 +63,26 @@ type notifyConfig struct {
 	slack     *slack.Notifier
 	slackID   string // API URL and token the Slack notifier was built with
 	pagerduty *pagerduty.Notifier
+	storm     routing.StormConfig
+	// channels are the configured Slack channels, for the storm gauge.
+	channels []string
 }
 
-func newNotifier(logger *slog.Logger, db *store.Store, c *console, lease time.Duration) *notifier {
+func newNotifier(logger *slog.Logger, db *store.Store, c *console, lease time.Duration, reg prometheus.Registerer) *notifier {
 	if lease <= 0 {
 		lease = store.DefaultQueueConfig.Lease
 	}
-	return &notifier{logger: logger.With("component", "notify"), db: db, console: c, lease: lease, now: time.Now}
+	n := &notifier{logger: logger.With("component", "notify"), db: db, console: c, lease: lease, now: time.Now, metrics: newNotifyMetrics(reg)}
+	reg.MustRegister(newStormCollector(db, n.channels))
+	return n
+}
+
+// channels returns the Slack channels of the configuration in force.
+func (n *notifier) channels() []string {
+	if c := n.cur.Load(); c != nil {
+		return c.channels
+	}
+	return nil
 }
 
 // apply builds the router and notifiers for cfg and puts them in force. On
@@ -78,7 +97,13 @@ func (n *notifier) apply(cfg *config.Config) error {
 	next := &notifyConfig{router: router, receivers: make(map[string]routing.Receiver, len(cfg.Receivers))}
 	for _, r := range cfg.Receivers {
 		next.receivers[r.Name] = r
+		for _, sc := range r.SlackConfigs {
+			if !slices.Contains(next.channels, sc.Channel) {
+				next.channels = append(next.channels, sc.Channel)
+			}
+		}
 	}
+	next.storm = cfg.Storm
 	g := cfg.Global
 	next.slackID = g.SlackAPIURL + "\x00" + g.SlackBotToken.Value()
 	if prev := n.cur.Load(); prev != nil && prev.slackID == next.slackID {
@@ -115,14 +140,18 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 		return incident.Permanent(fmt.Errorf("encode route decision: %w", err))
 	}
 	reason := routeReason(d)
-	planned, err := n.db.PlanDeliveries(ctx, inc.ID,
+	policy := store.StormPolicy{Enabled: cfg.storm.Enabled, Threshold: cfg.storm.Threshold, Window: cfg.storm.Window}
+	planned, joins, err := n.db.PlanDeliveriesStorm(ctx, inc.ID,
 		incident.Decision{Kind: incident.DecisionRoute, Summary: reason, Detail: detail, At: now},
-		cfg.plan(inc, d.Receivers))
+		cfg.plan(inc, d.Receivers), policy)
 	if err != nil {
 		return err
 	}
 	if planned {
 		n.console.routed(ctx, inc.ID, d.Receivers, reason)
+	}
+	for _, j := range joins {
+		n.console.stormJoined(ctx, inc.ID, j, cfg.storm.Window)
 	}
 	return nil
 }
@@ -206,10 +235,12 @@ func (n *notifier) deliver(ctx context.Context, j incident.Job) error {
 	}
 	cfg := n.cur.Load()
 	var action string
-	switch d.Integration {
-	case incident.IntegrationSlack:
+	switch {
+	case d.StormID != 0:
+		action, err = n.syncStormMember(ctx, d, inc)
+	case d.Integration == incident.IntegrationSlack:
 		action, err = n.syncSlack(ctx, cfg, d, inc)
-	case incident.IntegrationPagerDuty:
+	case d.Integration == incident.IntegrationPagerDuty:
 		action, err = n.syncPagerDuty(ctx, cfg, d, inc)
 	default:
 		err = incident.Permanent(fmt.Errorf("delivery %d: unknown integration %q", d.ID, d.Integration))
@@ -222,7 +253,7 @@ func (n *notifier) deliver(ctx context.Context, j incident.Job) error {
 	if serr := n.save(ctx, d, owner); serr != nil && err == nil {
 		err = serr
 	}
-	if action != "" {
+	if action != "" && action != actionStorm {
 		n.console.delivered(ctx, *d, action)
 	}
 	return err
@@ -259,10 +290,13 @@ func (n *notifier) syncSlack(ctx context.Context, cfg *notifyConfig, d *incident
 		if resolved && !sc.SendResolved {
 			// Nothing was posted while it fired, and resolutions are not
 			// wanted here.
+			n.metrics.skipped(incident.IntegrationSlack)
 			synced(d, inc)
 			return "", nil
 		}
+		start := time.Now()
 		ref, retry, err := sn.PostParent(ctx, d.Target, inc, extra)
+		n.metrics.observe(incident.IntegrationSlack, start, retry, err)
 		if err != nil {
 			return "", outcome(retry, err)
 		}
@@ -274,18 +308,25 @@ func (n *notifier) syncSlack(ctx context.Context, cfg *notifyConfig, d *incident
 		return "", nil
 	}
 	if resolved && !sc.SendResolved {
+		n.metrics.skipped(incident.IntegrationSlack)
 		synced(d, inc)
 		return "", nil
 	}
 	ref := slack.Ref{Channel: d.ChannelID, TS: d.TS, Permalink: d.Permalink}
-	if retry, err := sn.UpdateParent(ctx, ref, inc, extra); err != nil {
+	start := time.Now()
+	retry, err := sn.UpdateParent(ctx, ref, inc, extra)
+	n.metrics.observe(incident.IntegrationSlack, start, retry, err)
+	if err != nil {
 		return "", outcome(retry, err)
 	}
 	if text := changeText(d, inc); text != "" {
 		// An update repeated by a retry is harmless; a reply is not, so it
 		// comes last. A reply Slack refuses for good is not worth parking
 		// the job over: the parent shows the state.
-		if _, retry, err := sn.Reply(ctx, ref, text); err != nil {
+		start := time.Now()
+		_, retry, err := sn.Reply(ctx, ref, text)
+		n.metrics.observe(incident.IntegrationSlack, start, retry, err)
+		if err != nil {
 			if retry {
 				return "", err
 			}
@@ -339,7 +380,10 @@ func (n *notifier) syncPagerDuty(ctx context.Context, cfg *notifyConfig, d *inci
 		// A templated severity is left to the notifier's derivation.
 		extra.Severity = pc.Severity
 	}
-	if retry, err := cfg.pagerduty.Notify(ctx, pc.RoutingKey, want, inc, extra); err != nil {
+	start := time.Now()
+	retry, err := cfg.pagerduty.Notify(ctx, pc.RoutingKey, want, inc, extra)
+	n.metrics.observe(incident.IntegrationPagerDuty, start, retry, err)
+	if err != nil {
 		return "", outcome(retry, err)
 	}
 	d.LastAction = want

@@ -44,6 +44,7 @@ type Config struct {
 	Receivers     []routing.Receiver     `yaml:"receivers,omitempty"`
 	Context       gather.Config          `yaml:"context,omitempty"`
 	Remediation   remediation.Config     `yaml:"remediation,omitempty"`
+	Storm         routing.StormConfig    `yaml:"storm,omitempty"`
 
 	// file is the path the config was loaded from, "" when it came from text.
 	file string
@@ -179,6 +180,7 @@ type file struct {
 	Receivers     section[[]routing.Receiver]     `yaml:"receivers"`
 	Context       section[gather.Config]          `yaml:"context"`
 	Remediation   section[remediation.Config]     `yaml:"remediation"`
+	Storm         section[routing.StormConfig]    `yaml:"storm"`
 }
 
 // Load parses a configuration from text. Relative paths stay relative and no
@@ -205,6 +207,7 @@ func Load(s string) (*Config, error) {
 		{"receivers", f.Receivers.err},
 		{"context", f.Context.err},
 		{"remediation", f.Remediation.err},
+		{"storm", f.Storm.err},
 	} {
 		if s.err != nil {
 			errs = append(errs, yamlErrors(s.key, s.err)...)
@@ -214,7 +217,7 @@ func Load(s string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	if !f.Global.set && !f.Storage.set && !f.Webhook.set && !f.TimeIntervals.set &&
-		!f.Route.set && !f.Receivers.set && !f.Context.set && !f.Remediation.set {
+		!f.Route.set && !f.Receivers.set && !f.Context.set && !f.Remediation.set && !f.Storm.set {
 		// Only comments, or a document like `{}`.
 		return nil, errors.New("config is empty")
 	}
@@ -227,6 +230,7 @@ func Load(s string) (*Config, error) {
 		Receivers:     f.Receivers.v,
 		Context:       f.Context.v,
 		Remediation:   f.Remediation.v,
+		Storm:         f.Storm.v,
 		original:      s,
 	}
 	c.setDefaults()
@@ -255,6 +259,9 @@ func (c *Config) setDefaults() {
 	}
 	if isZero(c.Remediation) {
 		c.Remediation = remediation.DefaultConfig()
+	}
+	if isZero(c.Storm) {
+		c.Storm = routing.DefaultStormConfig
 	}
 	if c.Route == nil && len(c.Receivers) == 0 {
 		c.Route = &routing.Route{Receiver: ConsoleReceiver}

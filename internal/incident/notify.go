@@ -15,10 +15,20 @@ const (
 	// JobDeliver brings one target (a Slack message, a PagerDuty alert) in
 	// step with its incident. Its RefID is the Dispatch.
 	JobDeliver = "deliver"
+	// JobStorm brings a storm's digest message and its PagerDuty page in
+	// step with the storm, and ends the storm when it has been quiet long
+	// enough. Its RefID is the storm.
+	JobStorm = "storm"
 )
 
-// DecisionRoute is the kind of the one routing decision of an incident.
-const DecisionRoute = "route"
+// The kinds of decisions.
+const (
+	// DecisionRoute is the kind of the one routing decision of an incident.
+	DecisionRoute = "route"
+	// DecisionStorm records that an incident joined a storm: its channel
+	// shows it in the storm's digest instead of a message of its own.
+	DecisionStorm = "storm"
+)
 
 // The integrations a Dispatch sends through.
 const (
@@ -66,4 +76,8 @@ type Dispatch struct {
 	SyncedResolved int       `json:"synced_resolved"`
 	Attempts       int       `json:"attempts"`
 	UpdatedAt      time.Time `json:"updated_at"`
+	// StormID is the storm the target is part of, 0 for none: its
+	// channel's digest (or the storm's PagerDuty page) stands in for a
+	// message (or a page) of its own.
+	StormID int64 `json:"storm_id,omitempty"`
 }

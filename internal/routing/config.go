@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"text/template/parse"
+	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/alertmanager/timeinterval"
@@ -305,6 +306,50 @@ func checkTemplate(text string) error {
 	t.Mode = parse.SkipFuncCheck
 	if _, err := t.Parse(text, "", "", map[string]*parse.Tree{}); err != nil {
 		return fmt.Errorf("parse template: %w", err)
+	}
+	return nil
+}
+
+// StormConfig is the `storm` section: when more than Threshold new
+// incidents hit one Slack channel within Window, the channel is in a storm,
+// and its new incidents go into one digest message (and one PagerDuty page)
+// instead of a message (and a page) each. The storm ends once no new
+// incident has hit the channel for Quiet.
+type StormConfig struct {
+	// Enabled turns storm mode on; default true.
+	Enabled bool `yaml:"enabled"`
+	// Threshold is how many new incidents a channel takes within Window
+	// before the next one starts a storm; default 10.
+	Threshold int `yaml:"threshold,omitempty"`
+	// Window is the sliding window new incidents are counted in; default 1m.
+	Window time.Duration `yaml:"window,omitempty"`
+	// Quiet ends a storm when no new incident has hit its channel for this
+	// long; default 5m.
+	Quiet time.Duration `yaml:"quiet,omitempty"`
+}
+
+// DefaultStormConfig holds the defaults of a StormConfig.
+var DefaultStormConfig = StormConfig{Enabled: true, Threshold: 10, Window: time.Minute, Quiet: 5 * time.Minute}
+
+// UnmarshalYAML implements yaml.Unmarshaler: defaults, decode, validate.
+func (c *StormConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = DefaultStormConfig
+	type plain StormConfig
+	if err := unmarshal((*plain)(c)); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
+// Validate checks the section.
+func (c *StormConfig) Validate() error {
+	switch {
+	case c.Threshold < 1:
+		return errors.New("threshold must be at least 1")
+	case c.Window < time.Second:
+		return errors.New("window must be at least 1s")
+	case c.Quiet < time.Second:
+		return errors.New("quiet must be at least 1s")
 	}
 	return nil
 }

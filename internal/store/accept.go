@@ -149,7 +149,31 @@ func (s *Store) Run(ctx context.Context) error {
 			pending = true
 		case <-s.applyNow:
 			pending = true
+		case ch := <-s.settle:
+			// Idle: nothing due was left to apply, and the hooks of all
+			// that was applied have run.
+			close(ch)
 		}
+	}
+}
+
+// Settle waits until the writer loop is idle: no due delivery is left to
+// apply and every OnApplied hook of what it applied has returned. Tests use
+// it to read a consistent picture; it waits as long as work keeps coming.
+func (s *Store) Settle(ctx context.Context) error {
+	ch := make(chan struct{})
+	select {
+	case s.settle <- ch:
+	case <-s.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 const dispatchColumns = `id, incident_id, receiver, integration, config_index, target, channel_id, ts, permalink,
-	last_action, last_error, synced_version, synced_firing, synced_resolved, attempts, updated_at`
+	last_action, last_error, synced_version, synced_firing, synced_resolved, attempts, updated_at, storm_id`
 
 func scanDispatch(row scanner) (*incident.Dispatch, error) {
 	var (
@@ -19,68 +19,11 @@ func scanDispatch(row scanner) (*incident.Dispatch, error) {
 		updated int64
 	)
 	if err := row.Scan(&d.ID, &d.IncidentID, &d.Receiver, &d.Integration, &d.ConfigIndex, &d.Target, &d.ChannelID, &d.TS, &d.Permalink,
-		&d.LastAction, &d.LastError, &d.SyncedVersion, &d.SyncedFiring, &d.SyncedResolved, &d.Attempts, &updated); err != nil {
+		&d.LastAction, &d.LastError, &d.SyncedVersion, &d.SyncedFiring, &d.SyncedResolved, &d.Attempts, &updated, &d.StormID); err != nil {
 		return nil, err
 	}
 	d.UpdatedAt = fromNS(updated)
 	return &d, nil
-}
-
-// PlanDeliveries records the routing decision of an incident and, with it,
-// one delivery per planned target, and queues a deliver job for each of the
-// incident's deliveries, all in one transaction. It reports whether this
-// call recorded the decision.
-//
-// It is idempotent: an incident has at most one route decision, so when one
-// is recorded already (a concurrent or repeated route job) decision and
-// plans are ignored, and only the deliver jobs are queued, as by
-// QueueDeliveries.
-func (s *Store) PlanDeliveries(ctx context.Context, incidentID int64, d incident.Decision, plans []incident.Dispatch) (bool, error) {
-	if d.Kind != incident.DecisionRoute {
-		return false, incident.Errorf(incident.Invalid, "plan deliveries: decision kind %q is not %q", d.Kind, incident.DecisionRoute)
-	}
-	detail := string(d.Detail)
-	if detail == "" {
-		detail = "{}"
-	}
-	now := ns(s.opts.Now())
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("begin plan deliveries: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	// The partial unique index decisions_route_once makes a second route
-	// decision for the incident a no-op.
-	res, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-		incidentID, d.Kind, d.Summary, detail, ns(d.At))
-	if err != nil {
-		return false, fmt.Errorf("record route decision of incident %d: %w", incidentID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("record route decision of incident %d: %w", incidentID, err)
-	}
-	planned := n > 0
-	if planned {
-		for _, p := range plans {
-			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO deliveries (incident_id, receiver, integration, config_index, target, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-				incidentID, p.Receiver, p.Integration, p.ConfigIndex, p.Target, now); err != nil {
-				return false, fmt.Errorf("plan %s delivery to %s of incident %d: %w", p.Integration, p.Receiver, incidentID, err)
-			}
-		}
-	}
-	queued, err := s.queueDeliveries(ctx, tx, incidentID)
-	if err != nil {
-		return false, err
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("commit plan deliveries: %w", err)
-	}
-	if queued > 0 {
-		s.opts.OnCommit()
-	}
-	return planned, nil
 }
 
 // QueueDeliveries queues a deliver job for each delivery of an incident

@@ -79,7 +79,8 @@ type Store struct {
 
 	stopped  chan struct{} // closed when Run returns
 	stopOnce sync.Once
-	applyNow chan struct{} // wakes Run to apply due ingest jobs
+	applyNow chan struct{}      // wakes Run to apply due ingest jobs
+	settle   chan chan struct{} // Settle's requests, answered when Run is idle
 }
 
 // New returns a Store over a writer and a reader pool (the same pool where
@@ -120,6 +121,7 @@ func New(w, r *sql.DB, d Dialect, opts Options) *Store {
 		accepts:  make(chan acceptReq, 4096),
 		stopped:  make(chan struct{}),
 		applyNow: make(chan struct{}, 1),
+		settle:   make(chan chan struct{}),
 	}
 }
 

@@ -159,35 +159,11 @@ func (n *Notifier) PostParent(ctx context.Context, channel string, inc *incident
 	if channel == "" || inc == nil {
 		return Ref{}, false, fmt.Errorf("%s: %w", op, errMissingArgument)
 	}
-	msg := n.render(inc, extra)
-	key := n.channelKey(channel)
-	if err := n.pacer.Wait(ctx, key); err != nil {
-		return Ref{}, true, fmt.Errorf("%s: wait for channel rate limit: %w", op, err)
-	}
-	id, ts, err := n.api.PostMessageContext(ctx, channel,
-		goslack.MsgOptionText(msg.Text, false),
-		goslack.MsgOptionBlocks(msg.Blocks...),
-		goslack.MsgOptionDisableLinkUnfurl(),
-	)
+	ref, retry, err := n.post(ctx, op, channel, n.render(inc, extra))
 	if err != nil {
-		retry, err := n.classify(ctx, key, op, err)
 		return Ref{}, retry, err
 	}
-	if id != channel {
-		// From now on the name paces as its ID; this call counts for both.
-		n.channels.Store(channel, id)
-		n.pacer.Defer(id, n.pacer.interval)
-	}
-	ref := Ref{Channel: id, TS: ts}
-	// The message is out: a failure from here on must not make the caller
-	// post it again, so the permalink is best effort.
-	link, err := n.api.GetPermalinkContext(ctx, &goslack.PermalinkParameters{Channel: id, Ts: ts})
-	if err != nil {
-		_, err = n.classify(ctx, id, "get slack permalink", err)
-		n.logger.WarnContext(ctx, "get slack permalink failed, the message was posted without it", "channel", id, "ts", ts, "err", err)
-	}
-	ref.Permalink = link
-	n.logger.DebugContext(ctx, "slack message posted", "incident_id", inc.ID, "channel", id, "ts", ts)
+	n.logger.DebugContext(ctx, "slack message posted", "incident_id", inc.ID, "channel", ref.Channel, "ts", ref.TS)
 	return ref, false, nil
 }
 
@@ -197,16 +173,8 @@ func (n *Notifier) UpdateParent(ctx context.Context, ref Ref, inc *incident.Inci
 	if ref.Channel == "" || ref.TS == "" || inc == nil {
 		return false, fmt.Errorf("%s: %w", op, errMissingArgument)
 	}
-	msg := n.render(inc, extra)
-	if err := n.pacer.Wait(ctx, ref.Channel); err != nil {
-		return true, fmt.Errorf("%s: wait for channel rate limit: %w", op, err)
-	}
-	_, _, _, err := n.api.UpdateMessageContext(ctx, ref.Channel, ref.TS,
-		goslack.MsgOptionText(msg.Text, false),
-		goslack.MsgOptionBlocks(msg.Blocks...),
-	)
-	if err != nil {
-		return n.classify(ctx, ref.Channel, op, err)
+	if retry, err := n.update(ctx, op, ref, n.render(inc, extra)); err != nil {
+		return retry, err
 	}
 	n.logger.DebugContext(ctx, "slack message updated", "incident_id", inc.ID, "channel", ref.Channel, "ts", ref.TS)
 	return false, nil

@@ -166,6 +166,10 @@ func drain(t testing.TB, s *store.Store, r *recorder) []incident.Applied {
 		}
 		return true
 	}, 10*time.Second, 5*time.Millisecond)
+	// The last apply's hooks run after its commit: wait for them too.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, s.Settle(sctx))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.applied

@@ -1,0 +1,135 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/routing/pagerduty"
+	"github.com/responder/responder/internal/routing/slack"
+	"github.com/responder/responder/internal/store"
+)
+
+// The outcomes of a notification, as counted in
+// responder_notifications_total.
+const (
+	outcomeSent    = "sent"
+	outcomeRetry   = "retry"
+	outcomeFailed  = "failed"
+	outcomeSkipped = "skipped"
+)
+
+// notifyMetrics count and time every call to Slack and PagerDuty.
+type notifyMetrics struct {
+	notifications *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	rateLimited   *prometheus.CounterVec
+}
+
+func newNotifyMetrics(r prometheus.Registerer) *notifyMetrics {
+	m := &notifyMetrics{
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_notifications_total",
+			Help: "Calls to Slack and PagerDuty by outcome (sent, retry, failed), and deliveries that needed none (skipped: nothing to send, or a storm sends for them).",
+		}, []string{"integration", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "responder_notification_duration_seconds",
+			Help:    "Time of one call to Slack or PagerDuty, including the wait for the per-channel pace.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}, []string{"integration"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_notifications_rate_limited_total",
+			Help: "Calls that Slack or PagerDuty answered with 429; they are retried.",
+		}, []string{"integration"}),
+	}
+	for _, i := range []string{incident.IntegrationSlack, incident.IntegrationPagerDuty} {
+		for _, o := range []string{outcomeSent, outcomeRetry, outcomeFailed, outcomeSkipped} {
+			m.notifications.WithLabelValues(i, o)
+		}
+		m.duration.WithLabelValues(i)
+		m.rateLimited.WithLabelValues(i)
+	}
+	r.MustRegister(m.notifications, m.duration, m.rateLimited)
+	return m
+}
+
+// observe records one call that started at start.
+func (m *notifyMetrics) observe(integration string, start time.Time, retry bool, err error) {
+	m.duration.WithLabelValues(integration).Observe(time.Since(start).Seconds())
+	outcome := outcomeSent
+	switch {
+	case err == nil:
+	case retry:
+		outcome = outcomeRetry
+	default:
+		outcome = outcomeFailed
+	}
+	m.notifications.WithLabelValues(integration, outcome).Inc()
+	if err != nil && rateLimited(err) {
+		m.rateLimited.WithLabelValues(integration).Inc()
+	}
+}
+
+// skipped counts a delivery that needed no call.
+func (m *notifyMetrics) skipped(integration string) {
+	m.notifications.WithLabelValues(integration, outcomeSkipped).Inc()
+}
+
+func rateLimited(err error) bool {
+	var ra *slack.RetryAfterError
+	var pe *pagerduty.APIError
+	return errors.As(err, &ra) || (errors.As(err, &pe) && pe.StatusCode == http.StatusTooManyRequests)
+}
+
+// stormCollector reports storms from storage at scrape time, so that a
+// restart or another replica does not change them.
+type stormCollector struct {
+	s *store.Store
+	// channels are the configured Slack channels: the gauge's label values
+	// come from the configuration only, so that they stay bounded.
+	channels func() []string
+	total    *prometheus.Desc
+	active   *prometheus.Desc
+}
+
+func newStormCollector(s *store.Store, channels func() []string) *stormCollector {
+	return &stormCollector{
+		s:        s,
+		channels: channels,
+		total:    prometheus.NewDesc("responder_storms_total", "Storms started: more new incidents on one Slack channel within storm.window than storm.threshold.", nil, nil),
+		active:   prometheus.NewDesc("responder_storm_active", "1 while the channel is in a storm, else 0.", []string{"channel"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *stormCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.total
+	ch <- c.active
+}
+
+// Collect implements prometheus.Collector.
+func (c *stormCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	total, active, err := c.s.StormStats(ctx)
+	if err != nil {
+		// responder_storage_up says why.
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(total))
+	on := map[string]bool{}
+	for _, t := range active {
+		on[t] = true
+	}
+	for _, channel := range c.channels() {
+		v := 0.0
+		if on[channel] {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, v, channel)
+	}
+}

@@ -1,0 +1,100 @@
+package sqlite_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/store"
+	"github.com/responder/responder/internal/store/storetest"
+)
+
+func TestStore_Storm(t *testing.T) {
+	t.Parallel()
+	c := storetest.NewClock()
+	s := open(t, c, nil)
+	ctx := t.Context()
+	policy := store.StormPolicy{Enabled: true, Threshold: 2, Window: time.Minute}
+	plan := func(id int64) []store.StormJoin {
+		t.Helper()
+		planned, joins, err := s.PlanDeliveriesStorm(ctx, id,
+			incident.Decision{Kind: incident.DecisionRoute, Summary: "receivers: incidents", At: c.Now()},
+			[]incident.Dispatch{
+				{Receiver: "incidents", Integration: incident.IntegrationSlack, Target: "#incidents"},
+				{Receiver: "pd", Integration: incident.IntegrationPagerDuty, Target: "key"},
+			}, policy)
+		require.NoError(t, err)
+		require.True(t, planned)
+		return joins
+	}
+	require.Empty(t, plan(1))
+	require.Empty(t, plan(2))
+	joins := plan(3)
+	require.Len(t, joins, 1)
+	require.True(t, joins[0].Started)
+	require.Equal(t, 3, joins[0].Recent)
+	joins = plan(4)
+	require.Len(t, joins, 1)
+	require.False(t, joins[0].Started)
+	id := joins[0].StormID
+
+	for inc, want := range map[int64]int64{1: 0, 2: 0, 3: id, 4: id} {
+		ds, err := s.Deliveries(ctx, inc)
+		require.NoError(t, err)
+		require.Len(t, ds, 2)
+		for _, d := range ds {
+			require.Equal(t, want, d.StormID, "incident %d %s", inc, d.Integration)
+		}
+	}
+	// A repeated route job joins nothing twice.
+	planned, joins, err := s.PlanDeliveriesStorm(ctx, 4, incident.Decision{Kind: incident.DecisionRoute, At: c.Now()}, nil, policy)
+	require.NoError(t, err)
+	require.False(t, planned)
+	require.Empty(t, joins)
+
+	st, err := s.GetStorm(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, 2, st.IncidentCount)
+	require.Equal(t, "pd", st.PDReceiver)
+	require.Equal(t, 0, st.PDConfigIndex)
+
+	// One queued storm job, however many joins.
+	jobs, err := s.ListJobs(ctx, incident.JobQueued, 100)
+	require.NoError(t, err)
+	n := 0
+	for _, j := range jobs {
+		if j.Kind == incident.JobStorm {
+			n++
+		}
+	}
+	require.Equal(t, 1, n)
+
+	// The lease keeps a second worker out.
+	_, err = s.LeaseStorm(ctx, id, "a", time.Minute)
+	require.NoError(t, err)
+	_, err = s.LeaseStorm(ctx, id, "b", time.Minute)
+	require.Equal(t, incident.Conflict, incident.KindOf(err))
+	st.TS, st.ChannelID = "1.0", "C1"
+	require.NoError(t, s.SaveStorm(ctx, *st, "a", true))
+	_, err = s.LeaseStorm(ctx, id, "b", time.Minute)
+	require.NoError(t, err)
+
+	// Not quiet yet, then quiet.
+	ended, err := s.EndStorm(ctx, id, c.Now().Add(-time.Second))
+	require.NoError(t, err)
+	require.False(t, ended)
+	c.Advance(5 * time.Minute)
+	ended, err = s.EndStorm(ctx, id, c.Now().Add(-5*time.Minute))
+	require.NoError(t, err)
+	require.True(t, ended)
+	total, active, err := s.StormStats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, total)
+	require.Empty(t, active)
+	got, err := s.GetStorm(ctx, id)
+	require.NoError(t, err)
+	require.NotNil(t, got.EndedAt)
+	require.Equal(t, "1.0", got.TS)
+}
