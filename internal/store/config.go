@@ -40,7 +40,9 @@ type QueueConfig struct {
 
 // DefaultQueueConfig is used for every zero field of QueueConfig.
 var DefaultQueueConfig = QueueConfig{
-	Workers:      4,
+	// Jobs mostly wait on Slack, PagerDuty and the per-channel pacer, not on
+	// the CPU: with 4 workers, 20 channels pacing at 1/s kept them all asleep.
+	Workers:      16,
 	MaxAttempts:  10,
 	MinBackoff:   time.Second,
 	MaxBackoff:   5 * time.Minute,

@@ -153,9 +153,13 @@ func (n *Notifier) post(ctx context.Context, op, channel string, msg message) (R
 		return Ref{}, retry, err
 	}
 	if id != channel {
-		// From now on the name paces as its ID; this call counts for both.
-		n.channels.Store(channel, id)
-		n.pacer.Defer(id, n.pacer.interval)
+		if _, known := n.channels.LoadOrStore(channel, id); !known {
+			// From now on the name paces as its ID: carry over the slots
+			// reserved under the name. Later posts reserve their slots
+			// when they wait, not when Slack answers, so a slow answer does
+			// not stretch the interval.
+			n.pacer.Carry(key, id)
+		}
 	}
 	ref := Ref{Channel: id, TS: ts}
 	// The message is out: a failure from here on must not make the caller

@@ -72,6 +72,16 @@ func (p *Pacer) Defer(key string, d time.Duration) {
 	}
 }
 
+// Carry makes to's next slot at least from's: for a key that is learnt to
+// be another name of the same channel.
+func (p *Pacer) Carry(from, to string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if at := p.next[from]; at.After(p.next[to]) {
+		p.next[to] = at
+	}
+}
+
 // prune forgets keys whose next slot is in the past; p.mu must be held.
 func (p *Pacer) prune(now time.Time) {
 	if len(p.next) <= maxIdleKeys {
