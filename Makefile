@@ -51,9 +51,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config/
 	$(GO) test -run='^$$' -fuzz='^FuzzRoute$$' -fuzztime=$(FUZZTIME) ./internal/routing/
 
-## bench: Go benchmarks plus the loopback load test against a baseline (see docs/benchmarks.md)
+## bench: Go benchmarks, the notification benchmarks, and the loopback load test against a baseline (see docs/benchmarks.md)
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/incident/ ./internal/store/...
+	$(GO) test -run='^$$' -bench='Notify|Storm' -benchtime=1x ./internal/app/
 	scripts/bench.sh
 
 ## tidy-check: go.mod and go.sum are tidy

@@ -286,6 +286,12 @@ func (n *notifier) syncSlack(ctx context.Context, cfg *notifyConfig, d *incident
 	sn := cfg.slack.WithTemplates(slack.Templates{Title: sc.Title, Text: sc.Text})
 	resolved := inc.Status == incident.StatusResolved
 	extra := slack.Extra{Notes: routeNotes(inc)}
+	if wait := sn.Delay(d.Target); wait > maxPacerWait {
+		// The channel is booked for a while: come back then rather than
+		// hold a worker and a slot. Meanwhile a storm may take this
+		// incident into its digest.
+		return "", incident.Busy(fmt.Errorf("slack channel %s is paced for another %s", d.Target, wait.Round(time.Millisecond)), wait-maxPacerWait)
+	}
 	if d.TS == "" {
 		if resolved && !sc.SendResolved {
 			// Nothing was posted while it fired, and resolutions are not
@@ -420,11 +426,24 @@ func outcome(retry bool, err error) error {
 }
 
 func permanentIfNotFound(err error) error {
-	if incident.KindOf(err) == incident.NotFound {
+	switch incident.KindOf(err) {
+	case incident.NotFound:
 		return incident.Permanent(err)
+	case incident.Conflict:
+		// Another worker holds the lease on the same target: come back soon
+		// rather than back off, and without spending an attempt.
+		return incident.Busy(err, busyRetry)
 	}
 	return err
 }
+
+// maxPacerWait is the longest a deliver job waits for its channel's rate
+// limit while holding its worker.
+const maxPacerWait = 1500 * time.Millisecond
+
+// busyRetry is how soon a job whose target was leased by another one tries
+// again.
+const busyRetry = 250 * time.Millisecond
 
 func plural(s string, n int) string {
 	if n == 1 {

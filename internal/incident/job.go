@@ -55,6 +55,24 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// BusyError says that a job's target is being worked on by another job (its
+// lease is held): the job is handed back, due again After, without counting
+// an attempt.
+type BusyError struct {
+	Err   error
+	After time.Duration
+}
+
+// Error implements error.
+func (e *BusyError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *BusyError) Unwrap() error { return e.Err }
+
+// Busy wraps err so that the pipeline retries the job after the delay
+// without spending an attempt.
+func Busy(err error, after time.Duration) error { return &BusyError{Err: err, After: after} }
+
 // Backoff returns the delay before the attempt after the given number of
 // failed attempts: exponential from min, capped at max, with jitter that
 // spreads retries over the upper half of the interval so that a burst of

@@ -21,9 +21,10 @@ type JobQueue interface {
 	Claim(ctx context.Context, owner string, n int, lease time.Duration, kinds ...string) ([]Job, error)
 	Complete(ctx context.Context, j Job) error
 	Fail(ctx context.Context, j Job, cause error, retryAt time.Time, park bool) error
-	// Release hands a job back without counting the attempt, for work
-	// interrupted by shutdown.
-	Release(ctx context.Context, j Job) error
+	// Release hands a job back without counting the attempt, due again
+	// after the given delay: work interrupted by shutdown, or that found its
+	// target busy.
+	Release(ctx context.Context, j Job, after time.Duration) error
 }
 
 // Handler runs one job. Returning nil completes it; an error retries it
@@ -121,7 +122,7 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 		wake:     make(chan struct{}, 1),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "responder_queue_job_attempts_total",
-			Help: "Job attempts by kind and outcome (done, retry, parked).",
+			Help: "Job attempts by kind and outcome (done, retry, parked, busy: handed back because its target was busy).",
 		}, []string{"kind", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "responder_queue_job_duration_seconds",
@@ -149,7 +150,7 @@ func (p *Pipeline) RegisterBatch(kind string, h BatchHandler) {
 }
 
 func (p *Pipeline) metricLabels(kind string) {
-	for _, o := range []string{"done", "retry", "parked"} {
+	for _, o := range []string{"done", "retry", "parked", "busy"} {
 		p.attempts.WithLabelValues(kind, o)
 	}
 	p.duration.WithLabelValues(kind)
@@ -319,9 +320,19 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, completed bool)
 		// Shutting down: hand the job back without counting the attempt, so
 		// that it resumes at once on restart or on another replica instead of
 		// waiting for its lease to expire.
-		if rerr := p.queue.Release(bctx, j); rerr != nil {
+		if rerr := p.queue.Release(bctx, j, 0); rerr != nil {
 			log.WarnContext(ctx, "release job failed; it resumes after its lease expires", "err", rerr)
 		}
+		return
+	}
+	var busy *BusyError
+	if errors.As(err, &busy) {
+		// Someone else is working on the same target: come back soon,
+		// without spending an attempt or growing the backoff.
+		if rerr := p.queue.Release(bctx, j, busy.After); rerr != nil {
+			log.WarnContext(ctx, "release busy job failed; it resumes after its lease expires", "err", rerr)
+		}
+		p.attempts.WithLabelValues(j.Kind, "busy").Inc()
 		return
 	}
 	park := IsPermanent(err) || j.Attempts >= j.MaxAttempts

@@ -74,11 +74,11 @@ func (q *memQueue) Fail(_ context.Context, j incident.Job, cause error, retryAt 
 	return nil
 }
 
-func (q *memQueue) Release(_ context.Context, j incident.Job) error {
+func (q *memQueue) Release(_ context.Context, j incident.Job, after time.Duration) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	cur := q.jobs[j.ID]
-	cur.State = incident.JobQueued
+	cur.State, cur.RunAt = incident.JobQueued, time.Now().Add(after)
 	cur.Attempts--
 	return nil
 }
@@ -107,6 +107,12 @@ func TestPipeline_Run(t *testing.T) {
 		{"permanent failure parks at once", func(int) error { return incident.Permanent(errors.New("ok:false channel_not_found")) }, incident.JobParked, 1, "ok:false channel_not_found"},
 		{"exhausted attempts park", func(int) error { return errors.New("always down") }, incident.JobParked, 5, "always down"},
 		{"a panic parks the job and spares the worker", func(int) error { panic("boom") }, incident.JobParked, 1, "handler panic: boom"},
+		{"a busy target is retried without spending attempts", func(calls int) error {
+			if calls <= 20 {
+				return incident.Busy(errors.New("lease held"), 100*time.Millisecond)
+			}
+			return nil
+		}, incident.JobDone, 21, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -88,12 +88,12 @@ func (s *Store) Fail(ctx context.Context, j incident.Job, cause error, retryAt t
 	return nil
 }
 
-// Release puts a running job back in the queue without counting the
-// attempt, if owner still holds it.
-func (s *Store) Release(ctx context.Context, j incident.Job) error {
-	now := ns(s.opts.Now())
+// Release puts a running job back in the queue, due after the delay,
+// without counting the attempt, if owner still holds it.
+func (s *Store) Release(ctx context.Context, j incident.Job, after time.Duration) error {
+	now := s.opts.Now()
 	_, err := s.w.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
-		WHERE id = ? AND state = 'running' AND lease_owner = ?`), now, now, j.ID, j.Owner)
+		WHERE id = ? AND state = 'running' AND lease_owner = ?`), ns(now.Add(after)), ns(now), j.ID, j.Owner)
 	if err != nil {
 		return fmt.Errorf("release job %d: %w", j.ID, err)
 	}

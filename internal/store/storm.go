@@ -201,6 +201,9 @@ func (s *Store) joinStorms(ctx context.Context, tx *sql.Tx, incidentID int64, pl
 				return nil, fmt.Errorf("start storm on %s: %w", target, err)
 			}
 			j.Started = true
+			if err := s.foldUnposted(ctx, tx, j.StormID, incidentID, target, p, now); err != nil {
+				return nil, err
+			}
 		case err != nil:
 			return nil, fmt.Errorf("read storm on %s: %w", target, err)
 		}
@@ -242,6 +245,48 @@ func (s *Store) joinStorms(ctx context.Context, tx *sql.Tx, incidentID int64, pl
 		}
 	}
 	return joins, nil
+}
+
+// foldUnposted moves into a starting storm the incidents of the window whose
+// Slack parents are not posted yet (and not being posted): instead of each
+// waiting for the channel's one call per second, they are shown at once in
+// the digest.
+func (s *Store) foldUnposted(ctx context.Context, tx *sql.Tx, stormID, incidentID int64, target string, p StormPolicy, now time.Time) error {
+	rows, err := tx.QueryContext(ctx, s.rebind(`SELECT DISTINCT incident_id FROM deliveries
+		WHERE integration = ? AND target = ? AND storm_id = 0 AND ts = '' AND planned_at >= ? AND incident_id <> ?
+		AND (lease_owner = '' OR lease_until < ?)`),
+		incident.IntegrationSlack, target, ns(now.Add(-p.Window)), incidentID, ns(now))
+	if err != nil {
+		return fmt.Errorf("find unposted incidents on %s: %w", target, err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("find unposted incidents on %s: %w", target, err)
+		}
+		ids = append(ids, id)
+	}
+	_ = rows.Close() // read fully; Err reports what went wrong
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("find unposted incidents on %s: %w", target, err)
+	}
+	reason := fmt.Sprintf("in storm #%d on %s: its message was not posted yet when the storm began", stormID, target)
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND target = ? AND ts = ''`),
+			stormID, id, incident.IntegrationSlack, target); err != nil {
+			return fmt.Errorf("fold incident %d into storm %d: %w", id, stormID, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, '{}', ?)`),
+			id, incident.DecisionStorm, reason, ns(now)); err != nil {
+			return fmt.Errorf("record storm decision of incident %d: %w", id, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE storms SET incident_count = incident_count + ? WHERE id = ?`), len(ids), stormID); err != nil {
+		return fmt.Errorf("fold into storm %d: %w", stormID, err)
+	}
+	return nil
 }
 
 // shortDuration prints 1m rather than 1m0s.

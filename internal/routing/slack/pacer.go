@@ -72,6 +72,14 @@ func (p *Pacer) Defer(key string, d time.Duration) {
 	}
 }
 
+// Delay is how long a call for key would wait now, without reserving
+// anything.
+func (p *Pacer) Delay(key string) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(time.Until(p.next[key]), 0)
+}
+
 // Carry makes to's next slot at least from's: for a key that is learnt to
 // be another name of the same channel.
 func (p *Pacer) Carry(from, to string) {

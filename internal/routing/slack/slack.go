@@ -27,7 +27,10 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultPostInterval = time.Second
+	// Slack allows about one message per second per channel; the margin
+	// keeps network jitter from putting two calls into one second as Slack
+	// counts it.
+	DefaultPostInterval = 1005 * time.Millisecond
 	defaultHTTPTimeout  = 30 * time.Second
 )
 
@@ -165,6 +168,13 @@ func (n *Notifier) PostParent(ctx context.Context, channel string, inc *incident
 	}
 	n.logger.DebugContext(ctx, "slack message posted", "incident_id", inc.ID, "channel", ref.Channel, "ts", ref.TS)
 	return ref, false, nil
+}
+
+// Delay is how long a call to channel (a name or an ID) would wait for the
+// channel's rate limit now. Callers with a queue of their own use it to
+// come back later instead of holding a slot (and a worker) far ahead.
+func (n *Notifier) Delay(channel string) time.Duration {
+	return n.pacer.Delay(n.channelKey(channel))
 }
 
 // UpdateParent re-renders the parent message in place.

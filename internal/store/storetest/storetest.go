@@ -480,7 +480,7 @@ func testQueue(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Len(t, back, 1)
 	require.Equal(t, 1, back[0].Attempts)
-	require.NoError(t, s.Release(ctx, back[0]))
+	require.NoError(t, s.Release(ctx, back[0], 0))
 	back, err = s.Claim(ctx, "w5", 10, time.Minute, kinds...)
 	require.NoError(t, err)
 	require.Len(t, back, 1, "a released job is due at once")
