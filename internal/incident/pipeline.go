@@ -33,19 +33,6 @@ type Handler interface {
 	Handle(ctx context.Context, j Job) error
 }
 
-// BatchHandler runs several jobs of one kind together, typically in one
-// transaction, and completes the successful ones itself as part of that
-// transaction. It returns one error per job, nil for a job it completed.
-type BatchHandler interface {
-	HandleBatch(ctx context.Context, jobs []Job) []error
-}
-
-// BatchHandlerFunc adapts a function to BatchHandler.
-type BatchHandlerFunc func(ctx context.Context, jobs []Job) []error
-
-// HandleBatch implements BatchHandler.
-func (f BatchHandlerFunc) HandleBatch(ctx context.Context, jobs []Job) []error { return f(ctx, jobs) }
-
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, j Job) error
 
@@ -56,8 +43,7 @@ func (f HandlerFunc) Handle(ctx context.Context, j Job) error { return f(ctx, j)
 type PipelineOptions struct {
 	Owner   string
 	Workers int
-	// BatchSize is how many due jobs a worker claims at once; a kind with a
-	// BatchHandler runs them together.
+	// BatchSize is how many due jobs a worker claims at once.
 	BatchSize    int
 	MinBackoff   time.Duration
 	MaxBackoff   time.Duration
@@ -77,7 +63,6 @@ type Pipeline struct {
 	queue    JobQueue
 	opts     PipelineOptions
 	handlers map[string]Handler
-	batchers map[string]BatchHandler
 	wake     chan struct{}
 
 	attempts *prometheus.CounterVec
@@ -118,7 +103,6 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 		queue:    queue,
 		opts:     opts,
 		handlers: map[string]Handler{},
-		batchers: map[string]BatchHandler{},
 		wake:     make(chan struct{}, 1),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "responder_queue_job_attempts_total",
@@ -139,17 +123,6 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 // Register routes jobs of kind to h. It must be called before Run.
 func (p *Pipeline) Register(kind string, h Handler) {
 	p.handlers[kind] = h
-	p.metricLabels(kind)
-}
-
-// RegisterBatch routes jobs of kind to a BatchHandler. It must be called
-// before Run.
-func (p *Pipeline) RegisterBatch(kind string, h BatchHandler) {
-	p.batchers[kind] = h
-	p.metricLabels(kind)
-}
-
-func (p *Pipeline) metricLabels(kind string) {
 	for _, o := range []string{"done", "retry", "parked", "busy"} {
 		p.attempts.WithLabelValues(kind, o)
 	}
@@ -170,7 +143,6 @@ func (p *Pipeline) Wake() {
 // expires, here or on another replica.
 func (p *Pipeline) Run(ctx context.Context) error {
 	kinds := slices.Sorted(maps.Keys(p.handlers))
-	kinds = append(kinds, slices.Sorted(maps.Keys(p.batchers))...)
 	if len(kinds) == 0 {
 		// Nothing to run here (yet); other replicas may have handlers.
 		<-ctx.Done()
@@ -204,7 +176,9 @@ func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 				// There may be more: wake an idle worker to help.
 				p.Wake()
 			}
-			p.runBatch(ctx, jobs)
+			for _, j := range jobs {
+				p.run(ctx, j)
+			}
 			// Keep draining while there is work.
 			continue
 		}
@@ -219,39 +193,6 @@ func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 
 var errNoHandler = errors.New("no handler registered for job kind")
 
-// runBatch runs claimed jobs: runs of one kind with a BatchHandler together,
-// the rest one by one.
-func (p *Pipeline) runBatch(ctx context.Context, jobs []Job) {
-	for len(jobs) > 0 {
-		kind := jobs[0].Kind
-		n := 1
-		for n < len(jobs) && jobs[n].Kind == kind {
-			n++
-		}
-		run := jobs[:n]
-		jobs = jobs[n:]
-		bh, ok := p.batchers[kind]
-		if ok {
-			run = p.dropExhausted(ctx, run)
-		}
-		if !ok || len(run) == 0 {
-			for _, j := range run {
-				p.run(ctx, j)
-			}
-			continue
-		}
-		start := p.opts.Now()
-		jctx, cancel := context.WithTimeoutCause(ctx, p.opts.JobTimeout, fmt.Errorf("job %s timed out after %s", kind, p.opts.JobTimeout))
-		errs := safeHandleBatch(jctx, bh, run)
-		cancel()
-		per := p.opts.Now().Sub(start).Seconds() / float64(len(run))
-		for i, j := range run {
-			p.duration.WithLabelValues(kind).Observe(per)
-			p.record(ctx, j, errs[i], true)
-		}
-	}
-}
-
 // exhausted reports a job whose lease expired more often than it may be
 // tried: it keeps taking its worker (or the process) down, so it must not
 // run again.
@@ -262,28 +203,15 @@ func exhausted(j Job) error {
 	return Permanent(fmt.Errorf("attempt %d exceeds max attempts %d (its lease expired while running)", j.Attempts, j.MaxAttempts))
 }
 
-// dropExhausted parks exhausted jobs and returns the others.
-func (p *Pipeline) dropExhausted(ctx context.Context, jobs []Job) []Job {
-	keep := jobs[:0:0]
-	for _, j := range jobs {
-		if err := exhausted(j); err != nil {
-			p.record(ctx, j, err, false)
-			continue
-		}
-		keep = append(keep, j)
-	}
-	return keep
-}
-
 func (p *Pipeline) run(ctx context.Context, j Job) {
 	h, ok := p.handlers[j.Kind]
 	start := p.opts.Now()
-	err := exhausted(j)
-	if err != nil {
-		// Recorded below as parked.
-	} else if !ok {
+	err := exhausted(j) // recorded below as parked
+	switch {
+	case err != nil:
+	case !ok:
 		err = Permanent(fmt.Errorf("%w %q", errNoHandler, j.Kind))
-	} else {
+	default:
 		jctx, cancel := context.WithTimeoutCause(ctx, p.opts.JobTimeout, fmt.Errorf("job %s timed out after %s", j.Kind, p.opts.JobTimeout))
 		err = safeHandle(jctx, h, j)
 		if err != nil && jctx.Err() != nil && ctx.Err() == nil {
@@ -292,12 +220,11 @@ func (p *Pipeline) run(ctx context.Context, j Job) {
 		cancel()
 	}
 	p.duration.WithLabelValues(j.Kind).Observe(p.opts.Now().Sub(start).Seconds())
-	p.record(ctx, j, err, false)
+	p.record(ctx, j, err)
 }
 
-// record completes, retries or parks a job after an attempt. completed is
-// true when a successful handler already completed the job itself.
-func (p *Pipeline) record(ctx context.Context, j Job, err error, completed bool) {
+// record completes, retries or parks a job after an attempt.
+func (p *Pipeline) record(ctx context.Context, j Job, err error) {
 	log := p.logger.With("job_id", j.ID, "kind", j.Kind, "attempt", j.Attempts)
 
 	// Bookkeeping uses its own short context: a job that finished just as
@@ -305,10 +232,6 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, completed bool)
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err == nil {
-		if completed {
-			p.attempts.WithLabelValues(j.Kind, "done").Inc()
-			return
-		}
 		if cerr := p.queue.Complete(bctx, j); cerr != nil {
 			log.WarnContext(ctx, "complete job failed; it will run again after its lease and must be idempotent", "err", cerr)
 			return
@@ -360,26 +283,6 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, completed bool)
 // such as a rate-limit answer with Retry-After.
 type RetryAfterer interface {
 	RetryAfter() time.Duration
-}
-
-// safeHandleBatch is safeHandle for a batch: a panic fails every job.
-func safeHandleBatch(ctx context.Context, h BatchHandler, jobs []Job) (errs []error) {
-	defer func() {
-		if r := recover(); r != nil {
-			errs = make([]error, len(jobs))
-			for i := range errs {
-				errs[i] = Permanent(fmt.Errorf("handler panic: %v", r))
-			}
-		}
-	}()
-	errs = h.HandleBatch(ctx, jobs)
-	if len(errs) != len(jobs) {
-		errs = make([]error, len(jobs))
-		for i := range errs {
-			errs[i] = Permanent(errors.New("batch handler returned the wrong number of results"))
-		}
-	}
-	return errs
 }
 
 // safeHandle turns a handler panic into a permanent error, so that one bad
