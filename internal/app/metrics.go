@@ -28,6 +28,9 @@ type notifyMetrics struct {
 	notifications *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	rateLimited   *prometheus.CounterVec
+	// postChecks counts the searches for an earlier Slack post whose
+	// answer was lost, by result (found, not_found, error).
+	postChecks *prometheus.CounterVec
 }
 
 func newNotifyMetrics(r prometheus.Registerer) *notifyMetrics {
@@ -45,6 +48,13 @@ func newNotifyMetrics(r prometheus.Registerer) *notifyMetrics {
 			Name: "responder_notifications_rate_limited_total",
 			Help: "Calls that Slack or PagerDuty answered with 429; they are retried.",
 		}, []string{"integration"}),
+		postChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_slack_post_checks_total",
+			Help: "Searches of a channel's history for a post whose answer was lost (a timeout, a crash), by result: found (adopted, not posted again), not_found (posted), error (posted after a search that failed for good).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{"found", "not_found", "error"} {
+		m.postChecks.WithLabelValues(r)
 	}
 	for _, i := range []string{incident.IntegrationSlack, incident.IntegrationPagerDuty} {
 		for _, o := range []string{outcomeSent, outcomeRetry, outcomeFailed, outcomeSkipped} {
@@ -53,7 +63,7 @@ func newNotifyMetrics(r prometheus.Registerer) *notifyMetrics {
 		m.duration.WithLabelValues(i)
 		m.rateLimited.WithLabelValues(i)
 	}
-	r.MustRegister(m.notifications, m.duration, m.rateLimited)
+	r.MustRegister(m.notifications, m.duration, m.rateLimited, m.postChecks)
 	return m
 }
 

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -27,6 +28,9 @@ const (
 	actionUpdated   = "updated"
 	actionTriggered = "triggered"
 	actionResolved  = "resolved"
+	// actionPosting is stored before a Slack parent is posted: found on
+	// the next attempt, it says the post may have gone through.
+	actionPosting = "posting"
 	// actionStorm: the target is part of a storm, whose job sends for it.
 	actionStorm = "storm"
 )
@@ -210,11 +214,13 @@ func routeDecision(inc *incident.Incident) *incident.Decision {
 // Slack ts, the synced version, PagerDuty's last action) shows that the
 // target is behind the incident.
 //
-// One window remains: Slack accepts a post but the answer is lost (a
-// timeout, a crash before SaveDelivery commits). The ts is then unknown, and
-// the next attempt posts a second parent. Slack's API has no idempotency key
-// to close it. PagerDuty has no such window: its events are idempotent by
-// dedup key, and a repeated trigger or resolve changes nothing.
+// Slack's API has no idempotency key, so a post whose answer is lost (a
+// timeout, a crash before SaveDelivery commits) would be posted again. To
+// close that window, a post is marked "posting" in storage before it is
+// sent and carries its delivery as message metadata; the next attempt that
+// finds the mark searches the channel's history for the post and adopts it.
+// PagerDuty has no such window: its events are idempotent by dedup key, and
+// a repeated trigger or resolve changes nothing.
 func (n *notifier) deliver(ctx context.Context, j incident.Job) error {
 	owner := fmt.Sprintf("%s#%d", j.Owner, j.ID)
 	d, err := n.db.LeaseDelivery(ctx, j.RefID, owner, n.lease)
@@ -239,7 +245,7 @@ func (n *notifier) deliver(ctx context.Context, j incident.Job) error {
 	case d.StormID != 0:
 		action, err = n.syncStormMember(ctx, d, inc)
 	case d.Integration == incident.IntegrationSlack:
-		action, err = n.syncSlack(ctx, cfg, d, inc)
+		action, err = n.syncSlack(ctx, cfg, d, inc, owner)
 	case d.Integration == incident.IntegrationPagerDuty:
 		action, err = n.syncPagerDuty(ctx, cfg, d, inc)
 	default:
@@ -277,7 +283,7 @@ func synced(d *incident.Dispatch, inc *incident.Incident) {
 
 // syncSlack posts the parent message, or updates it in place and replies in
 // its thread with what changed. It returns the action taken, "" for none.
-func (n *notifier) syncSlack(ctx context.Context, cfg *notifyConfig, d *incident.Dispatch, inc *incident.Incident) (string, error) {
+func (n *notifier) syncSlack(ctx context.Context, cfg *notifyConfig, d *incident.Dispatch, inc *incident.Incident, owner string) (string, error) {
 	r, ok := cfg.receivers[d.Receiver]
 	if !ok || d.ConfigIndex >= len(r.SlackConfigs) {
 		return "", incident.Permanent(fmt.Errorf("receiver %q has no slack_configs[%d] any more", d.Receiver, d.ConfigIndex))
@@ -300,10 +306,28 @@ func (n *notifier) syncSlack(ctx context.Context, cfg *notifyConfig, d *incident
 			synced(d, inc)
 			return "", nil
 		}
+		extra.Key = fmt.Sprintf("delivery-%d", d.ID)
+		if d.LastAction == actionPosting {
+			// An earlier attempt may have posted: its answer was lost, or
+			// the process died before storing the ts.
+			if action, done, err := n.adoptLostPost(ctx, sn, d, inc, extra); done || err != nil {
+				return action, err
+			}
+		}
+		// Committed before the call: if its answer is lost, the next
+		// attempt looks for the post before posting again.
+		if err := n.db.MarkDelivery(ctx, d.ID, owner, actionPosting); err != nil {
+			return "", permanentIfNotFound(err)
+		}
+		prev := d.LastAction
+		d.LastAction = actionPosting
 		start := time.Now()
 		ref, retry, err := sn.PostParent(ctx, d.Target, inc, extra)
 		n.metrics.observe(incident.IntegrationSlack, start, retry, err)
 		if err != nil {
+			if !outcomeUnknown(retry, err) {
+				d.LastAction = prev
+			}
 			return "", outcome(retry, err)
 		}
 		d.ChannelID, d.TS, d.Permalink, d.LastAction = ref.Channel, ref.TS, ref.Permalink, actionPosted
@@ -343,6 +367,53 @@ func (n *notifier) syncSlack(ctx context.Context, cfg *notifyConfig, d *incident
 	synced(d, inc)
 	return actionUpdated, nil
 }
+
+// adoptLostPost looks in the channel's history for the parent an earlier
+// attempt posted with extra.Key. Found, it adopts it (brought up to date in
+// place) and done is true. Not found, or when the search fails for good
+// (e.g. the token lacks the history scope), the caller posts: a possible
+// second parent is better than none. A search that may succeed later is
+// retried.
+func (n *notifier) adoptLostPost(ctx context.Context, sn *slack.Notifier, d *incident.Dispatch, inc *incident.Incident, extra slack.Extra) (action string, done bool, err error) {
+	since := inc.OpenedAt.Add(-postSearchMargin)
+	ref, found, retry, err := sn.FindPosted(ctx, d.Target, extra.Key, since)
+	switch {
+	case err != nil && retry:
+		return "", false, err
+	case err != nil:
+		n.metrics.postChecks.WithLabelValues("error").Inc()
+		n.logger.WarnContext(ctx, "cannot tell whether an earlier slack post went through; posting again", "incident_id", inc.ID, "channel", d.Target, "err", err)
+		return "", false, nil
+	case !found:
+		n.metrics.postChecks.WithLabelValues("not_found").Inc()
+		return "", false, nil
+	}
+	n.metrics.postChecks.WithLabelValues("found").Inc()
+	d.ChannelID, d.TS, d.Permalink, d.LastAction = ref.Channel, ref.TS, ref.Permalink, actionPosted
+	// What the found post shows is unknown: bring it up to date in place,
+	// and count its alerts as shown so that no thread reply repeats them.
+	d.SyncedFiring, d.SyncedResolved = inc.FiringAlerts, inc.ResolvedAlerts
+	start := time.Now()
+	retry, err = sn.UpdateParent(ctx, ref, inc, extra)
+	n.metrics.observe(incident.IntegrationSlack, start, retry, err)
+	if err != nil {
+		return "", true, outcome(retry, err)
+	}
+	synced(d, inc)
+	return actionPosted, true, nil
+}
+
+// outcomeUnknown tells whether a failed post may have been carried out:
+// its answer never came (a network error, a timeout) or was a 5xx. A 429,
+// an ok:false answer or another 4xx means Slack did not post it.
+func outcomeUnknown(retry bool, err error) bool {
+	var ra *slack.RetryAfterError
+	return retry && !errors.As(err, &ra) && slack.ErrorCode(err) == "" && !rateLimited(err)
+}
+
+// postSearchMargin is how far before the incident opened a search for a
+// lost post starts, for clock skew between responder and Slack.
+const postSearchMargin = 5 * time.Minute
 
 // changeText says in one line what changed since the target was synced:
 // "resolved after 27m", "2 new alerts firing", "1 alert resolved, 2 still

@@ -169,3 +169,22 @@ func truncate(msg string) string {
 	}
 	return truncateError(errors.New(msg))
 }
+
+// MarkDelivery records action as the delivery's last action while owner
+// holds its lease, without ending the lease: a mark committed before a call
+// out (e.g. "posting") tells the next attempt, after a crash or a lost
+// answer, that the call may have gone through. It fails with
+// incident.Conflict when owner no longer holds the lease.
+func (s *Store) MarkDelivery(ctx context.Context, id int64, owner, action string) error {
+	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE deliveries SET last_action = ?, updated_at = ? WHERE id = ? AND lease_owner = ?`),
+		action, ns(s.opts.Now()), id, owner)
+	if err != nil {
+		return fmt.Errorf("mark delivery %d: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("mark delivery %d: %w", id, err)
+	} else if n == 0 {
+		return incident.Errorf(incident.Conflict, "delivery %d is no longer leased by this worker", id)
+	}
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ const (
 	SlackGetUploadURL     = "files.getUploadURLExternal"
 	SlackCompleteUpload   = "files.completeUploadExternal"
 	SlackAuthTest         = "auth.test"
+	SlackHistory          = "conversations.history"
+	SlackList             = "conversations.list"
 	SlackUpload           = "upload"
 	slackUploadPathPrefix = "/upload/"
 )
@@ -55,6 +58,9 @@ type SlackResponse struct {
 	// Delay holds the answer back (or until the client gives up); with the
 	// other fields zero, the call then succeeds normally, only slowly.
 	Delay time.Duration
+	// Lost carries the call out (the message is posted) and then drops the
+	// connection instead of answering: the caller cannot know it worked.
+	Lost bool
 }
 
 // SlackCall is one request FakeSlack received, whatever it answered.
@@ -90,6 +96,8 @@ type SlackMessage struct {
 	BlocksJSON string
 	Blocks     []goslack.Block
 	FileIDs    []string
+	// Metadata is the message metadata as sent (JSON), "" for none.
+	Metadata string
 	// Updates counts the chat.update calls that changed this message.
 	Updates int
 	// Replies are the thread's messages, oldest first (parents only).
@@ -114,6 +122,7 @@ type FakeSlack struct {
 	parents  map[string][]*SlackMessage // channel ID → parents in post order
 	byTS     map[string]*SlackMessage   // channel ID + "/" + ts → parent
 	nextTS   int
+	lastSec  int64
 	nextFile int
 	files    map[string][]byte // file ID → uploaded content (nil until uploaded)
 }
@@ -319,6 +328,10 @@ func (f *FakeSlack) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case SlackCompleteUpload:
 		body, e = f.completeUpload(r, &call)
+	case SlackHistory:
+		body, e = f.history(r, &call)
+	case SlackList:
+		body, e = f.list(r)
 	case SlackAuthTest:
 		body = map[string]any{
 			"url": "https://fake.slack.com/", "team": "Fake", "user": "responder",
@@ -328,6 +341,18 @@ func (f *FakeSlack) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		e = "unknown_method"
 	}
 	call.Status, call.Error = http.StatusOK, e
+	if scripted && resp.Lost {
+		// The work is done; the answer never arrives.
+		call.Status = 0
+		f.record(call)
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler)
+	}
 	f.record(call)
 	if e != "" {
 		writeSlackJSON(w, map[string]any{"ok": false, "error": e})
@@ -422,8 +447,11 @@ func (f *FakeSlack) postMessage(r *http.Request, c *SlackCall) (map[string]any, 
 		}
 	}
 	f.nextTS++
-	c.TS = fmt.Sprintf("%d.%06d", 1700000000+f.nextTS, f.nextTS)
-	m := SlackMessage{Channel: id, TS: c.TS, ThreadTS: c.ThreadTS, Text: text, BlocksJSON: c.BlocksJSON, Blocks: blocks}
+	// Like Slack's, a ts is the post's Unix time; the microseconds keep
+	// them unique and increasing.
+	f.lastSec = max(f.lastSec, time.Now().Unix())
+	c.TS = fmt.Sprintf("%d.%06d", f.lastSec, f.nextTS%1000000)
+	m := SlackMessage{Channel: id, TS: c.TS, ThreadTS: c.ThreadTS, Text: text, BlocksJSON: c.BlocksJSON, Blocks: blocks, Metadata: r.Form.Get("metadata")}
 	if parent != nil {
 		parent.Replies = append(parent.Replies, m)
 	} else {
@@ -481,6 +509,84 @@ func (f *FakeSlack) permalink(r *http.Request, c *SlackCall) (map[string]any, st
 		"channel":   id,
 		"permalink": "https://fake.slack.com/archives/" + id + "/p" + strings.ReplaceAll(c.TS, ".", ""),
 	}, ""
+}
+
+// history answers conversations.history like Slack: the channel's
+// top-level messages newest first, those with ts > oldest (or >= with
+// inclusive), limit per page (default 100) with a next_cursor, and each
+// message's metadata only when include_all_metadata is set. The channel
+// must be an ID.
+func (f *FakeSlack) history(r *http.Request, c *SlackCall) (map[string]any, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.resolveLocked(c.ChannelArg, true)
+	if !ok || id != c.ChannelArg {
+		return nil, "channel_not_found"
+	}
+	oldest, _ := strconv.ParseFloat(r.Form.Get("oldest"), 64)
+	inclusive := r.Form.Get("inclusive") == "1" || r.Form.Get("inclusive") == "true"
+	limit, err := strconv.Atoi(r.Form.Get("limit"))
+	if err != nil || limit <= 0 {
+		limit = 100
+	}
+	start, _ := strconv.Atoi(r.Form.Get("cursor"))
+	meta := r.Form.Get("include_all_metadata") == "1" || r.Form.Get("include_all_metadata") == "true"
+	var all []*SlackMessage
+	for _, p := range slices.Backward(f.parents[id]) {
+		ts, _ := strconv.ParseFloat(p.TS, 64)
+		if p.TS == "" || ts < oldest || (ts == oldest && !inclusive) {
+			continue
+		}
+		all = append(all, p)
+	}
+	if start > len(all) {
+		start = len(all)
+	}
+	end := min(start+limit, len(all))
+	msgs := make([]map[string]any, 0, end-start)
+	for _, p := range all[start:end] {
+		m := map[string]any{"type": "message", "ts": p.TS, "text": p.Text}
+		if meta && p.Metadata != "" {
+			var md any
+			if json.Unmarshal([]byte(p.Metadata), &md) == nil {
+				m["metadata"] = md
+			}
+		}
+		msgs = append(msgs, m)
+	}
+	next := ""
+	if end < len(all) {
+		next = strconv.Itoa(end)
+	}
+	return map[string]any{"messages": msgs, "has_more": next != "", "response_metadata": map[string]any{"next_cursor": next}}, ""
+}
+
+// list answers conversations.list with every known channel, in pages of
+// limit (default 100).
+func (f *FakeSlack) list(r *http.Request) (map[string]any, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := make([]string, 0, len(f.names))
+	for n := range f.names {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	limit, err := strconv.Atoi(r.Form.Get("limit"))
+	if err != nil || limit <= 0 {
+		limit = 100
+	}
+	start, _ := strconv.Atoi(r.Form.Get("cursor"))
+	start = min(start, len(names))
+	end := min(start+limit, len(names))
+	chans := make([]map[string]any, 0, end-start)
+	for _, n := range names[start:end] {
+		chans = append(chans, map[string]any{"id": f.names[n], "name": n, "is_channel": true})
+	}
+	next := ""
+	if end < len(names) {
+		next = strconv.Itoa(end)
+	}
+	return map[string]any{"channels": chans, "response_metadata": map[string]any{"next_cursor": next}}, ""
 }
 
 func (f *FakeSlack) getUploadURL(r *http.Request) (map[string]any, string) {

@@ -59,6 +59,9 @@ var highlightLabels = []string{"instance", "pod", "service", "job", "namespace",
 type message struct {
 	Text   string
 	Blocks []goslack.Block
+	// Key, when set, is sent as the message's metadata so that the message
+	// can be found again (FindPosted) when the answer to its post is lost.
+	Key string
 }
 
 // render builds the parent message of an incident. It never fails: a title

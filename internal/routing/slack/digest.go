@@ -143,24 +143,22 @@ func (n *Notifier) post(ctx context.Context, op, channel string, msg message) (R
 	if err := n.pacer.Wait(ctx, key); err != nil {
 		return Ref{}, true, fmt.Errorf("%s: wait for channel rate limit: %w", op, err)
 	}
-	id, ts, err := n.api.PostMessageContext(ctx, channel,
+	opts := []goslack.MsgOption{
 		goslack.MsgOptionText(msg.Text, false),
 		goslack.MsgOptionBlocks(msg.Blocks...),
 		goslack.MsgOptionDisableLinkUnfurl(),
-	)
+	}
+	if msg.Key != "" {
+		opts = append(opts, goslack.MsgOptionMetadata(goslack.SlackMetadata{
+			EventType: MetadataEventType, EventPayload: map[string]any{metadataKey: msg.Key},
+		}))
+	}
+	id, ts, err := n.api.PostMessageContext(ctx, channel, opts...)
 	if err != nil {
 		retry, err := n.classify(ctx, key, op, err)
 		return Ref{}, retry, err
 	}
-	if id != channel {
-		if _, known := n.channels.LoadOrStore(channel, id); !known {
-			// From now on the name paces as its ID: carry over the slots
-			// reserved under the name. Later posts reserve their slots
-			// when they wait, not when Slack answers, so a slow answer does
-			// not stretch the interval.
-			n.pacer.Carry(key, id)
-		}
-	}
+	n.learnChannel(channel, id)
 	ref := Ref{Channel: id, TS: ts}
 	// The message is out: a failure from here on must not make the caller
 	// post it again, so the permalink is best effort.

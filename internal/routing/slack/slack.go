@@ -69,6 +69,10 @@ type Extra struct {
 	// ("paged: severity=critical and within business-hours") or a storm
 	// digest. They are escaped.
 	Notes []string
+	// Key identifies the post for FindPosted: it is sent as the message's
+	// metadata. Use one key per message that must exist once, e.g. per
+	// delivery.
+	Key string
 }
 
 // Ref identifies a posted parent message.
@@ -162,7 +166,9 @@ func (n *Notifier) PostParent(ctx context.Context, channel string, inc *incident
 	if channel == "" || inc == nil {
 		return Ref{}, false, fmt.Errorf("%s: %w", op, errMissingArgument)
 	}
-	ref, retry, err := n.post(ctx, op, channel, n.render(inc, extra))
+	msg := n.render(inc, extra)
+	msg.Key = extra.Key
+	ref, retry, err := n.post(ctx, op, channel, msg)
 	if err != nil {
 		return Ref{}, retry, err
 	}

@@ -248,12 +248,23 @@ func testApplyFailure(t *testing.T, open Opener) {
 	c := NewClock()
 	s, r := openRecording(t, open, c)
 	ctx := context.Background()
-	if s.Dialect().Name != "sqlite" {
-		t.Skip("the failure is injected with a SQLite trigger")
+	// The failure is injected with a trigger, in each engine's dialect.
+	inject, drop := map[string][]string{
+		"sqlite": {`CREATE TRIGGER inject_failure BEFORE INSERT ON changes WHEN NEW.group_key = 'poison'
+		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`},
+		"postgres": {`CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$`,
+			`CREATE TRIGGER inject_failure BEFORE INSERT ON changes FOR EACH ROW WHEN (NEW.group_key = 'poison') EXECUTE FUNCTION inject_failure()`},
+	}, map[string]string{
+		"sqlite":   `DROP TRIGGER inject_failure`,
+		"postgres": `DROP TRIGGER inject_failure ON changes`,
 	}
-	_, err := s.DB().ExecContext(ctx, `CREATE TRIGGER inject_failure BEFORE INSERT ON changes WHEN NEW.group_key = 'poison'
-		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`)
-	require.NoError(t, err)
+	if _, ok := inject[s.Dialect().Name]; !ok {
+		t.Skipf("no failure injection for %s", s.Dialect().Name)
+	}
+	for _, q := range inject[s.Dialect().Name] {
+		_, err := s.DB().ExecContext(ctx, q)
+		require.NoError(t, err)
+	}
 	m := clone(t, Payload(t, "am_v4_firing.json"))
 	m.GroupKey = "poison"
 	rec := accept(t, s, m, c.Now())
@@ -267,7 +278,7 @@ func testApplyFailure(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{incident.NotificationRetry: 1}, counts)
 
-	_, err = s.DB().ExecContext(ctx, `DROP TRIGGER inject_failure`)
+	_, err = s.DB().ExecContext(ctx, drop[s.Dialect().Name])
 	require.NoError(t, err)
 	c.Advance(time.Minute) // past the backoff
 	got := drain(t, s, r)
@@ -651,4 +662,15 @@ func testLeaseDelivery(t *testing.T, open Opener) {
 	c.Advance(2 * time.Minute)
 	_, err = s.LeaseDelivery(ctx, did, "a", time.Minute)
 	require.NoError(t, err, "an expired lease is taken over")
+
+	// A mark before a call out keeps the lease and is seen by the next
+	// holder; only the holder may mark.
+	require.Equal(t, incident.Conflict, incident.KindOf(s.MarkDelivery(ctx, did, "b", "posting")))
+	require.NoError(t, s.MarkDelivery(ctx, did, "a", "posting"))
+	_, err = s.LeaseDelivery(ctx, did, "b", time.Minute)
+	require.Equal(t, incident.Conflict, incident.KindOf(err), "marking does not end the lease")
+	c.Advance(2 * time.Minute)
+	got, err = s.LeaseDelivery(ctx, did, "b", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "posting", got.LastAction, "the next holder sees the mark")
 }
