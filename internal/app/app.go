@@ -61,6 +61,8 @@ type App struct {
 	reloadMu sync.Mutex
 	console  *console
 	notifier *notifier
+	// reconciler compares incidents with Alertmanager's alerts.
+	reconciler *reconciler
 }
 
 // New loads the configuration, opens and migrates storage and binds the
@@ -126,6 +128,8 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.pipeline.Register(incident.JobRoute, incident.HandlerFunc(a.notifier.route))
 	a.pipeline.Register(incident.JobDeliver, incident.HandlerFunc(a.notifier.deliver))
 	a.pipeline.Register(incident.JobStorm, incident.HandlerFunc(a.notifier.storm))
+	a.reconciler = newReconciler(opts.Logger, db.Store, a.Config, reg)
+	a.pipeline.Register(jobReconciled, incident.HandlerFunc(a.reconciler.record))
 	db.SetHooks(a.pipeline.Wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) }, incident.JobRoute)
 
 	handler := webhook.NewServer(opts.Logger, db, webhook.Options{
@@ -213,6 +217,7 @@ func (a *App) Run(ctx context.Context) error {
 	// Committer (and WAL checkpointer), then the workers.
 	g.Add(func() error { return a.db.Run(workCtx) }, func(error) { stopWork() })
 	g.Add(func() error { return a.pipeline.Run(workCtx) }, func(error) { stopWork() })
+	g.Add(func() error { return a.reconciler.run(workCtx) }, func(error) { stopWork() })
 	err := g.Run()
 	a.logger.InfoContext(ctx, "stopped")
 	return err

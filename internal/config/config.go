@@ -19,6 +19,7 @@ import (
 
 	"github.com/responder/responder/internal/context/gather"
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/reconcile"
 	"github.com/responder/responder/internal/remediation"
 	"github.com/responder/responder/internal/routing"
 	"github.com/responder/responder/internal/store"
@@ -45,6 +46,7 @@ type Config struct {
 	Context       gather.Config          `yaml:"context,omitempty"`
 	Remediation   remediation.Config     `yaml:"remediation,omitempty"`
 	Storm         routing.StormConfig    `yaml:"storm,omitempty"`
+	Reconcile     reconcile.Config       `yaml:"reconcile,omitempty"`
 
 	// file is the path the config was loaded from, "" when it came from text.
 	file string
@@ -181,6 +183,7 @@ type file struct {
 	Context       section[gather.Config]          `yaml:"context"`
 	Remediation   section[remediation.Config]     `yaml:"remediation"`
 	Storm         section[routing.StormConfig]    `yaml:"storm"`
+	Reconcile     section[reconcile.Config]       `yaml:"reconcile"`
 }
 
 // Load parses a configuration from text. Relative paths stay relative and no
@@ -208,6 +211,7 @@ func Load(s string) (*Config, error) {
 		{"context", f.Context.err},
 		{"remediation", f.Remediation.err},
 		{"storm", f.Storm.err},
+		{"reconcile", f.Reconcile.err},
 	} {
 		if s.err != nil {
 			errs = append(errs, yamlErrors(s.key, s.err)...)
@@ -217,7 +221,7 @@ func Load(s string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	if !f.Global.set && !f.Storage.set && !f.Webhook.set && !f.TimeIntervals.set &&
-		!f.Route.set && !f.Receivers.set && !f.Context.set && !f.Remediation.set && !f.Storm.set {
+		!f.Route.set && !f.Receivers.set && !f.Context.set && !f.Remediation.set && !f.Storm.set && !f.Reconcile.set {
 		// Only comments, or a document like `{}`.
 		return nil, errors.New("config is empty")
 	}
@@ -231,6 +235,7 @@ func Load(s string) (*Config, error) {
 		Context:       f.Context.v,
 		Remediation:   f.Remediation.v,
 		Storm:         f.Storm.v,
+		Reconcile:     f.Reconcile.v,
 		original:      s,
 	}
 	c.setDefaults()
@@ -262,6 +267,9 @@ func (c *Config) setDefaults() {
 	}
 	if isZero(c.Storm) {
 		c.Storm = routing.DefaultStormConfig
+	}
+	if isZero(c.Reconcile) {
+		c.Reconcile = reconcile.DefaultConfig()
 	}
 	if c.Route == nil && len(c.Receivers) == 0 {
 		c.Route = &routing.Route{Receiver: ConsoleReceiver}

@@ -2,6 +2,7 @@ package incident
 
 import (
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	gojson "github.com/goccy/go-json"
@@ -27,7 +28,24 @@ func DecodeMessage(body []byte) (*Message, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
+	m.Normalize()
 	return &m, nil
+}
+
+// Normalize cuts every alert's startsAt and endsAt to the millisecond.
+// Alertmanager's webhook carries them to the nanosecond, its API v2 to the
+// millisecond; cut alike, an alert state change read from either has the
+// same identity (StateKey), so that reconciliation and a late webhook apply
+// it once.
+func (m *Message) Normalize() {
+	if m.Data == nil {
+		return
+	}
+	for i := range m.Alerts {
+		a := &m.Alerts[i]
+		a.StartsAt = a.StartsAt.Truncate(time.Millisecond)
+		a.EndsAt = a.EndsAt.Truncate(time.Millisecond)
+	}
 }
 
 // Validate checks what responder relies on: the version, a group key, at

@@ -86,6 +86,7 @@ func FuzzDecodeWebhook(f *testing.F) {
 		var std incident.Message
 		require.NoError(t, json.Unmarshal(body, &std), "DecodeMessage accepted a body that encoding/json rejects")
 		require.NoError(t, std.Validate())
+		std.Normalize()
 		wantMsg, wantTimes := normalise(t, &std)
 		gotMsg, gotTimes := normalise(t, got)
 		require.Equal(t, wantMsg, gotMsg)
