@@ -11,8 +11,12 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 GOLANGCI  := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.12.2
 FUZZTIME  ?= 10s
 ARGS      ?=
+HELM_VERSION ?= v3.22.0
+# Helm is built from the Go module proxy into bin/, outside go.mod.
+HELM      := bin/helm-$(HELM_VERSION)/helm
+CHART     := deploy/helm/responder
 
-.PHONY: all build run test test-short test-deps lint fmt vet fuzz bench tidy-check check-config
+.PHONY: all build run test test-short test-deps lint fmt vet fuzz bench tidy-check check-config helm-lint docker-static check-runbooks
 
 all: build
 
@@ -23,6 +27,11 @@ build:
 ## run: run the service on the embedded default (SQLite in ./data, console only, dry-run)
 run:
 	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/responder serve $(ARGS)
+
+## demo: the whole flow on loopback in about a minute: a demo shop, real Prometheus and Alertmanager, responder (DEMO_KEEP=1 keeps it running)
+.PHONY: demo
+demo:
+	@GO='$(GO)' scripts/demo.sh
 
 ## test: install the real binaries the tests drive (when missing), then run every test with -race
 test: test-deps
@@ -50,11 +59,16 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeWebhook$$' -fuzztime=$(FUZZTIME) ./internal/incident/
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config/
 	$(GO) test -run='^$$' -fuzz='^FuzzRoute$$' -fuzztime=$(FUZZTIME) ./internal/routing/
+	$(GO) test -run='^$$' -fuzz='^FuzzExprFromGeneratorURL$$' -fuzztime=$(FUZZTIME) ./internal/context/promql/
+	$(GO) test -run='^$$' -fuzz='^FuzzEscapeString$$' -fuzztime=$(FUZZTIME) ./internal/context/promql/
+	$(GO) test -run='^$$' -fuzz='^FuzzFold$$' -fuzztime=$(FUZZTIME) ./internal/context/logs/
+	$(GO) test -run='^$$' -fuzz='^FuzzResolveParams$$' -fuzztime=$(FUZZTIME) ./internal/remediation/
 
 ## bench: Go benchmarks, the notification benchmarks, and the loopback load test against a baseline (see docs/benchmarks.md)
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/incident/ ./internal/store/...
 	$(GO) test -run='^$$' -bench='Notify|Storm' -benchtime=1x ./internal/app/
+	$(GO) test -run='^$$' -bench=Gather -benchtime=200x -count=3 ./internal/context/gather/
 	scripts/bench.sh
 
 ## tidy-check: go.mod and go.sum are tidy
@@ -65,3 +79,25 @@ tidy-check:
 ## check-config: the example configuration is valid
 check-config:
 	$(GO) run ./cmd/responder check-config --config.file=examples/responder.yml
+
+## helm-lint: helm lint and helm template over every values file in deploy/helm/responder/ci/
+helm-lint: $(HELM)
+	@set -e; for f in $(CHART)/ci/*.yaml; do \
+		echo "helm lint/template -f $$f"; \
+		$(HELM) lint --strict $(CHART) -f $$f; \
+		$(HELM) template responder $(CHART) -f $$f >/dev/null; \
+	done
+
+$(HELM):
+	GOBIN=$(CURDIR)/bin/helm-$(HELM_VERSION) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+## docker-static: the binary the Dockerfile builds is static (CGO_ENABLED=0)
+docker-static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' -o bin/responder-static ./cmd/responder
+	@file bin/responder-static 2>/dev/null || true
+	@if ldd bin/responder-static >/dev/null 2>&1; then echo "bin/responder-static is dynamically linked" >&2; exit 1; fi
+	@echo "bin/responder-static is static"
+
+## check-runbooks: every runbook in runbooks/ is valid
+check-runbooks:
+	$(GO) run ./cmd/responder runbooks check runbooks

@@ -16,8 +16,16 @@
 # It prints the medians, the ratio responder/baseline, p99 at RATE req/s,
 # peak RSS, CPU µs per request and the exact commands.
 #
+# With ENGINES="sqlite postgres" each round also runs the responder phases
+# on PostgreSQL ("responder-pg"): a throwaway cluster (initdb + pg_ctl, fsync
+# and synchronous_commit on, as a 200 requires) on a free loopback port, a
+# fresh database per phase. The report then adds the ratio PostgreSQL/SQLite
+# and the CPU per accepted notification of responder and of the PostgreSQL
+# server processes.
+#
 # Usage: scripts/bench.sh            (about 5-6 minutes)
 #        ROUNDS=1 DURATION=5s scripts/bench.sh   (a quick look)
+#        ENGINES="sqlite postgres" scripts/bench.sh
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -29,11 +37,13 @@ RATE_DURATION=${RATE_DURATION:-10s}
 TOKEN=bench-token-not-a-secret
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PAYLOAD=${PAYLOAD:-$ROOT/testdata/am_v4_firing_10.json}
+ENGINES=${ENGINES:-sqlite}
 
 WORK=$(mktemp -d /tmp/responder-bench.XXXXXX)
 PIDS=()
 cleanup() {
 	local pid
+	stop_postgres
 	for pid in "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
@@ -140,6 +150,71 @@ function done(summary, latency, requests)
 end
 EOF
 
+# --- PostgreSQL ------------------------------------------------------------
+PG_BIN=
+PG_DATA=
+PG_PORT=
+# as_pg runs a PostgreSQL tool as the cluster's owner: initdb refuses root.
+as_pg() {
+	if [[ $(id -u) -eq 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+start_postgres() {
+	PG_BIN=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)
+	if [[ -z $PG_BIN ]]; then
+		PG_BIN=$(dirname "$(readlink -f "$(command -v initdb)")")
+	fi
+	mkdir -p "$WORK/pg"
+	if [[ $(id -u) -eq 0 ]]; then
+		chown postgres "$WORK/pg"
+		chmod 755 "$WORK"
+	fi
+	PG_DATA=$WORK/pg/data
+	as_pg "$PG_BIN/initdb" --pgdata="$PG_DATA" --username=postgres --auth=trust --encoding=UTF8 --no-locale >/dev/null
+	# Durable like SQLite's synchronous=FULL: fsync, synchronous_commit and
+	# full_page_writes stay on. The rest sizes the server for this load.
+	as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null <<-CONF
+		listen_addresses = '127.0.0.1'
+		unix_socket_directories = ''
+		max_connections = 100
+		shared_buffers = 256MB
+		max_wal_size = 2GB
+		checkpoint_timeout = 15min
+		log_min_messages = warning
+	CONF
+	for _ in $(seq 20); do
+		PG_PORT=$((20000 + RANDOM % 40000))
+		(: </dev/tcp/127.0.0.1/$PG_PORT) 2>/dev/null || break
+	done
+	as_pg "$PG_BIN/pg_ctl" --pgdata="$PG_DATA" --log="$WORK/pg/postgres.log" --wait -o "-p $PG_PORT" start >/dev/null
+	log "postgres $("$PG_BIN/postgres" --version | awk '{ print $3 }') on 127.0.0.1:$PG_PORT"
+}
+stop_postgres() {
+	if [[ -n $PG_DATA && -f $PG_DATA/postmaster.pid ]]; then
+		as_pg "$PG_BIN/pg_ctl" --pgdata="$PG_DATA" --mode=fast --wait stop >/dev/null 2>&1 || true
+	fi
+}
+# pg_db NAME: a fresh database; prints its DSN.
+pg_db() {
+	"$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qAtc "CREATE DATABASE $1" >/dev/null
+	echo "postgres://postgres@127.0.0.1:$PG_PORT/$1?sslmode=disable"
+}
+# pg_cpu_ticks: utime+stime of the PostgreSQL server (the postmaster, its
+# live backends and its reaped children).
+pg_cpu_ticks() {
+	local pm c
+	pm=$(head -1 "$PG_DATA/postmaster.pid")
+	{
+		awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+		for c in $(ps -o pid= --ppid "$pm"); do
+			awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || true
+		done
+	} | awk '{ s += $1 } END { print s + 0 }'
+}
+
 # --- servers --------------------------------------------------------------
 SERVER_PID=
 SERVER_URL=
@@ -175,13 +250,18 @@ start_baseline() {
 	CMDS+=("${cmd[*]}")
 }
 
-# start_responder NAME: a fresh responder with its own database.
+# start_responder NAME [ENGINE]: a fresh responder with its own database,
+# SQLite (the default) or PostgreSQL.
 start_responder() {
-	local dir=$WORK/$1
+	local dir=$WORK/$1 dsn
 	mkdir -p "$dir"
+	dsn=sqlite://$dir/data/responder.db
+	if [[ ${2:-sqlite} == postgres ]]; then
+		dsn=$(pg_db "$(tr -c 'a-z0-9\n' _ <<<"$1")")
+	fi
 	cat >"$dir/responder.yml" <<EOF
 storage:
-  dsn: sqlite://$dir/data/responder.db
+  dsn: $dsn
 webhook:
   authorization:
     credentials: $TOKEN
@@ -227,10 +307,16 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 measure() {
 	local server=$1 phase=$2 tool=$3
 	shift 4
-	local t0 t1 out reqs rps p50 p99 mx errs
+	local t0 t1 out reqs rps p50 p99 mx errs pg0=0 pg1=0
+	if [[ $server == responder-pg ]]; then
+		pg0=$(pg_cpu_ticks)
+	fi
 	t0=$(cpu_ticks "$SERVER_PID")
 	out=$("$@")
 	t1=$(cpu_ticks "$SERVER_PID")
+	if [[ $server == responder-pg ]]; then
+		pg1=$(pg_cpu_ticks)
+	fi
 	if [[ $tool == loadgen ]]; then
 		reqs=$(jq -r .requests <<<"$out")
 		rps=$(jq -r '.rps | . * 10 | round / 10' <<<"$out")
@@ -255,10 +341,13 @@ measure() {
 	record "$server" "$phase" "$tool" errors "$errs"
 	if ((reqs > 0)); then
 		record "$server" "$phase" "$tool" cpu_us_per_req "$((cpu_us / reqs))"
+		if [[ $server == responder-pg ]]; then
+			record "$server" "$phase" "$tool" pg_cpu_us_per_req "$(((pg1 - pg0) * 1000000 / CLK_TCK / reqs))"
+		fi
 	fi
 	record "$server" "$phase" "$tool" vmhwm_mb "$(($(mem_kb "$SERVER_PID" VmHWM) / 1024))"
 	record "$server" "$phase" "$tool" vmrss_mb "$(($(mem_kb "$SERVER_PID" VmRSS) / 1024))"
-	if [[ $server == responder ]]; then
+	if [[ $server == responder* ]]; then
 		# Notifications applied (incident opened) by the ingest workers while
 		# the load ran, against those accepted.
 		record "$server" "$phase" "$tool" applied "$(grep -c 'msg="incident opened"' "$SERVER_LOG" || true)"
@@ -288,46 +377,67 @@ run_baseline() {
 	stop_server
 }
 
+# run_responder ROUND [ENGINE]: the responder phases, on SQLite or on
+# PostgreSQL (recorded as server "responder-pg").
 run_responder() {
-	local r=$1
+	local r=$1 engine=${2:-sqlite} server=responder
+	if [[ $engine == postgres ]]; then
+		server=responder-pg
+		r=$r-pg
+	fi
 	# Warm-up uses identical payloads: after the first one they are
 	# duplicates, so it leaves no ingest backlog behind.
-	start_responder "r$r-distinct-loadgen"
+	start_responder "r$r-distinct-loadgen" "$engine"
 	loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
 	# shellcheck disable=SC2086
-	measure responder saturation-distinct loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_SAT
+	measure "$server" saturation-distinct loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_SAT
 	stop_server
 	if [[ -n $HAVE_WRK ]]; then
-		start_responder "r$r-distinct-wrk"
+		start_responder "r$r-distinct-wrk" "$engine"
 		loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
-		measure responder saturation-distinct wrk -- wrk_post 1 "$TOKEN" "$SERVER_URL"
+		measure "$server" saturation-distinct wrk -- wrk_post 1 "$TOKEN" "$SERVER_URL"
 		stop_server
 	fi
-	start_responder "r$r-identical"
+	start_responder "r$r-identical" "$engine"
 	loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
 	# shellcheck disable=SC2086
-	measure responder saturation-identical loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_SAT --distinct=false
+	measure "$server" saturation-identical loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_SAT --distinct=false
 	stop_server
-	start_responder "r$r-rate"
+	start_responder "r$r-rate" "$engine"
 	loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
 	# shellcheck disable=SC2086
-	measure responder "open-$RATE-distinct" loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_RATE
+	measure "$server" "open-$RATE-distinct" loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_RATE
 	stop_server
-	start_responder "r$r-rate-identical"
+	start_responder "r$r-rate-identical" "$engine"
 	loadgen --url="$SERVER_URL" --token="$TOKEN" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
 	# shellcheck disable=SC2086
-	measure responder "open-$RATE-identical" loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_RATE --distinct=false
+	measure "$server" "open-$RATE-identical" loadgen -- loadgen --url="$SERVER_URL" --token="$TOKEN" $LG_RATE --distinct=false
 	stop_server
 }
 
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-)"
+if [[ " $ENGINES " == *" postgres "* ]]; then
+	start_postgres
+fi
+# run_engines ROUND: the responder phases on each engine, in an order that
+# alternates between rounds.
+run_engines() {
+	local e engines
+	read -ra engines <<<"$ENGINES"
+	if ((${#engines[@]} > 1 && $1 % 2 == 0)); then
+		engines=("${engines[1]}" "${engines[0]}")
+	fi
+	for e in "${engines[@]}"; do
+		run_responder "$1" "$e"
+	done
+}
 for r in $(seq "$ROUNDS"); do
 	log "round $r/$ROUNDS"
 	if ((r % 2)); then
 		run_baseline
-		run_responder "$r"
+		run_engines "$r"
 	else
-		run_responder "$r"
+		run_engines "$r"
 		run_baseline
 	fi
 done
@@ -346,15 +456,15 @@ echo
 echo "# responder benchmark: medians of $ROUNDS rounds ($(date -u +%FT%TZ))"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-), payload $(basename "$PAYLOAD") ($(wc -c <"$PAYLOAD") bytes)"
 echo
-printf '| %-8s | %-22s | %-7s | %9s | %8s | %8s | %8s | %6s | %9s | %8s | %8s | %14s |\n' \
+printf '| %-12s | %-22s | %-7s | %9s | %8s | %8s | %8s | %6s | %9s | %8s | %8s | %14s |\n' \
 	server phase tool "req/s" "p50 ms" "p99 ms" "max ms" errors "CPU µs/req" "HWM MB" "RSS MB" "applied/accepted"
-printf '|%s|\n' "----------|------------------------|---------|-----------|----------|----------|----------|--------|-----------|----------|----------|-----------------"
+printf '|%s|\n' "--------------|------------------------|---------|-----------|----------|----------|----------|--------|-----------|----------|----------|-----------------"
 awk -F'\t' '{ print $1 "\t" $2 "\t" $3 }' "$RESULTS" | awk '!seen[$0]++' | while IFS=$'\t' read -r s p t; do
 	applied=""
-	if [[ $s == responder ]]; then
+	if [[ $s == responder* ]]; then
 		applied="$(median "$s" "$p" "$t" applied)/$(median "$s" "$p" "$t" accepted)"
 	fi
-	printf '| %-8s | %-22s | %-7s | %9s | %8s | %8s | %8s | %6s | %9s | %8s | %8s | %14s |\n' "$s" "$p" "$t" \
+	printf '| %-12s | %-22s | %-7s | %9s | %8s | %8s | %8s | %6s | %9s | %8s | %8s | %14s |\n' "$s" "$p" "$t" \
 		"$(median "$s" "$p" "$t" rps)" "$(median "$s" "$p" "$t" p50_ms)" "$(median "$s" "$p" "$t" p99_ms)" \
 		"$(median "$s" "$p" "$t" max_ms)" "$(median "$s" "$p" "$t" errors)" "$(median "$s" "$p" "$t" cpu_us_per_req)" \
 		"$(median "$s" "$p" "$t" vmhwm_mb)" "$(median "$s" "$p" "$t" vmrss_mb)" "$applied"
@@ -375,6 +485,29 @@ echo "ratio responder/baseline, saturation, identical payloads: loadgen $(ratio 
 echo "p99 at $RATE req/s open loop (distinct), from scheduled send time: $(median responder "open-$RATE-distinct" loadgen p99_ms) ms   (target <= 5 ms)"
 echo "p99 at $RATE req/s open loop (identical), from scheduled send time: $(median responder "open-$RATE-identical" loadgen p99_ms) ms"
 echo "peak RSS (VmHWM) responder: $(maxof responder vmhwm_mb) MB, baseline: $(maxof baseline vmhwm_mb) MB   (target <= 60 MB)"
+if [[ " $ENGINES " == *" postgres "* ]]; then
+	# pg_ratio PHASE TOOL: responder-pg/responder req/s.
+	pg_ratio() {
+		local a b
+		a=$(median responder-pg "$1" "$2" rps)
+		b=$(median responder "$1" "$2" rps)
+		if [[ $a == - || $b == - ]]; then
+			echo "-"
+		else
+			awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
+		fi
+	}
+	echo
+	echo "PostgreSQL/SQLite, one replica, same run (target >= 0.70x), and CPU per accepted notification:"
+	for p in saturation-distinct saturation-identical "open-$RATE-distinct" "open-$RATE-identical"; do
+		echo "  $p (loadgen): $(pg_ratio "$p" loadgen)x req/s; sqlite: responder $(median responder "$p" loadgen cpu_us_per_req) µs;" \
+			"postgres: responder $(median responder-pg "$p" loadgen cpu_us_per_req) µs + server $(median responder-pg "$p" loadgen pg_cpu_us_per_req) µs"
+	done
+	if [[ -n $HAVE_WRK ]]; then
+		echo "  saturation-distinct (wrk): $(pg_ratio saturation-distinct wrk)x req/s"
+	fi
+	echo "  $("$PG_BIN/postgres" --version): fsync, synchronous_commit and full_page_writes on; shared_buffers=256MB, max_wal_size=2GB, checkpoint_timeout=15min"
+fi
 echo
 echo "commands (paths under a temp dir; {addr} is the port the server logged):"
 printf '  %s\n' "${CMDS[@]}" | sed "s#$WORK#\$WORK#g; s#/responder-bench\.[A-Za-z0-9]*##g; s#/r[0-9]*-[a-z0-9-]*/#/{phase}/#g" | sort -u

@@ -43,12 +43,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	routesTime := routesTest.Flag("time", "Evaluate time intervals at this instant (RFC 3339); default now.").String()
 	routesLabels := routesTest.Arg("labels", "Alert labels as label=value.").Strings()
 
+	runbooks := addRunbooksCommands(a)
+	deploy := addDeployCommand(a)
+
 	a.Command("version", "Print version information.")
 
 	cmd, err := a.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "responder: %v (see --help)\n", err)
 		return 2
+	}
+	if code, ok := runbooks.run(cmd, stdout, stderr); ok {
+		return code
+	}
+	if cmd == deploy.record.FullCommand() {
+		return deploy.run(stdout, stderr)
 	}
 	switch cmd {
 	case serve.FullCommand():
@@ -100,11 +109,15 @@ func runServe(logger *slog.Logger, configFile, listen string) int {
 func runCheckConfig(stdout, stderr io.Writer, file string) int {
 	name := file
 	var err error
+	cfg := config.Default()
 	if file == "" {
 		name = "embedded default"
-		_ = config.Default()
 	} else {
-		_, err = config.LoadFile(file)
+		cfg, err = config.LoadFile(file)
+	}
+	if err == nil {
+		// The runbooks the config points to must be valid too.
+		_, err = app.LoadRunbooks(cfg)
 	}
 	if err != nil {
 		// LoadFile already names the file on every line.
@@ -118,33 +131,9 @@ func runCheckConfig(stdout, stderr io.Writer, file string) int {
 }
 
 func runRoutesTest(stdout, stderr io.Writer, file, at string, labels []string) int {
-	cfg := config.Default()
-	if file != "" {
-		var err error
-		if cfg, err = config.LoadFile(file); err != nil {
-			for _, line := range problems(err) {
-				fmt.Fprintln(stderr, line)
-			}
-			return 1
-		}
-	}
-	when := time.Now()
-	if at != "" {
-		t, err := time.Parse(time.RFC3339, at)
-		if err != nil {
-			fmt.Fprintf(stderr, "responder: --time must be RFC 3339, like 2026-11-25T10:00:00+01:00: %v\n", err)
-			return 2
-		}
-		when = t
-	}
-	lset := map[string]string{}
-	for _, kv := range labels {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || name == "" {
-			fmt.Fprintf(stderr, "responder: label %q must be name=value\n", kv)
-			return 2
-		}
-		lset[name] = strings.Trim(value, `"`)
+	cfg, when, lset, code := alertArgs(stderr, file, at, labels)
+	if code != 0 {
+		return code
 	}
 	r, err := routing.NewRouter(cfg.Route, cfg.TimeIntervals)
 	if err != nil {
@@ -171,4 +160,40 @@ func problems(err error) []string {
 		}
 	}
 	return out
+}
+
+// alertArgs reads what the commands that test an alert take: the config
+// (the embedded default without a file), --time (default now) and the
+// labels as name=value. A non-zero code is the exit status of a problem it
+// has reported on stderr.
+func alertArgs(stderr io.Writer, file, at string, labels []string) (cfg *config.Config, when time.Time, lset map[string]string, code int) {
+	cfg = config.Default()
+	if file != "" {
+		var err error
+		if cfg, err = config.LoadFile(file); err != nil {
+			for _, line := range problems(err) {
+				fmt.Fprintln(stderr, line)
+			}
+			return nil, when, nil, 1
+		}
+	}
+	when = time.Now()
+	if at != "" {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			fmt.Fprintf(stderr, "responder: --time must be RFC 3339, like 2026-11-25T10:00:00+01:00: %v\n", err)
+			return nil, when, nil, 2
+		}
+		when = t
+	}
+	lset = map[string]string{}
+	for _, kv := range labels {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			fmt.Fprintf(stderr, "responder: label %q must be name=value\n", kv)
+			return nil, when, nil, 2
+		}
+		lset[name] = strings.Trim(value, `"`)
+	}
+	return cfg, when, lset, 0
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/responder/responder/internal/config"
 	"github.com/responder/responder/internal/incident"
 	"github.com/responder/responder/internal/store"
-	"github.com/responder/responder/internal/store/sqlite"
 	"github.com/responder/responder/internal/webhook"
 )
 
@@ -53,7 +52,7 @@ type App struct {
 	opts     Options
 	logger   *slog.Logger
 	cfg      atomic.Pointer[config.Config]
-	db       *sqlite.DB
+	db       *storage
 	pipeline *incident.Pipeline
 	ln       net.Listener
 	srv      *http.Server
@@ -63,6 +62,12 @@ type App struct {
 	notifier *notifier
 	// reconciler compares incidents with Alertmanager's alerts.
 	reconciler *reconciler
+	// remediator runs runbooks on remPipeline, its own workers.
+	remediator  *remediator
+	remPipeline *incident.Pipeline
+	// contexter gathers and posts incident context on ctxPipeline.
+	contexter   *contexter
+	ctxPipeline *incident.Pipeline
 }
 
 // New loads the configuration, opens and migrates storage and binds the
@@ -96,19 +101,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	)
 
 	// Storage first: nothing is accepted before it is open and migrated.
-	driver, path, err := store.ParseDSN(cfg.Storage.DSN)
-	if err != nil {
-		return nil, err
-	}
-	if driver != "sqlite" {
-		return nil, fmt.Errorf("storage.dsn: %s storage is not available in this version; use sqlite://", driver)
-	}
 	q := cfg.Storage.Queue
-	db, err := sqlite.Open(ctx, path, store.Options{
+	db, err := openStorage(ctx, cfg.Storage.DSN, store.Options{
 		Logger: opts.Logger, MaxAttempts: q.MaxAttempts, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff, ApplyPoll: q.PollInterval,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open storage: %w", err)
+		return nil, err
 	}
 	a.db = db
 	reg.MustRegister(newQueueCollector(db.Store))
@@ -130,15 +128,28 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.pipeline.Register(incident.JobStorm, incident.HandlerFunc(a.notifier.storm))
 	a.reconciler = newReconciler(opts.Logger, db.Store, a.Config, reg)
 	a.pipeline.Register(jobReconciled, incident.HandlerFunc(a.reconciler.record))
-	db.SetHooks(a.pipeline.Wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) }, incident.JobRoute)
+	if err := a.setupRemediation(cfg, db.Store, reg, q.PollInterval); err != nil {
+		_ = db.Close() // the configuration error is the one to report
+		return nil, err
+	}
+	if err := a.setupContext(cfg, db.Store, q.PollInterval); err != nil {
+		_ = db.Close() // the configuration error is the one to report
+		return nil, err
+	}
+	db.SetHooks(func() { a.wake(); a.ctxPipeline.Wake() }, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) },
+		incident.JobRoute, incident.JobRemediate, incident.JobGather)
+	db.SetFollowUpFilter(a.followUp)
 
 	handler := webhook.NewServer(opts.Logger, db, webhook.Options{
-		Config:     func() webhook.Config { return a.cfg.Load().Webhook },
-		Incidents:  db,
-		Ready:      a.readiness,
-		Reload:     func(context.Context) error { return a.Reload() },
-		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Registerer: reg,
+		Config:             func() webhook.Config { return a.cfg.Load().Webhook },
+		Incidents:          db,
+		Ready:              a.readiness,
+		Reload:             func(context.Context) error { return a.Reload() },
+		Metrics:            promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Registerer:         reg,
+		Deployments:        db,
+		Remediation:        a.remediator,
+		SlackSigningSecret: func() incident.Secret { return a.cfg.Load().Global.SlackSigningSecret },
 	})
 	a.srv = &http.Server{
 		Handler:           handler,
@@ -154,6 +165,23 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.ln = ln
 	return a, nil
+}
+
+// followUp decides which follow-up jobs an applied change queues, so that
+// incidents that need no context or remediation cost no jobs: context is
+// gathered once, when the incident opens (later changes would find it
+// cached); remediation is considered for incidents whose labels opt in, and
+// on resolve, to cancel the runs of those that did.
+func (a *App) followUp(kind string, ap incident.Applied) bool {
+	switch kind {
+	case incident.JobGather:
+		return ap.Transition == incident.TransitionOpened
+	case incident.JobRemediate:
+		// Also with remediation disabled: the refusal is audited.
+		rc := a.Config().Remediation
+		return labelSet(&ap.Incident)[rc.OptInLabel] == rc.OptInValue
+	}
+	return true
 }
 
 // Addr is the address the HTTP server listens on.
@@ -218,6 +246,8 @@ func (a *App) Run(ctx context.Context) error {
 	g.Add(func() error { return a.db.Run(workCtx) }, func(error) { stopWork() })
 	g.Add(func() error { return a.pipeline.Run(workCtx) }, func(error) { stopWork() })
 	g.Add(func() error { return a.reconciler.run(workCtx) }, func(error) { stopWork() })
+	g.Add(func() error { return a.remPipeline.Run(workCtx) }, func(error) { stopWork() })
+	g.Add(func() error { return a.ctxPipeline.Run(workCtx) }, func(error) { stopWork() })
 	err := g.Run()
 	a.logger.InfoContext(ctx, "stopped")
 	return err
@@ -250,9 +280,19 @@ func (a *App) Reload() error {
 	}
 	// The router and notifiers first: if they cannot be built, the old
 	// configuration stays whole.
+	rem, err := a.remediator.build(next)
+	if err != nil {
+		return err
+	}
+	gatherer, err := a.contexter.build(next)
+	if err != nil {
+		return err
+	}
 	if err := a.notifier.apply(next); err != nil {
 		return err
 	}
+	a.remediator.cur.Store(rem)
+	a.contexter.cur.Store(gatherer)
 	if next.Storage.DSN != cur.Storage.DSN {
 		a.logger.Warn("storage.dsn changed; it takes effect only after a restart")
 	}

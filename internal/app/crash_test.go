@@ -26,6 +26,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	_ "modernc.org/sqlite" // The test reads the database file directly.
+
+	"github.com/responder/responder/internal/incident"
 )
 
 // The crash test's load: distinct notifications, senders, and the number of
@@ -57,8 +59,12 @@ func TestCrashSafety(t *testing.T) {
 	dbPath := filepath.Join(dir, "responder.db")
 	cfgFile := filepath.Join(dir, "responder.yml")
 	// A short lease, so that the jobs running at the kill are taken over soon
-	// after the restart rather than a minute later.
-	cfg := fmt.Sprintf(`storage:
+	// after the restart rather than a minute later (context jobs lease for
+	// their gathering budget plus a margin).
+	cfg := fmt.Sprintf(`context:
+  budget: 2s
+  timeout: 1s
+storage:
   dsn: sqlite://%s
   queue:
     workers: %d
@@ -177,16 +183,28 @@ receivers:
 
 	// The queue drains: the jobs running at the kill are taken over once
 	// their lease expires.
+	var (
+		left        []incident.Job
+		lastMetrics map[string]float64
+	)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("queue at the end: metrics %v; jobs (up to 5) %+v", lastMetrics, left[:min(5, len(left))])
+		}
+	})
 	require.Eventually(t, func() bool {
+		left = left[:0]
 		for _, st := range []string{"queued", "running"} {
 			var body struct {
-				Jobs []json.RawMessage `json:"jobs"`
+				Jobs []incident.Job `json:"jobs"`
 			}
 			if err := p2.get(t.Context(), "/api/v1/jobs?state="+st, &body); err != nil || len(body.Jobs) > 0 {
+				left = append(left, body.Jobs...)
 				return false
 			}
 		}
 		m, err := p2.queueMetrics(t.Context())
+		lastMetrics = m
 		return err == nil && m["queued"] == 0 && m["running"] == 0 && m["parked"] == 0
 	}, crashDrainWait, 100*time.Millisecond, "the work queue did not drain")
 	phase("queue drained")

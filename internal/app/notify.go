@@ -452,7 +452,9 @@ func (n *notifier) syncPagerDuty(ctx context.Context, cfg *notifyConfig, d *inci
 		synced(d, inc)
 		return "", nil
 	}
-	extra := pagerduty.Extra{SlackPermalink: slackPermalink(inc)}
+	// The context summary, when it was gathered before the trigger; a
+	// context_post job adds it to alerts triggered earlier.
+	extra := pagerduty.Extra{SlackPermalink: slackPermalink(inc), Details: contextDetails(inc.Context)}
 	if !strings.Contains(pc.Severity, "{{") {
 		// A templated severity is left to the notifier's derivation.
 		extra.Severity = pc.Severity

@@ -120,8 +120,10 @@ reconcile:
 		return ""
 	}
 
-	// A fires and its webhook arrives.
-	am.PostAlerts(t, []testenv.PostableAlert{{Labels: map[string]string{"alertname": "ReconcileA", "team": "shop", "pod": "a-1"}}})
+	// A fires and its webhook arrives. Its start is given, as Prometheus
+	// gives it, so that the resolve below is the same alert's.
+	startA := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	am.PostAlerts(t, []testenv.PostableAlert{{Labels: map[string]string{"alertname": "ReconcileA", "team": "shop", "pod": "a-1"}, StartsAt: startA}})
 	r.eventually(t, "incident A opened by its webhook", func() (bool, any, error) {
 		l := byAlertname("ReconcileA")
 		return len(l) == 1 && l[0].Status == incident.StatusFiring, l, nil
@@ -132,8 +134,9 @@ reconcile:
 	gate.blocked.Store(true)
 	am.PostAlerts(t, []testenv.PostableAlert{{Labels: map[string]string{"alertname": "ReconcileB", "team": "shop", "pod": "b-1"}}})
 	am.PostAlerts(t, []testenv.PostableAlert{{
-		Labels: map[string]string{"alertname": "ReconcileA", "team": "shop", "pod": "a-1"},
-		EndsAt: time.Now().Add(-time.Second),
+		Labels:   map[string]string{"alertname": "ReconcileA", "team": "shop", "pod": "a-1"},
+		StartsAt: startA,
+		EndsAt:   time.Now().Add(-time.Second),
 	}})
 
 	r.eventually(t, "incident B opened by reconciliation", func() (bool, any, error) {

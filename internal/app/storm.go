@@ -21,9 +21,10 @@ package app
 //  4. while the storm is active, queue itself for the moment it may end.
 //
 // Each step compares stored state with the storm, so a job that runs twice
-// (retry, expired lease, restart) repeats nothing, except in the window
-// Slack leaves open for any post: a digest accepted but whose answer is
-// lost is posted again.
+// (retry, expired lease, restart) repeats nothing. A digest is posted with
+// its storm as message metadata and looked for in the channel's history
+// before it is posted, so a digest Slack accepted but whose answer was
+// lost is adopted rather than posted again.
 
 import (
 	"context"
@@ -136,7 +137,29 @@ func (n *notifier) syncDigest(ctx context.Context, cfg *notifyConfig, st *store.
 	version := st.Version
 	start := time.Now()
 	if st.TS == "" {
-		ref, retry, err := cfg.slack.PostDigest(ctx, st.Target, digest)
+		// A storm posts one digest in its life, so an earlier attempt
+		// whose answer was lost (or a crash before its ts was stored)
+		// is looked for every time, without a mark of its own.
+		digest.Key = fmt.Sprintf("storm-%d", st.ID)
+		ref, found, retry, err := cfg.slack.FindPosted(ctx, st.Target, digest.Key, st.StartedAt.Add(-postSearchMargin))
+		switch {
+		case err != nil && retry:
+			return err
+		case err != nil:
+			n.metrics.postChecks.WithLabelValues("error").Inc()
+			n.logger.WarnContext(ctx, "cannot tell whether an earlier storm digest went through; posting it", "storm_id", st.ID, "err", err)
+		case found:
+			n.metrics.postChecks.WithLabelValues("found").Inc()
+			// Adopted; shown as of version 0 so that it is updated below.
+			st.ChannelID, st.TS, st.Permalink, st.SyncedVersion = ref.Channel, ref.TS, ref.Permalink, 0
+			if err := n.saveStorm(ctx, st, owner, false); err != nil {
+				return err
+			}
+			return n.syncDigest(ctx, cfg, st, owner, digest)
+		default:
+			n.metrics.postChecks.WithLabelValues("not_found").Inc()
+		}
+		ref, retry, err = cfg.slack.PostDigest(ctx, st.Target, digest)
 		n.metrics.observe(incident.IntegrationSlack, start, retry, err)
 		if err != nil {
 			return outcome(retry, err)

@@ -177,9 +177,12 @@ func (e *stormEnv) settled(t *testing.T, alertname string, n int) stormState {
 	return st
 }
 
+// calls counts the calls of method to the channel, thread replies (the
+// incidents' context, for one) aside.
 func (e *stormEnv) calls(method string) (ok, limited int) {
 	for _, c := range e.slack.Calls(method) {
 		switch {
+		case c.ThreadTS != "":
 		case c.Channel != e.channel && c.ChannelArg != "#incidents":
 		case c.Status == 429:
 			limited++
@@ -297,4 +300,60 @@ func TestApp_StormRateLimited(t *testing.T) {
 	require.Equal(t, 3, limitedPosts)
 	require.LessOrEqual(t, len(st.parents), 2)
 	require.Len(t, st.parents, st.own)
+}
+
+// TestApp_StormEnds: once no new incident has joined for storm.quiet, the
+// storm ends: its digest is updated in place to say so, and once all its
+// incidents have resolved the storm's one PagerDuty page is resolved.
+func TestApp_StormEnds(t *testing.T) {
+	t.Parallel()
+	const (
+		alertname = "StormEnds"
+		groups    = 8
+	)
+	e := startStormEnv(t, "storm: {threshold: 2, window: 1m, quiet: 2s}")
+	am := e.alertmanager(t)
+	alerts := stormAlerts(alertname, groups)
+	am.PostAlerts(t, alerts)
+	st := e.settled(t, alertname, groups)
+	require.Positive(t, st.joined)
+	stormKey := ""
+	e.r.eventually(t, "the storm paged", func() (bool, any, error) {
+		for _, ev := range e.pd.Events() {
+			if ev.Payload != nil && strings.HasPrefix(ev.Payload.Summary, "[STORM]") && ev.EventAction == "trigger" {
+				stormKey = ev.DedupKey
+			}
+		}
+		return stormKey != "", len(e.pd.Events()), nil
+	})
+
+	// Quiet for storm.quiet: the digest says the storm ended, in place.
+	e.r.eventually(t, "the digest says the storm ended", func() (bool, any, error) {
+		st, err := e.state(t, alertname)
+		return err == nil && len(st.digests) == 1 && strings.HasPrefix(st.digests[0].Text, "[STORM ENDED] "), st.digests, err
+	})
+	resolves := func() int {
+		n := 0
+		for _, ev := range e.pd.Events() {
+			if ev.DedupKey == stormKey && ev.EventAction == "resolve" {
+				n++
+			}
+		}
+		return n
+	}
+	require.Zero(t, resolves(), "the storm's page stays open while its incidents fire")
+
+	// Every alert resolves: the storm's page resolves, once.
+	for i := range alerts {
+		alerts[i].EndsAt = time.Now().Add(-time.Second)
+	}
+	am.PostAlerts(t, alerts)
+	e.r.eventually(t, "the storm's page resolved", func() (bool, any, error) {
+		return resolves() == 1, resolves(), nil
+	})
+	st, err := e.state(t, alertname)
+	require.NoError(t, err)
+	require.Len(t, st.digests, 1, "one digest for the whole storm")
+	posts, _ := e.calls(routingtest.SlackPostMessage)
+	require.Equal(t, len(st.parents)+1, posts, "the parents and one digest; the end is an update")
 }

@@ -24,6 +24,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{file: "good-full"},
 		{file: "good-minimal"},
+		{file: "good-context"},
 		{file: "good-no-route"},
 		{file: "good-null-sections"},
 		{file: "good-file-secrets"},
@@ -71,6 +72,9 @@ func TestLoad(t *testing.T) {
 		{file: "context-bad-redact", wantErr: "context: logs: redact[0]: error parsing regexp"},
 		{file: "context-duplicate-query", wantErr: `context: promql: queries[1]: duplicate name "up"`},
 		{file: "context-loki-no-url", wantErr: "context: logs: loki: url: is required"},
+		{file: "context-pod-logs-without-kubernetes", wantErr: "context: logs: kubernetes: needs context.kubernetes"},
+		{file: "context-bad-pod-log-filter", wantErr: "context: logs: kubernetes: filter: error parsing regexp"},
+		{file: "context-max-lines", wantErr: "context: logs: max_lines must be between 1 and 20"},
 		{file: "wrong-type", wantErr: "remediation: line 2: cannot unmarshal !!str into int"},
 	}
 	seen := map[string]bool{}

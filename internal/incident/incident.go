@@ -31,6 +31,11 @@ type Incident struct {
 	Jobs          []Job             `json:"jobs,omitempty"`
 	Decisions     []Decision        `json:"decisions,omitempty"`
 	Deliveries    []Dispatch        `json:"deliveries,omitempty"`
+	// Context is the gathered context, nil until it is gathered.
+	Context *Context `json:"context,omitempty"`
+	// Remediation holds the incident's remediation runs with their audit
+	// trails.
+	Remediation []RemediationRun `json:"remediation,omitempty"`
 }
 
 // Alert is the current state of one alert (fingerprint and startsAt) within

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/prometheus/common/model"
 )
@@ -29,8 +30,9 @@ type Config struct {
 	KillSwitchFile string `yaml:"kill_switch_file,omitempty"`
 	// MaxConcurrent is how many runs may execute at once, in total.
 	MaxConcurrent int `yaml:"max_concurrent"`
-	// StormThreshold is how many alerts may be firing for remediation at
-	// once before remediation pauses: a storm is a page for a human.
+	// StormThreshold is how many incidents may be firing at once (all of
+	// them, not only those that opted in) before remediation pauses: a
+	// storm is a page for a human.
 	StormThreshold int `yaml:"storm_threshold"`
 	// AllowedNamespaces restricts kubernetes steps to these namespaces;
 	// empty means the runbooks' own namespaces are trusted.
@@ -38,19 +40,36 @@ type Config struct {
 	// Approvers are the Slack user IDs allowed to approve a run that needs
 	// approval.
 	Approvers []string `yaml:"approvers,omitempty"`
+	// ApprovalTimeout is how long an approval request stays open; an
+	// unanswered one cancels its run.
+	ApprovalTimeout model.Duration `yaml:"approval_timeout,omitempty"`
+	// EscalationReceiver names a receiver with pagerduty_configs that is
+	// paged when a run fails. Empty means the PagerDuty receivers the route
+	// tree chooses for the incident, ignoring time intervals: a failed
+	// remediation pages whatever the hour.
+	EscalationReceiver string `yaml:"escalation_receiver,omitempty"`
+	// KubeconfigFile is the kubeconfig for kubernetes steps; empty means
+	// the in-cluster service account. A relative path is resolved against
+	// the config file's directory.
+	KubeconfigFile string `yaml:"kubeconfig_file,omitempty"`
 }
+
+// DefaultApprovalTimeout is how long an approval request stays open by
+// default.
+const DefaultApprovalTimeout = time.Hour
 
 // DefaultConfig returns the defaults, used for an absent section and for
 // every key a present section omits.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:        true,
-		DryRun:         true,
-		OptInLabel:     "auto_remediation",
-		OptInValue:     "enabled",
-		RunbooksDir:    "runbooks/",
-		MaxConcurrent:  2,
-		StormThreshold: 20,
+		Enabled:         true,
+		DryRun:          true,
+		OptInLabel:      "auto_remediation",
+		OptInValue:      "enabled",
+		RunbooksDir:     "runbooks/",
+		MaxConcurrent:   2,
+		StormThreshold:  20,
+		ApprovalTimeout: model.Duration(DefaultApprovalTimeout),
 	}
 }
 
@@ -86,6 +105,11 @@ func (c *Config) Validate() error {
 		return errors.New("max_concurrent must be at least 1")
 	case c.StormThreshold < 1:
 		return errors.New("storm_threshold must be at least 1")
+	case c.ApprovalTimeout < 0:
+		return errors.New("approval_timeout must not be negative")
+	}
+	if c.ApprovalTimeout == 0 {
+		c.ApprovalTimeout = model.Duration(DefaultApprovalTimeout)
 	}
 	for i, ns := range c.AllowedNamespaces {
 		if !namespaceRE.MatchString(ns) {

@@ -27,8 +27,9 @@ import (
 type Route struct {
 	// Receiver is the name of a receiver; required on the root route.
 	Receiver string `yaml:"receiver,omitempty"`
-	// GroupBy lists the label names incidents are grouped by; "..." alone
-	// means every label.
+	// GroupBy is accepted and checked for compatibility with
+	// Alertmanager's route syntax, but has no effect: incidents follow the
+	// groups Alertmanager formed (its groupKey), so group in Alertmanager.
 	GroupBy []string `yaml:"group_by,omitempty"`
 	// Matchers are Alertmanager matchers such as `severity="critical"`; all
 	// must match. Validate parses them into ParsedMatchers.

@@ -31,6 +31,11 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 		return false, fmt.Errorf("begin apply: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	if s.dialect.LazyCommit != "" {
+		if _, err := tx.ExecContext(ctx, s.dialect.LazyCommit); err != nil {
+			return false, fmt.Errorf("begin apply: %w", err)
+		}
+	}
 	// Deferred deliveries are the pending notifications themselves (a small
 	// partial index), oldest first; a job row exists only for one whose apply
 	// failed and waits for its retry.
@@ -181,6 +186,9 @@ func (s *Store) applyMessage(ctx context.Context, tx *sql.Tx, notifID int64, m *
 	}
 	if out.Transition != incident.TransitionDuplicate {
 		for _, kind := range s.opts.FollowUps {
+			if f := s.opts.FollowUpFilter; f != nil && !f(kind, out) {
+				continue
+			}
 			if err := s.enqueue(ctx, tx, kind, out.Incident.ID, out.Incident.ID, nil); err != nil {
 				return out, err
 			}
@@ -412,18 +420,28 @@ func (a *applier) record(ctx context.Context, changes []change) ([]change, error
 		}
 		args = args[:0]
 		n := 0
+		row := make(map[alertKey]int, len(part)) // alert → its row in args
 		for _, c := range part {
 			if inserted[c.key] != c.alert.Status {
 				continue
 			}
 			recorded = append(recorded, c)
-			n++
 			var endsAt sql.NullInt64
 			if c.alert.Status == incident.StatusResolved && !c.alert.EndsAt.IsZero() {
 				endsAt = sql.NullInt64{Int64: ns(c.alert.EndsAt), Valid: true}
 			}
 			args = append(args, a.m.GroupKey, c.key.fingerprint, c.key.startsAt, c.incidentID, c.alert.Status,
 				mustJSON(c.alert.Labels), mustJSON(c.alert.Annotations), endsAt, c.alert.GeneratorURL, a.now)
+			if i, ok := row[c.key]; ok {
+				// The payload listed the alert firing, then resolved: the
+				// later state wins, in one row (PostgreSQL refuses an
+				// upsert that touches a row twice).
+				copy(args[i*10:i*10+10], args[len(args)-10:])
+				args = args[:len(args)-10]
+			} else {
+				row[c.key] = n
+				n++
+			}
 			if c.alert.Status == incident.StatusFiring {
 				a.newFiring++
 			} else {

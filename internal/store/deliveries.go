@@ -84,8 +84,8 @@ func (s *Store) queueDeliveries(ctx context.Context, tx *sql.Tx, incidentID int6
 // ends the lease.
 func (s *Store) LeaseDelivery(ctx context.Context, id int64, owner string, lease time.Duration) (*incident.Dispatch, error) {
 	now := s.opts.Now()
-	d, err := scanDispatch(s.w.QueryRowContext(ctx, s.rebind(`UPDATE deliveries SET lease_owner = ?, lease_until = ?
-		WHERE id = ? AND (lease_owner = '' OR lease_owner = ? OR lease_until < ?) RETURNING `+dispatchColumns),
+	d, err := scanDispatch(s.wQueryRow(ctx, `UPDATE deliveries SET lease_owner = ?, lease_until = ?
+		WHERE id = ? AND (lease_owner = '' OR lease_owner = ? OR lease_until < ?) RETURNING `+dispatchColumns,
 		owner, ns(now.Add(lease)), id, owner, ns(now)))
 	if err == nil {
 		return d, nil
@@ -94,7 +94,7 @@ func (s *Store) LeaseDelivery(ctx context.Context, id int64, owner string, lease
 		return nil, fmt.Errorf("lease delivery %d: %w", id, err)
 	}
 	var n int
-	if err := s.w.QueryRowContext(ctx, s.rebind(`SELECT count(*) FROM deliveries WHERE id = ?`), id).Scan(&n); err != nil {
+	if err := s.wQueryRow(ctx, `SELECT count(*) FROM deliveries WHERE id = ?`, id).Scan(&n); err != nil {
 		return nil, fmt.Errorf("lease delivery %d: %w", id, err)
 	}
 	if n == 0 {
@@ -108,11 +108,11 @@ func (s *Store) LeaseDelivery(ctx context.Context, id int64, owner string, lease
 // attempt. It ends owner's lease, if owner still holds it. The state is
 // stored even when the lease was lost: it describes a call that was made.
 func (s *Store) SaveDelivery(ctx context.Context, d incident.Dispatch, owner string) error {
-	_, err := s.w.ExecContext(ctx, s.rebind(`UPDATE deliveries SET channel_id = ?, ts = ?, permalink = ?, last_action = ?, last_error = ?,
+	_, err := s.wExec(ctx, `UPDATE deliveries SET channel_id = ?, ts = ?, permalink = ?, last_action = ?, last_error = ?,
 			synced_version = ?, synced_firing = ?, synced_resolved = ?, attempts = attempts + 1, updated_at = ?,
 			lease_owner = CASE WHEN lease_owner = ? THEN '' ELSE lease_owner END,
 			lease_until = CASE WHEN lease_owner = ? THEN 0 ELSE lease_until END
-		WHERE id = ?`),
+		WHERE id = ?`,
 		d.ChannelID, d.TS, d.Permalink, d.LastAction, truncate(d.LastError),
 		d.SyncedVersion, d.SyncedFiring, d.SyncedResolved, ns(s.opts.Now()), owner, owner, d.ID)
 	if err != nil {
@@ -124,7 +124,7 @@ func (s *Store) SaveDelivery(ctx context.Context, d incident.Dispatch, owner str
 // Deliveries returns the deliveries of an incident, in the order they were
 // planned.
 func (s *Store) Deliveries(ctx context.Context, incidentID int64) ([]incident.Dispatch, error) {
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT `+dispatchColumns+` FROM deliveries WHERE incident_id = ? ORDER BY id`), incidentID)
+	rows, err := s.rQuery(ctx, `SELECT `+dispatchColumns+` FROM deliveries WHERE incident_id = ? ORDER BY id`, incidentID)
 	if err != nil {
 		return nil, fmt.Errorf("read deliveries: %w", err)
 	}
@@ -141,7 +141,7 @@ func (s *Store) Deliveries(ctx context.Context, incidentID int64) ([]incident.Di
 }
 
 func (s *Store) decisions(ctx context.Context, incidentID int64) ([]incident.Decision, error) {
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT kind, summary, detail, at FROM decisions WHERE incident_id = ? ORDER BY id`), incidentID)
+	rows, err := s.rQuery(ctx, `SELECT kind, summary, detail, at FROM decisions WHERE incident_id = ? ORDER BY id`, incidentID)
 	if err != nil {
 		return nil, fmt.Errorf("read decisions: %w", err)
 	}
@@ -176,7 +176,7 @@ func truncate(msg string) string {
 // answer, that the call may have gone through. It fails with
 // incident.Conflict when owner no longer holds the lease.
 func (s *Store) MarkDelivery(ctx context.Context, id int64, owner, action string) error {
-	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE deliveries SET last_action = ?, updated_at = ? WHERE id = ? AND lease_owner = ?`),
+	res, err := s.wExec(ctx, `UPDATE deliveries SET last_action = ?, updated_at = ? WHERE id = ? AND lease_owner = ?`,
 		action, ns(s.opts.Now()), id, owner)
 	if err != nil {
 		return fmt.Errorf("mark delivery %d: %w", id, err)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -23,6 +24,27 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 	}
 	now := s.opts.Now()
 	in := placeholders(len(kinds))
+	// Look first, on a reader: several pipelines are woken by every commit
+	// and most find nothing of their kinds, which must not cost a write
+	// on the one writer.
+	probe := `SELECT 1 FROM jobs WHERE (kind IN (` + in + `) AND state = 'queued' AND run_at <= ?)
+		OR (kind IN (` + in + `) AND state = 'running' AND lease_until < ?) LIMIT 1`
+	pargs := make([]any, 0, 2*len(kinds)+2)
+	for _, k := range kinds {
+		pargs = append(pargs, k)
+	}
+	pargs = append(pargs, ns(now))
+	for _, k := range kinds {
+		pargs = append(pargs, k)
+	}
+	pargs = append(pargs, ns(now))
+	var one int
+	switch err := s.rQueryRow(ctx, probe, pargs...).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("claim jobs: %w", err)
+	}
 	q := `UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
 		WHERE id IN (SELECT id FROM jobs WHERE (kind IN (` + in + `) AND state = 'queued' AND run_at <= ?)
 			OR (kind IN (` + in + `) AND state = 'running' AND lease_until < ?)
@@ -37,7 +59,7 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 		args = append(args, k)
 	}
 	args = append(args, ns(now), n)
-	rows, err := s.w.QueryContext(ctx, s.rebind(q), args...)
+	rows, err := s.wQuery(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
@@ -79,8 +101,8 @@ func (s *Store) Fail(ctx context.Context, j incident.Job, cause error, retryAt t
 		state = incident.JobParked
 	}
 	msg := truncateError(cause)
-	_, err := s.w.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
-		WHERE id = ? AND state = 'running' AND lease_owner = ?`),
+	_, err := s.wExec(ctx, `UPDATE jobs SET state = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
+		WHERE id = ? AND state = 'running' AND lease_owner = ?`,
 		state, ns(retryAt), msg, ns(s.opts.Now()), j.ID, j.Owner)
 	if err != nil {
 		return fmt.Errorf("fail job %d: %w", j.ID, err)
@@ -92,8 +114,8 @@ func (s *Store) Fail(ctx context.Context, j incident.Job, cause error, retryAt t
 // without counting the attempt, if owner still holds it.
 func (s *Store) Release(ctx context.Context, j incident.Job, after time.Duration) error {
 	now := s.opts.Now()
-	_, err := s.w.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
-		WHERE id = ? AND state = 'running' AND lease_owner = ?`), ns(now.Add(after)), ns(now), j.ID, j.Owner)
+	_, err := s.wExec(ctx, `UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
+		WHERE id = ? AND state = 'running' AND lease_owner = ?`, ns(now.Add(after)), ns(now), j.ID, j.Owner)
 	if err != nil {
 		return fmt.Errorf("release job %d: %w", j.ID, err)
 	}
@@ -152,7 +174,7 @@ func (s *Store) Enqueue(ctx context.Context, kind string, refID, incidentID int6
 
 // Retry puts a parked job back in the queue with a fresh attempt budget.
 func (s *Store) Retry(ctx context.Context, id int64) error {
-	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, updated_at = ? WHERE id = ? AND state = 'parked'`),
+	res, err := s.wExec(ctx, `UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, updated_at = ? WHERE id = ? AND state = 'parked'`,
 		ns(s.opts.Now()), ns(s.opts.Now()), id)
 	s.wakeApply()
 	if err != nil {
@@ -190,7 +212,7 @@ func (s *Store) ListJobs(ctx context.Context, state string, limit int) ([]incide
 }
 
 func (s *Store) queryJobs(ctx context.Context, q string, args ...any) ([]incident.Job, error) {
-	rows, err := s.r.QueryContext(ctx, s.rebind(q), args...)
+	rows, err := s.rQuery(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
@@ -238,7 +260,7 @@ func (s *Store) Stats(ctx context.Context) (QueueStats, error) {
 	}
 	var oldest sql.NullInt64
 	now := s.opts.Now()
-	if err := s.r.QueryRowContext(ctx, s.rebind(`SELECT min(run_at) FROM jobs WHERE state = 'queued' AND run_at <= ?`), ns(now)).Scan(&oldest); err != nil {
+	if err := s.rQueryRow(ctx, `SELECT min(run_at) FROM jobs WHERE state = 'queued' AND run_at <= ?`, ns(now)).Scan(&oldest); err != nil {
 		return st, fmt.Errorf("queue stats: %w", err)
 	}
 	if oldest.Valid {

@@ -64,7 +64,7 @@ func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]inc
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, clampLimit(f.Limit))
-	rows, err := s.r.QueryContext(ctx, s.rebind(q), args...)
+	rows, err := s.rQuery(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list incidents: %w", err)
 	}
@@ -81,7 +81,8 @@ func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]inc
 }
 
 // GetIncident returns one incident with its alerts, state history,
-// notifications, jobs, decisions and deliveries.
+// notifications, jobs, decisions, deliveries, remediation runs and
+// gathered context.
 func (s *Store) GetIncident(ctx context.Context, id int64) (*incident.Incident, error) {
 	inc, err := s.readIncident(ctx, s.r, id)
 	if err != nil {
@@ -106,12 +107,18 @@ func (s *Store) GetIncident(ctx context.Context, id int64) (*incident.Incident, 
 	if inc.Deliveries, err = s.Deliveries(ctx, id); err != nil {
 		return nil, err
 	}
+	if inc.Remediation, err = s.RemediationRuns(ctx, id); err != nil {
+		return nil, err
+	}
+	if inc.Context, err = s.IncidentContext(ctx, id); err != nil {
+		return nil, err
+	}
 	return inc, nil
 }
 
 func (s *Store) alerts(ctx context.Context, id int64) ([]incident.Alert, error) {
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, updated_at
-		FROM alerts WHERE incident_id = ? ORDER BY starts_at, fingerprint`), id)
+	rows, err := s.rQuery(ctx, `SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, updated_at
+		FROM alerts WHERE incident_id = ? ORDER BY starts_at, fingerprint`, id)
 	if err != nil {
 		return nil, fmt.Errorf("read alerts: %w", err)
 	}
@@ -135,7 +142,7 @@ func (s *Store) alerts(ctx context.Context, id int64) ([]incident.Alert, error) 
 }
 
 func (s *Store) history(ctx context.Context, id int64) ([]incident.Change, error) {
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT fingerprint, starts_at, status, at, notification_id FROM changes WHERE incident_id = ? ORDER BY id`), id)
+	rows, err := s.rQuery(ctx, `SELECT fingerprint, starts_at, status, at, notification_id FROM changes WHERE incident_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
@@ -156,7 +163,7 @@ func (s *Store) history(ctx context.Context, id int64) ([]incident.Change, error
 }
 
 func (s *Store) notifications(ctx context.Context, id int64) ([]incident.NotificationRef, error) {
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT id, received_at, status, reason, alerts FROM notifications WHERE incident_id = ? ORDER BY id`), id)
+	rows, err := s.rQuery(ctx, `SELECT id, received_at, status, reason, alerts FROM notifications WHERE incident_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("read notifications: %w", err)
 	}

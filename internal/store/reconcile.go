@@ -12,7 +12,7 @@ import (
 // FiringIncidents returns every firing incident with its alerts, for
 // reconciliation with Alertmanager.
 func (s *Store) FiringIncidents(ctx context.Context) ([]incident.Incident, error) {
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT `+incidentColumns+` FROM incidents WHERE status = ? ORDER BY id`), incident.StatusFiring)
+	rows, err := s.rQuery(ctx, `SELECT `+incidentColumns+` FROM incidents WHERE status = ? ORDER BY id`, incident.StatusFiring)
 	if err != nil {
 		return nil, fmt.Errorf("list firing incidents: %w", err)
 	}
@@ -63,7 +63,7 @@ func (s *Store) NotificationIncident(ctx context.Context, notificationID int64) 
 		status string
 		id     sql.NullInt64
 	)
-	err := s.r.QueryRowContext(ctx, s.rebind(`SELECT status, incident_id FROM notifications WHERE id = ?`), notificationID).Scan(&status, &id)
+	err := s.rQueryRow(ctx, `SELECT status, incident_id FROM notifications WHERE id = ?`, notificationID).Scan(&status, &id)
 	if errors.Is(err, sql.ErrNoRows) || status == incident.NotificationDuplicate {
 		return 0, incident.Errorf(incident.NotFound, "notification %d was not applied to an incident", notificationID)
 	}
@@ -79,7 +79,7 @@ func (s *Store) AddDecision(ctx context.Context, incidentID int64, d incident.De
 	if detail == "" {
 		detail = "{}"
 	}
-	if _, err := s.w.ExecContext(ctx, s.rebind(`INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, ?, ?)`),
+	if _, err := s.wExec(ctx, `INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, ?, ?)`,
 		incidentID, d.Kind, d.Summary, detail, ns(d.At)); err != nil {
 		return fmt.Errorf("record decision for incident %d: %w", incidentID, err)
 	}

@@ -33,6 +33,17 @@ type Dialect struct {
 	// MigrationLock, when set, runs before migrations inside their
 	// transaction so that concurrent starts migrate once.
 	MigrationLock string
+	// TargetLock, when set, takes a transaction-scoped lock on one text key
+	// (its one placeholder): joinStorms holds it for each Slack channel
+	// while it counts, starts and joins the channel's storm, which SQLite
+	// serialises by its single writer.
+	TargetLock string
+	// LazyCommit, when set, runs first in the transactions that apply
+	// deferred deliveries: their notifications were committed durably
+	// before the 200, and applying is idempotent, so such a commit need not
+	// wait for its own flush (a crash before it re-applies them). The next
+	// durable commit flushes it anyway.
+	LazyCommit string
 }
 
 // Options tunes a Store. Zero fields get defaults.
@@ -49,6 +60,10 @@ type Options struct {
 	// FollowUps are the job kinds queued for an incident each time a
 	// notification changes it.
 	FollowUps []string
+	// FollowUpFilter, when set, decides for each applied change which of
+	// the FollowUps kinds to queue (e.g. remediation only for alerts that
+	// opted in); nil queues them all.
+	FollowUpFilter func(kind string, ap incident.Applied) bool
 	// DeferApply makes Accept only store deliveries and queue an ingest job
 	// for each, instead of applying them in the same commit. The request
 	// path gets cheaper, the incident lags behind by one queue hop.
@@ -76,6 +91,7 @@ type Store struct {
 	stmts   stmts
 	cache   sync.Map // query text → *sql.Stmt on the writer pool
 	missed  sync.Map // query texts to prepare
+	rcache  sync.Map // query text → *sql.Stmt on the reader pool
 
 	stopped  chan struct{} // closed when Run returns
 	stopOnce sync.Once
@@ -141,6 +157,11 @@ func (s *Store) SetHooks(onCommit func(), onApplied func(int64, incident.Applied
 		s.opts.OnApplied = onApplied
 	}
 	s.opts.FollowUps = followUps
+}
+
+// SetFollowUpFilter sets Options.FollowUpFilter. Call it before Run.
+func (s *Store) SetFollowUpFilter(f func(kind string, ap incident.Applied) bool) {
+	s.opts.FollowUpFilter = f
 }
 
 // wakeApply tells Run that ingest jobs may be due.
@@ -236,7 +257,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	sort.Strings(names)
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+	if err := s.createMigrationsTable(ctx); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, name := range names {
@@ -245,6 +266,29 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	return s.prepare(ctx)
+}
+
+// createMigrationsTable creates schema_migrations if needed, under the
+// migration lock where the engine has one: concurrent CREATE TABLE IF NOT
+// EXISTS can fail on PostgreSQL.
+func (s *Store) createMigrationsTable(ctx context.Context) error {
+	const q = `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`
+	if s.dialect.MigrationLock == "" {
+		_, err := s.w.ExecContext(ctx, q)
+		return err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	if _, err := tx.ExecContext(ctx, s.dialect.MigrationLock); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, q); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func (s *Store) migrateOne(ctx context.Context, dir, name string) error {

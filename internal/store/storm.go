@@ -12,7 +12,8 @@ package store
 // bumps the storm (count, last_incident_at, version) and queues the storm's
 // job. The incident's PagerDuty deliveries join the same storm, and the
 // first of them gives the storm its PagerDuty config. SQLite serialises
-// writers, so the count, the start and the join see one consistent channel.
+// writers, so the count, the start and the join see one consistent channel;
+// on PostgreSQL the plan locks the channel (Dialect.TargetLock) first.
 //
 // The storm job (one queued at a time per storm, see queueStorm) is what
 // talks to Slack and PagerDuty, with the same lease and stored state as a
@@ -182,6 +183,16 @@ func (s *Store) joinStorms(ctx context.Context, tx *sql.Tx, incidentID int64, pl
 			targets = append(targets, d.Target)
 		}
 	}
+	if s.dialect.TargetLock != "" {
+		// Concurrent plans (other workers, other replicas) must see one
+		// consistent channel: lock each, in one order so that two plans
+		// sharing channels cannot deadlock.
+		for _, target := range slices.Sorted(slices.Values(targets)) {
+			if _, err := tx.ExecContext(ctx, s.rebind(s.dialect.TargetLock), target); err != nil {
+				return nil, fmt.Errorf("lock channel %s: %w", target, err)
+			}
+		}
+	}
 	for _, target := range targets {
 		var recent int
 		if err := tx.QueryRowContext(ctx, s.rebind(`SELECT count(DISTINCT incident_id) FROM deliveries
@@ -273,17 +284,31 @@ func (s *Store) foldUnposted(ctx context.Context, tx *sql.Tx, stormID, incidentI
 		return fmt.Errorf("find unposted incidents on %s: %w", target, err)
 	}
 	reason := fmt.Sprintf("in storm #%d on %s: its message was not posted yet when the storm began", stormID, target)
+	folded := 0
 	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND target = ? AND ts = ''`),
-			stormID, id, incident.IntegrationSlack, target); err != nil {
+		// The lease is checked again as the row is written: on PostgreSQL a
+		// deliver job of another replica may have leased it since the
+		// select above, and then posts it itself.
+		res, err := tx.ExecContext(ctx, s.rebind(`UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND target = ? AND ts = ''
+			AND storm_id = 0 AND (lease_owner = '' OR lease_until < ?)`),
+			stormID, id, incident.IntegrationSlack, target, ns(now))
+		if err != nil {
 			return fmt.Errorf("fold incident %d into storm %d: %w", id, stormID, err)
 		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("fold incident %d into storm %d: %w", id, stormID, err)
+		}
+		if n == 0 {
+			continue
+		}
+		folded++
 		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, '{}', ?)`),
 			id, incident.DecisionStorm, reason, ns(now)); err != nil {
 			return fmt.Errorf("record storm decision of incident %d: %w", id, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE storms SET incident_count = incident_count + ? WHERE id = ?`), len(ids), stormID); err != nil {
+	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE storms SET incident_count = incident_count + ? WHERE id = ?`), folded, stormID); err != nil {
 		return fmt.Errorf("fold into storm %d: %w", stormID, err)
 	}
 	return nil
@@ -349,8 +374,8 @@ func (s *Store) QueueStorm(ctx context.Context, stormID int64, runAt time.Time, 
 // like LeaseDelivery. SaveStorm ends the lease.
 func (s *Store) LeaseStorm(ctx context.Context, id int64, owner string, lease time.Duration) (*Storm, error) {
 	now := s.opts.Now()
-	st, err := scanStorm(s.w.QueryRowContext(ctx, s.rebind(`UPDATE storms SET lease_owner = ?, lease_until = ?
-		WHERE id = ? AND (lease_owner = '' OR lease_owner = ? OR lease_until < ?) RETURNING `+stormColumns),
+	st, err := scanStorm(s.wQueryRow(ctx, `UPDATE storms SET lease_owner = ?, lease_until = ?
+		WHERE id = ? AND (lease_owner = '' OR lease_owner = ? OR lease_until < ?) RETURNING `+stormColumns,
 		owner, ns(now.Add(lease)), id, owner, ns(now)))
 	if err == nil {
 		return st, nil
@@ -359,7 +384,7 @@ func (s *Store) LeaseStorm(ctx context.Context, id int64, owner string, lease ti
 		return nil, fmt.Errorf("lease storm %d: %w", id, err)
 	}
 	var n int
-	if err := s.w.QueryRowContext(ctx, s.rebind(`SELECT count(*) FROM storms WHERE id = ?`), id).Scan(&n); err != nil {
+	if err := s.wQueryRow(ctx, `SELECT count(*) FROM storms WHERE id = ?`, id).Scan(&n); err != nil {
 		return nil, fmt.Errorf("lease storm %d: %w", id, err)
 	}
 	if n == 0 {
@@ -376,10 +401,10 @@ func (s *Store) SaveStorm(ctx context.Context, st Storm, owner string, release b
 	if release {
 		keep = ""
 	}
-	_, err := s.w.ExecContext(ctx, s.rebind(`UPDATE storms SET channel_id = ?, ts = ?, permalink = ?, synced_version = ?, pd_last_action = ?, last_error = ?,
+	_, err := s.wExec(ctx, `UPDATE storms SET channel_id = ?, ts = ?, permalink = ?, synced_version = ?, pd_last_action = ?, last_error = ?,
 			lease_until = CASE WHEN lease_owner = ? AND ? = '' THEN 0 ELSE lease_until END,
 			lease_owner = CASE WHEN lease_owner = ? THEN ? ELSE lease_owner END
-		WHERE id = ?`),
+		WHERE id = ?`,
 		st.ChannelID, st.TS, st.Permalink, st.SyncedVersion, st.PDLastAction, truncate(st.LastError),
 		owner, keep, owner, keep, st.ID)
 	if err != nil {
@@ -391,7 +416,7 @@ func (s *Store) SaveStorm(ctx context.Context, st Storm, owner string, release b
 // EndStorm ends the storm if no incident has joined it since quietSince,
 // and reports whether it did.
 func (s *Store) EndStorm(ctx context.Context, id int64, quietSince time.Time) (bool, error) {
-	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE storms SET ended_at = ?, version = version + 1 WHERE id = ? AND ended_at IS NULL AND last_incident_at <= ?`),
+	res, err := s.wExec(ctx, `UPDATE storms SET ended_at = ?, version = version + 1 WHERE id = ? AND ended_at IS NULL AND last_incident_at <= ?`,
 		ns(s.opts.Now()), id, ns(quietSince))
 	if err != nil {
 		return false, fmt.Errorf("end storm %d: %w", id, err)
@@ -405,7 +430,7 @@ func (s *Store) EndStorm(ctx context.Context, id int64, quietSince time.Time) (b
 
 // GetStorm reads a storm.
 func (s *Store) GetStorm(ctx context.Context, id int64) (*Storm, error) {
-	st, err := scanStorm(s.r.QueryRowContext(ctx, s.rebind(`SELECT `+stormColumns+` FROM storms WHERE id = ?`), id))
+	st, err := scanStorm(s.rQueryRow(ctx, `SELECT `+stormColumns+` FROM storms WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, incident.Errorf(incident.NotFound, "storm %d not found", id)
 	}
@@ -417,8 +442,8 @@ func (s *Store) GetStorm(ctx context.Context, id int64) (*Storm, error) {
 
 // StormIncidents returns the incidents in a storm's digest, newest first.
 func (s *Store) StormIncidents(ctx context.Context, id int64) ([]StormIncident, error) {
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT i.id, i.common_labels, i.common_annotations, i.status FROM incidents i
-		WHERE i.id IN (SELECT d.incident_id FROM deliveries d WHERE d.storm_id = ? AND d.integration = ?) ORDER BY i.id DESC`),
+	rows, err := s.rQuery(ctx, `SELECT i.id, i.common_labels, i.common_annotations, i.status FROM incidents i
+		WHERE i.id IN (SELECT d.incident_id FROM deliveries d WHERE d.storm_id = ? AND d.integration = ?) ORDER BY i.id DESC`,
 		id, incident.IntegrationSlack)
 	if err != nil {
 		return nil, fmt.Errorf("read incidents of storm %d: %w", id, err)

@@ -150,6 +150,22 @@ func handleListJobs(inc Incidents) echo.HandlerFunc {
 	}
 }
 
+// handleRetryJob queues a parked job again, e.g. once the poison input or
+// the failing dependency that parked it is fixed: 200 with the job id, 404
+// when no parked job has that id.
+func handleRetryJob(inc Incidents) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+		if err != nil || id <= 0 {
+			return incident.Errorf(incident.Invalid, "job id must be a positive integer")
+		}
+		if err := inc.Retry(c.Request().Context(), id); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"status": "queued", "id": id})
+	}
+}
+
 func queryInt(c echo.Context, name string) (int, error) {
 	s := c.QueryParam(name)
 	if s == "" {

@@ -18,6 +18,13 @@ func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *me
 	api.GET("/incidents", handleListIncidents(opts.Incidents))
 	api.GET("/incidents/:id", handleGetIncident(opts.Incidents))
 	api.GET("/jobs", handleListJobs(opts.Incidents))
+	api.POST("/jobs/:id/retry", handleRetryJob(opts.Incidents))
+	api.POST("/deployments", handleRecordDeployment(opts.Deployments, opts))
+	api.POST("/remediation/pause", handlePause(opts, true))
+	api.POST("/remediation/resume", handlePause(opts, false))
+
+	// Slack signs its requests: the signature is the authentication.
+	e.POST("/slack/interactions", handleSlackInteractions(opts, m))
 
 	// Profiling, as Prometheus and Alertmanager offer it, behind the API's
 	// authentication.

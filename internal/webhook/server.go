@@ -29,6 +29,8 @@ type Incidents interface {
 	ListIncidents(ctx context.Context, f incident.ListFilter) ([]incident.Incident, error)
 	GetIncident(ctx context.Context, id int64) (*incident.Incident, error)
 	ListJobs(ctx context.Context, state string, limit int) ([]incident.Job, error)
+	// Retry queues a parked job again, with its attempts reset.
+	Retry(ctx context.Context, id int64) error
 }
 
 // Options are the server's optional collaborators.
@@ -47,6 +49,14 @@ type Options struct {
 	Metrics http.Handler
 	// Registerer receives the server's own metrics.
 	Registerer prometheus.Registerer
+	// Deployments backs POST /api/v1/deployments; nil answers it with 404.
+	Deployments Deployments
+	// Remediation backs the pause/resume endpoints and Slack approvals;
+	// nil answers them with 404.
+	Remediation Remediation
+	// SlackSigningSecret returns the secret that verifies Slack's requests
+	// to /slack/interactions; an empty one refuses them all.
+	SlackSigningSecret func() incident.Secret
 	// AcceptTimeout bounds how long a request waits for its commit.
 	AcceptTimeout time.Duration
 	Now           func() time.Time

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"text/template/parse"
 	"time"
+
+	commoncfg "github.com/prometheus/common/config"
 )
 
 // Config is the `context` section: which sources are asked for incident
@@ -16,18 +18,47 @@ type Config struct {
 	Budget time.Duration `yaml:"budget"`
 	// Timeout bounds each source; it must not exceed Budget.
 	Timeout time.Duration `yaml:"timeout"`
+	// ServiceLabels are the alert labels that name the affected service,
+	// tried in order; the first one the incident's labels carry wins.
+	ServiceLabels []string `yaml:"service_labels,omitempty"`
+	// Kubernetes, when set, connects to a cluster: its Deployment rollouts
+	// join the deployments, and logs.kubernetes can sample pod logs.
+	Kubernetes *KubernetesConfig `yaml:"kubernetes,omitempty"`
 	// Deployments looks up recorded deployments of the affected service.
 	Deployments DeploymentsConfig `yaml:"deployments"`
 	// PromQL takes snapshots of queries: the current value and a chart.
 	PromQL PromQLConfig `yaml:"promql"`
 	// Logs samples recent error logs.
 	Logs LogsConfig `yaml:"logs"`
+	// PagerDutyUpdate repeats the trigger of a PagerDuty alert that was
+	// triggered before the context was gathered, to add the context to its
+	// custom_details (same dedup_key: no second incident, one more entry in
+	// the alert's log). Off by default: a trigger sent after the context is
+	// gathered carries it anyway, and the page is never held back for it.
+	PagerDutyUpdate bool `yaml:"pagerduty_update"`
 }
 
 // DeploymentsConfig configures the deployments source.
 type DeploymentsConfig struct {
 	// Lookback is how far back a deployment still counts as recent.
 	Lookback time.Duration `yaml:"lookback"`
+}
+
+// KubernetesConfig is the cluster connection and how an incident's labels
+// select its workloads.
+type KubernetesConfig struct {
+	// Kubeconfig is a kubeconfig file; empty means the in-cluster service
+	// account.
+	Kubeconfig string `yaml:"kubeconfig,omitempty"`
+	// NamespaceLabel is the alert label that names the namespace; Namespace
+	// is used when the alert has no such label.
+	NamespaceLabel string `yaml:"namespace_label"`
+	Namespace      string `yaml:"namespace,omitempty"`
+	// DeploymentLabel is the alert label that names the Deployment. Without
+	// it, the Deployments whose ServiceSelector label equals the service
+	// are used.
+	DeploymentLabel string `yaml:"deployment_label"`
+	ServiceSelector string `yaml:"service_selector"`
 }
 
 // PromQLConfig configures the PromQL snapshots, run against
@@ -39,6 +70,19 @@ type PromQLConfig struct {
 	Range time.Duration `yaml:"range"`
 	// Step is the chart's resolution.
 	Step time.Duration `yaml:"step"`
+	// AlertExpression adds a snapshot of each alert's own expression, read
+	// from its generatorURL (g0.expr), before the configured queries.
+	// Default true.
+	AlertExpression *bool `yaml:"alert_expression,omitempty"`
+	// HTTPConfig authenticates to global.prometheus_url (Prometheus'
+	// http_config: authorization, basic_auth, tls_config, ...).
+	HTTPConfig *commoncfg.HTTPClientConfig `yaml:"http_config,omitempty"`
+}
+
+// AlertExpressionEnabled reports whether the alert's own expression is
+// snapshotted.
+func (c PromQLConfig) AlertExpressionEnabled() bool {
+	return c.AlertExpression == nil || *c.AlertExpression
 }
 
 // Query is one PromQL snapshot.
@@ -56,17 +100,49 @@ type LogsConfig struct {
 	Loki *LokiConfig `yaml:"loki,omitempty"`
 	// Elasticsearch queries an Elasticsearch index.
 	Elasticsearch *ElasticsearchConfig `yaml:"elasticsearch,omitempty"`
+	// Kubernetes samples the logs of the affected workload's pods; it needs
+	// context.kubernetes.
+	Kubernetes *PodLogsConfig `yaml:"kubernetes,omitempty"`
 	// Redact are regular expressions whose matches are replaced in every
-	// log line before it is stored or shown.
-	Redact []string `yaml:"redact,omitempty"`
+	// log line before it is stored or shown, besides the defaults (tokens,
+	// passwords, emails) unless RedactDefaults is false.
+	Redact         []string `yaml:"redact,omitempty"`
+	RedactDefaults *bool    `yaml:"redact_defaults,omitempty"`
+	// Lookback is how far back log lines are looked for.
+	Lookback time.Duration `yaml:"lookback"`
+	// MaxLines is how many lines (after folding near-duplicates) each log
+	// source keeps, the newest.
+	MaxLines int `yaml:"max_lines"`
+}
+
+// RedactDefaultsEnabled reports whether the default redaction patterns
+// apply.
+func (c LogsConfig) RedactDefaultsEnabled() bool {
+	return c.RedactDefaults == nil || *c.RedactDefaults
+}
+
+// PodLogsConfig samples pod logs through the Kubernetes API.
+type PodLogsConfig struct {
+	// Filter is a regular expression; only matching lines are kept.
+	Filter string `yaml:"filter"`
+	// Container names the container to read; empty reads the pod's only
+	// (or default) container.
+	Container string `yaml:"container,omitempty"`
+	// TailLines is how many lines are read from each pod before filtering.
+	TailLines int64 `yaml:"tail_lines"`
+	// MaxPods is how many pods are read.
+	MaxPods int `yaml:"max_pods"`
 }
 
 // LokiConfig is a Loki log source.
 type LokiConfig struct {
 	// URL is Loki's base URL.
 	URL string `yaml:"url"`
-	// Query is a LogQL query; a Go template executed with the alert.
+	// Query is a LogQL query; a Go template executed with the alert,
+	// whose label values are escaped as string literals.
 	Query string `yaml:"query"`
+	// HTTPConfig authenticates to Loki.
+	HTTPConfig *commoncfg.HTTPClientConfig `yaml:"http_config,omitempty"`
 }
 
 // ElasticsearchConfig is an Elasticsearch log source.
@@ -75,18 +151,27 @@ type ElasticsearchConfig struct {
 	URL string `yaml:"url"`
 	// Index is the index or index pattern searched.
 	Index string `yaml:"index"`
-	// Query is a query-string query; a Go template executed with the alert.
+	// Query is a query-string query; a Go template executed with the alert,
+	// whose label values are escaped for the query-string syntax.
 	Query string `yaml:"query"`
+	// MessageField and TimestampField name the document fields holding the
+	// line and its time.
+	MessageField   string `yaml:"message_field"`
+	TimestampField string `yaml:"timestamp_field"`
+	// HTTPConfig authenticates to Elasticsearch or OpenSearch.
+	HTTPConfig *commoncfg.HTTPClientConfig `yaml:"http_config,omitempty"`
 }
 
 // DefaultConfig returns the defaults, used for an absent section and for
 // every zero duration of a present one.
 func DefaultConfig() Config {
 	return Config{
-		Budget:      10 * time.Second,
-		Timeout:     5 * time.Second,
-		Deployments: DeploymentsConfig{Lookback: 6 * time.Hour},
-		PromQL:      PromQLConfig{Range: time.Hour, Step: time.Minute},
+		Budget:        10 * time.Second,
+		Timeout:       5 * time.Second,
+		ServiceLabels: []string{"service", "app", "job"},
+		Deployments:   DeploymentsConfig{Lookback: 6 * time.Hour},
+		PromQL:        PromQLConfig{Range: time.Hour, Step: time.Minute},
+		Logs:          LogsConfig{Lookback: 15 * time.Minute, MaxLines: 10},
 	}
 }
 
@@ -111,7 +196,47 @@ func (c *Config) SetDefaults() {
 	setDuration(&c.Deployments.Lookback, d.Deployments.Lookback)
 	setDuration(&c.PromQL.Range, d.PromQL.Range)
 	setDuration(&c.PromQL.Step, d.PromQL.Step)
+	setDuration(&c.Logs.Lookback, d.Logs.Lookback)
+	if c.Logs.MaxLines == 0 {
+		c.Logs.MaxLines = d.Logs.MaxLines
+	}
+	if len(c.ServiceLabels) == 0 {
+		c.ServiceLabels = d.ServiceLabels
+	}
+	if k := c.Kubernetes; k != nil {
+		if k.NamespaceLabel == "" {
+			k.NamespaceLabel = "namespace"
+		}
+		if k.DeploymentLabel == "" {
+			k.DeploymentLabel = "deployment"
+		}
+		if k.ServiceSelector == "" {
+			k.ServiceSelector = "app.kubernetes.io/name"
+		}
+	}
+	if p := c.Logs.Kubernetes; p != nil {
+		if p.Filter == "" {
+			p.Filter = DefaultPodLogFilter
+		}
+		if p.TailLines == 0 {
+			p.TailLines = 500
+		}
+		if p.MaxPods == 0 {
+			p.MaxPods = 3
+		}
+	}
+	if e := c.Logs.Elasticsearch; e != nil {
+		if e.MessageField == "" {
+			e.MessageField = "message"
+		}
+		if e.TimestampField == "" {
+			e.TimestampField = "@timestamp"
+		}
+	}
 }
+
+// DefaultPodLogFilter keeps the lines that look like errors.
+const DefaultPodLogFilter = `(?i)\b(error|err|exception|fatal|panic|fail(ed|ure)?)\b`
 
 func setDuration(d *time.Duration, def time.Duration) {
 	if *d == 0 {
@@ -122,8 +247,12 @@ func setDuration(d *time.Duration, def time.Duration) {
 // Validate checks the section on its own.
 func (c *Config) Validate() error {
 	switch {
-	case c.Budget < 0 || c.Timeout < 0 || c.Deployments.Lookback < 0 || c.PromQL.Range < 0 || c.PromQL.Step < 0:
+	case c.Budget < 0 || c.Timeout < 0 || c.Deployments.Lookback < 0 || c.PromQL.Range < 0 || c.PromQL.Step < 0 || c.Logs.Lookback < 0:
 		return errors.New("durations must not be negative")
+	case c.Logs.MaxLines < 0 || c.Logs.MaxLines > MaxLogLines:
+		return fmt.Errorf("logs: max_lines must be between 1 and %d", MaxLogLines)
+	case c.PromQL.Step > 0 && c.PromQL.Range/c.PromQL.Step > 11000:
+		return errors.New("promql: range/step exceeds Prometheus' 11000 points per series")
 	case c.Timeout > c.Budget:
 		return fmt.Errorf("timeout (%s) must not exceed budget (%s)", c.Timeout, c.Budget)
 	case c.PromQL.Step > c.PromQL.Range:
@@ -156,6 +285,33 @@ func (c *Config) Validate() error {
 		}
 		if err := checkQuery(e.Query); err != nil {
 			return fmt.Errorf("logs: elasticsearch: %w", err)
+		}
+	}
+	if p := c.Logs.Kubernetes; p != nil {
+		if c.Kubernetes == nil {
+			return errors.New("logs: kubernetes: needs context.kubernetes (the cluster connection)")
+		}
+		if _, err := regexp.Compile(p.Filter); err != nil {
+			return fmt.Errorf("logs: kubernetes: filter: %w", err)
+		}
+		if p.TailLines < 0 || p.MaxPods < 0 {
+			return errors.New("logs: kubernetes: tail_lines and max_pods must not be negative")
+		}
+	}
+	for i, l := range c.ServiceLabels {
+		if l == "" {
+			return fmt.Errorf("service_labels[%d]: must not be empty", i)
+		}
+	}
+	for _, h := range []struct {
+		name string
+		cfg  *commoncfg.HTTPClientConfig
+	}{{"promql", c.PromQL.HTTPConfig}, {"logs: loki", lokiHTTP(c.Logs.Loki)}, {"logs: elasticsearch", esHTTP(c.Logs.Elasticsearch)}} {
+		if h.cfg == nil {
+			continue
+		}
+		if err := h.cfg.Validate(); err != nil {
+			return fmt.Errorf("%s: http_config: %w", h.name, err)
 		}
 	}
 	for i, r := range c.Logs.Redact {
@@ -208,4 +364,18 @@ func checkURL(s string) error {
 		return errors.New("host is required")
 	}
 	return nil
+}
+
+func lokiHTTP(l *LokiConfig) *commoncfg.HTTPClientConfig {
+	if l == nil {
+		return nil
+	}
+	return l.HTTPConfig
+}
+
+func esHTTP(e *ElasticsearchConfig) *commoncfg.HTTPClientConfig {
+	if e == nil {
+		return nil
+	}
+	return e.HTTPConfig
 }

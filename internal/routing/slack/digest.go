@@ -28,6 +28,8 @@ type Digest struct {
 	EndedAt *time.Time
 	// Incidents are the storm's incidents, newest first.
 	Incidents []DigestIncident
+	// Key, when set, is sent as the message's metadata (see FindPosted).
+	Key string
 }
 
 // DigestIncident is one incident in a digest.
@@ -74,7 +76,9 @@ type AlertnameCount struct {
 
 // PostDigest posts a storm's digest message to channel.
 func (n *Notifier) PostDigest(ctx context.Context, channel string, d Digest) (Ref, bool, error) {
-	return n.post(ctx, "post slack storm digest to "+channel, channel, n.renderDigest(d))
+	msg := n.renderDigest(d)
+	msg.Key = d.Key
+	return n.post(ctx, "post slack storm digest to "+channel, channel, msg)
 }
 
 // UpdateDigest re-renders a storm's digest message in place.

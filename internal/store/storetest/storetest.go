@@ -78,6 +78,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
 	t.Run("PlanDeliveries", func(t *testing.T) { testPlanDeliveries(t, open) })
 	t.Run("LeaseDelivery", func(t *testing.T) { testLeaseDelivery(t, open) })
+	t.Run("Remediation", func(t *testing.T) { testRemediation(t, open); testRemediationApproval(t, open) })
+	t.Run("Context", func(t *testing.T) { testContext(t, open) })
 }
 
 // recorder collects what Accept applied inline.
@@ -252,8 +254,10 @@ func testApplyFailure(t *testing.T, open Opener) {
 	inject, drop := map[string][]string{
 		"sqlite": {`CREATE TRIGGER inject_failure BEFORE INSERT ON changes WHEN NEW.group_key = 'poison'
 		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`},
-		"postgres": {`CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$`,
-			`CREATE TRIGGER inject_failure BEFORE INSERT ON changes FOR EACH ROW WHEN (NEW.group_key = 'poison') EXECUTE FUNCTION inject_failure()`},
+		"postgres": {
+			`CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$`,
+			`CREATE TRIGGER inject_failure BEFORE INSERT ON changes FOR EACH ROW WHEN (NEW.group_key = 'poison') EXECUTE FUNCTION inject_failure()`,
+		},
 	}, map[string]string{
 		"sqlite":   `DROP TRIGGER inject_failure`,
 		"postgres": `DROP TRIGGER inject_failure ON changes`,

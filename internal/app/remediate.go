@@ -1,0 +1,817 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	goslack "github.com/slack-go/slack"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/responder/responder/internal/config"
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/remediation"
+	"github.com/responder/responder/internal/routing"
+	"github.com/responder/responder/internal/routing/pagerduty"
+	"github.com/responder/responder/internal/routing/slack"
+	"github.com/responder/responder/internal/store"
+	"github.com/responder/responder/internal/webhook"
+)
+
+// remediationLease is the lease of remediation jobs and runs. It is longer
+// than the longest step timeout (remediation.MaxStepTimeout), so that a
+// step never outlives the lease of the job that runs it; a run whose worker
+// died resumes after it.
+const remediationLease = remediation.MaxStepTimeout + time.Minute
+
+// remediator runs the remediate and remediation_step jobs, and takes the
+// pause and approval decisions people make.
+//
+// A remediate job (one per incident change) checks the guards and records
+// the decision; an admitted run queues a remediation_step job in the same
+// commit. Each remediation_step job advances its run by one step: it
+// records the step's start durably, executes it, records its end and queues
+// the next job, so that a crash never repeats a step (a started step with
+// no end is marked unknown and escalated, except the idempotent ones). Waits
+// and verification polls are jobs due later, not sleeping workers.
+type remediator struct {
+	logger   *slog.Logger
+	db       *store.Store
+	notifier *notifier
+	now      func() time.Time
+	cur      atomic.Pointer[remediationConfig]
+	metrics  *remediationMetrics
+	// kube, when set (tests), replaces the client built from the config.
+	kube kubernetes.Interface
+}
+
+// remediationConfig is what one configuration generation remediates with.
+type remediationConfig struct {
+	cfg      remediation.Config
+	set      *remediation.Set
+	exec     *remediation.Executor
+	external string
+}
+
+func newRemediator(logger *slog.Logger, db *store.Store, n *notifier, reg prometheus.Registerer) *remediator {
+	return &remediator{logger: logger.With("component", "remediation"), db: db, notifier: n, now: time.Now, metrics: newRemediationMetrics(reg)}
+}
+
+// LoadRunbooks loads the runbooks cfg points to and cross-checks them
+// against it (URLs the steps need, allowed namespaces, the escalation
+// receiver). A missing runbooks directory holds no runbooks.
+func LoadRunbooks(cfg *config.Config) (*remediation.Set, error) {
+	rc := cfg.Remediation
+	set, err := remediation.LoadDir(rc.RunbooksDir, true)
+	if err != nil {
+		return nil, err
+	}
+	if rc.DryRun || !rc.Enabled {
+		// Nothing executes: the URLs and namespaces steps need do not
+		// matter yet (the embedded default plans ./runbooks in dry-run).
+		return set, nil
+	}
+	err = set.Check(remediation.Env{
+		PrometheusURL: cfg.Global.PrometheusURL != "", AlertmanagerURL: cfg.Global.AlertmanagerURL != "", AllowedNamespaces: rc.AllowedNamespaces,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if name := rc.EscalationReceiver; name != "" {
+		i := slices.IndexFunc(cfg.Receivers, func(r routing.Receiver) bool { return r.Name == name })
+		if i < 0 || len(cfg.Receivers[i].PagerDutyConfigs) == 0 {
+			return nil, fmt.Errorf("remediation: escalation_receiver %q must name a receiver with pagerduty_configs", name)
+		}
+	}
+	return set, nil
+}
+
+// setupRemediation builds the remediator and its own pipeline, and
+// registers the remediation jobs on it. Remediation has its own workers and
+// lease: a step may run for up to remediation.MaxStepTimeout, longer than
+// the main queue's lease.
+func (a *App) setupRemediation(cfg *config.Config, db *store.Store, reg prometheus.Registerer, poll time.Duration) error {
+	a.remediator = newRemediator(a.logger, db, a.notifier, reg)
+	rc, err := a.remediator.build(cfg)
+	if err != nil {
+		return err
+	}
+	a.remediator.cur.Store(rc)
+	a.remPipeline = incident.NewPipeline(a.logger.With("component", "remediation_queue"), db, incident.PipelineOptions{
+		Owner: a.opts.Owner + "/remediation", Workers: cfg.Remediation.MaxConcurrent + 2, Lease: remediationLease, PollInterval: poll,
+	})
+	a.remPipeline.Register(incident.JobRemediate, incident.HandlerFunc(a.remediator.remediate))
+	a.remPipeline.Register(incident.JobRemediationStep, incident.HandlerFunc(a.remediator.step))
+	return nil
+}
+
+// wake tells both pipelines' idle workers that work was committed.
+func (a *App) wake() {
+	a.pipeline.Wake()
+	a.remPipeline.Wake()
+}
+
+// build loads the runbooks and builds the executor for cfg; nothing is put
+// in force until the caller stores the result, so that a bad runbook never
+// replaces a good set.
+func (r *remediator) build(cfg *config.Config) (*remediationConfig, error) {
+	set, err := LoadRunbooks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rc := cfg.Remediation
+	ex := &remediation.Executor{
+		AlertmanagerURL:   cfg.Global.AlertmanagerURL,
+		HTTP:              &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		AllowedNamespaces: rc.AllowedNamespaces,
+		Now:               r.now,
+	}
+	if u := cfg.Global.PrometheusURL; u != "" {
+		c, err := api.NewClient(api.Config{Address: u})
+		if err != nil {
+			return nil, errors.New("global: prometheus_url: cannot build a client")
+		}
+		ex.Prometheus = promv1.NewAPI(c)
+	}
+	ex.Kube = r.kube
+	if ex.Kube == nil && usesKubernetes(set) {
+		kc, err := kubeClient(cfg, rc.KubeconfigFile)
+		if err != nil {
+			// Not fatal: kubernetes steps fail, audited, until it works.
+			r.logger.Warn("no kubernetes client; kubernetes steps will fail", "err", err)
+		}
+		ex.Kube = kc
+	}
+	if rc.Enabled && len(set.Runbooks) == 0 {
+		r.logger.Info("no runbooks loaded", "dir", rc.RunbooksDir)
+	}
+	return &remediationConfig{cfg: rc, set: set, exec: ex, external: cfg.Global.ExternalURL}, nil
+}
+
+func usesKubernetes(set *remediation.Set) bool {
+	for _, rb := range set.Runbooks {
+		for _, s := range rb.Steps {
+			if s.Kubernetes != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// kubeClient builds a client from the kubeconfig file, or the in-cluster
+// service account when there is none.
+func kubeClient(cfg *config.Config, file string) (kubernetes.Interface, error) {
+	var rc *rest.Config
+	var err error
+	if file != "" {
+		if !filepath.IsAbs(file) && cfg.File() != "" {
+			file = filepath.Join(filepath.Dir(cfg.File()), file)
+		}
+		rc, err = clientcmd.BuildConfigFromFlags("", file)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config: %w", err)
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// labelSet is what guards and runbooks see of an incident: its common
+// labels, with its group labels.
+func labelSet(inc *incident.Incident) map[string]string {
+	lset := maps.Clone(inc.CommonLabels)
+	if lset == nil {
+		lset = map[string]string{}
+	}
+	maps.Copy(lset, inc.GroupLabels)
+	return lset
+}
+
+// remediate handles a remediate job: job.RefID is the incident.
+func (r *remediator) remediate(ctx context.Context, j incident.Job) error {
+	inc, err := r.db.GetIncident(ctx, j.RefID)
+	if err != nil {
+		return permanentIfNotFound(err)
+	}
+	rc := r.cur.Load()
+	if inc.Status == incident.StatusResolved {
+		// Wake the incident's active runs now: each cancels its remaining
+		// steps unless its runbook continues on resolve.
+		for _, run := range inc.Remediation {
+			if run.Active() {
+				if err := r.db.WakeRun(ctx, run.ID, run.IncidentID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	lset := labelSet(inc)
+	sel := remediation.Select(rc.cfg, rc.set, lset)
+	if !sel.OptedIn {
+		return nil
+	}
+	adm := store.Admission{
+		IncidentID: inc.ID, Target: sel.Target, Params: sel.Params, Labels: lset, Guard: sel.Guard, Refusal: sel.Reason, DryRun: sel.DryRun,
+		MaxConcurrent: rc.cfg.MaxConcurrent, StormThreshold: rc.cfg.StormThreshold, ApprovalTimeout: time.Duration(rc.cfg.ApprovalTimeout),
+	}
+	if rb := sel.Runbook; rb != nil {
+		g := rb.Guards
+		adm.Runbook, adm.RequireApproval = rb.Name, g.RequireApproval
+		adm.Cooldown, adm.MaxRuns, adm.Window = time.Duration(g.Cooldown), g.MaxRuns, time.Duration(g.Window)
+		if sel.DryRun && !sel.Refused() {
+			plan, err := rb.Plan(sel.Params, lset)
+			if err != nil {
+				adm.Guard, adm.Refusal = remediation.GuardParams, "cannot plan: "+err.Error()
+			}
+			for _, a := range plan {
+				adm.Plan = append(adm.Plan, incident.AuditRecord{
+					Phase: incident.AuditPlan, Step: a.Name, StepIndex: a.Index, Kind: a.Kind,
+					Input: a.Describe(), Outcome: remediation.OutcomeDryRun, Actor: "responder", At: r.now(),
+				})
+			}
+		}
+	}
+	res, err := r.db.AdmitRun(ctx, adm)
+	if err != nil {
+		return err
+	}
+	if !res.Created {
+		return nil
+	}
+	run := res.Run
+	log := r.logger.With("incident_id", inc.ID, "runbook", run.Runbook, "run_id", run.ID)
+	switch run.State {
+	case incident.RunRefused:
+		r.metrics.refused(res.Guard, run.Runbook)
+		log.InfoContext(ctx, "remediation refused", "guard", res.Guard, "reason", run.Reason)
+		r.say(ctx, inc, fmt.Sprintf(":no_entry: Remediation%s refused: %s", runbookText(run), slack.Escape(run.Reason)))
+	case incident.RunDryRun:
+		r.metrics.runs.WithLabelValues(run.Runbook, incident.RunDryRun).Inc()
+		log.InfoContext(ctx, "remediation planned (dry run)", "target", run.Target)
+		var b strings.Builder
+		fmt.Fprintf(&b, ":clipboard: Dry run of runbook *%s* for `%s`: nothing was executed. It would run:", slack.Escape(run.Runbook), slack.Escape(run.Target))
+		for _, p := range adm.Plan {
+			fmt.Fprintf(&b, "\n%d. %s: `%s`", p.StepIndex+1, slack.Escape(p.Step), slack.Escape(p.Input))
+		}
+		r.say(ctx, inc, b.String())
+	default:
+		r.metrics.runs.WithLabelValues(run.Runbook, "admitted").Inc()
+		log.InfoContext(ctx, "remediation admitted", "target", run.Target, "state", run.State)
+	}
+	return nil
+}
+
+func runbookText(run *incident.RemediationRun) string {
+	if run.Runbook == "" {
+		return ""
+	}
+	return " with runbook *" + slack.Escape(run.Runbook) + "*"
+}
+
+// stepRetry is how soon a step job whose run is leased elsewhere tries
+// again.
+const stepRetry = time.Second
+
+// step handles a remediation_step job: job.RefID is the run. It advances
+// the run by one step (or one verification poll) under the run's lease.
+func (r *remediator) step(ctx context.Context, j incident.Job) error {
+	owner := fmt.Sprintf("%s#%d", j.Owner, j.ID)
+	run, verifyUntil, err := r.db.LeaseRun(ctx, j.RefID, owner, remediationLease)
+	if err != nil {
+		if incident.KindOf(err) == incident.Conflict {
+			return incident.Busy(err, stepRetry)
+		}
+		return permanentIfNotFound(err)
+	}
+	saved := false
+	defer func() {
+		if !saved {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+			defer cancel()
+			_ = r.db.ReleaseRun(rctx, run.ID, owner) // the lease expires anyway
+		}
+	}()
+	s := &stepRun{r: r, rc: r.cur.Load(), run: run, owner: owner, verifyUntil: verifyUntil}
+	done, err := s.advance(ctx)
+	saved = done
+	return err
+}
+
+// stepRun is one remediation_step job at work.
+type stepRun struct {
+	r           *remediator
+	rc          *remediationConfig
+	run         *incident.RemediationRun
+	owner       string
+	verifyUntil *time.Time
+	inc         *incident.Incident
+	rb          *remediation.Runbook
+	audit       []incident.AuditRecord
+}
+
+// advance does the run's next piece of work. It reports whether it saved
+// the run (which ends the lease).
+func (s *stepRun) advance(ctx context.Context) (bool, error) {
+	r, run := s.r, s.run
+	var err error
+	if s.inc, err = r.db.GetIncident(ctx, run.IncidentID); err != nil {
+		return false, permanentIfNotFound(err)
+	}
+	full, err := r.db.RemediationRun(ctx, run.ID)
+	if err != nil {
+		return false, err
+	}
+	s.audit = full.Audit
+	if !run.Active() {
+		if (run.State == incident.RunFailed || run.State == incident.RunUnknown) && !run.Escalated {
+			return s.escalate(ctx)
+		}
+		return false, nil
+	}
+	s.rb = s.rc.set.Get(run.Runbook)
+	if s.rb == nil {
+		return s.finish(ctx, incident.RunCancelled, "runbook "+run.Runbook+" is no longer loaded; nothing more runs", nil)
+	}
+	now := r.now()
+	if s.inc.Status == incident.StatusResolved && !s.rb.Guards.ContinueOnResolve {
+		return s.finish(ctx, incident.RunCancelled, "the alert resolved: remaining steps cancelled (guards.continue_on_resolve is false)", nil)
+	}
+	if paused, by, err := r.db.RemediationPaused(ctx); err != nil {
+		return false, err
+	} else if paused {
+		return s.finish(ctx, incident.RunCancelled, "remediation was paused"+byText(by)+": remaining steps cancelled", nil)
+	}
+	if on, why := remediation.KillSwitchOn(s.rc.cfg); on {
+		return s.finish(ctx, incident.RunCancelled, why+": remaining steps cancelled", nil)
+	}
+	if run.State == incident.RunAwaitingApproval {
+		return s.awaitApproval(ctx, now)
+	}
+	if run.NextStep < len(s.rb.Steps) {
+		return s.runStep(ctx, now)
+	}
+	return s.verify(ctx, now)
+}
+
+func byText(by string) string {
+	if by == "" {
+		return ""
+	}
+	return " by " + by
+}
+
+// finish ends the run in state with reason, audited and told in Slack; a
+// failed or unknown run is escalated right away.
+func (s *stepRun) finish(ctx context.Context, state, reason string, extra []incident.AuditRecord) (bool, error) {
+	r, run := s.r, s.run
+	recs := append(extra, incident.AuditRecord{Phase: incident.AuditDecision, StepIndex: -1, Outcome: state, Output: reason, Actor: "responder", At: r.now()})
+	if err := r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: state, Reason: reason, NextStep: run.NextStep, VerifyUntil: s.verifyUntil, Audit: recs}); err != nil {
+		return false, err
+	}
+	run.State, run.Reason = state, reason
+	s.audit = append(s.audit, recs...)
+	r.metrics.runs.WithLabelValues(run.Runbook, state).Inc()
+	r.logger.InfoContext(ctx, "remediation run finished", "incident_id", run.IncidentID, "runbook", run.Runbook, "run_id", run.ID, "state", state, "reason", reason)
+	icon := map[string]string{incident.RunSucceeded: ":white_check_mark:", incident.RunCancelled: ":stop_sign:"}[state]
+	if icon == "" {
+		icon = ":x:"
+	}
+	if state != incident.RunFailed && state != incident.RunUnknown {
+		r.say(ctx, s.inc, fmt.Sprintf("%s Remediation run %d (*%s*) %s: %s", icon, run.ID, slack.Escape(run.Runbook), state, slack.Escape(reason)))
+		return true, nil
+	}
+	// Failed: escalate under a fresh lease (the save ended this one).
+	run2, _, err := r.db.LeaseRun(ctx, run.ID, s.owner, remediationLease)
+	if err != nil {
+		return true, err
+	}
+	s.run = run2
+	done, err := s.escalate(ctx)
+	if !done {
+		_ = r.db.ReleaseRun(context.WithoutCancel(ctx), run.ID, s.owner) // the lease expires anyway
+	}
+	return true, err
+}
+
+// awaitApproval asks for approval in Slack once, then waits (a job due at
+// the expiry) for the decision.
+func (s *stepRun) awaitApproval(ctx context.Context, now time.Time) (bool, error) {
+	r, run := s.r, s.run
+	if run.ExpiresAt != nil && !now.Before(*run.ExpiresAt) {
+		return s.finish(ctx, incident.RunCancelled, "the approval request expired unanswered after "+time.Duration(s.rc.cfg.ApprovalTimeout).String(), nil)
+	}
+	for _, a := range s.audit {
+		if a.Outcome == "approval_requested" {
+			// Asked already; the job due at the expiry checks again.
+			return false, nil
+		}
+	}
+	ref, ok, wait := thread(s.inc)
+	if !ok {
+		if wait {
+			return false, incident.Busy(errors.New("the incident's Slack message is not posted yet"), 2*time.Second)
+		}
+		return s.finish(ctx, incident.RunCancelled, "the runbook requires approval, but the incident has no Slack thread to ask in", nil)
+	}
+	plan, err := s.rb.Plan(run.Params, s.labels(ctx))
+	if err != nil {
+		return s.finish(ctx, incident.RunFailed, "cannot plan: "+err.Error(), nil)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, ":raising_hand: Runbook *%s* wants to run for `%s` (run %d). Steps:", slack.Escape(run.Runbook), slack.Escape(run.Target), run.ID)
+	for _, a := range plan {
+		fmt.Fprintf(&b, "\n%d. %s: `%s`", a.Index+1, slack.Escape(a.Name), slack.Escape(a.Describe()))
+	}
+	if run.ExpiresAt != nil {
+		fmt.Fprintf(&b, "\nThe request expires at %s.", run.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	id := strconv.FormatInt(run.ID, 10)
+	blocks := []goslack.Block{
+		goslack.NewSectionBlock(goslack.NewTextBlockObject(goslack.MarkdownType, truncateText(b.String(), 2900), false, false), nil, nil),
+		goslack.NewActionBlock("remediation_"+id,
+			goslack.NewButtonBlockElement(webhook.ActionApprove, id, goslack.NewTextBlockObject(goslack.PlainTextType, "Approve", false, false)).WithStyle(goslack.StylePrimary),
+			goslack.NewButtonBlockElement(webhook.ActionReject, id, goslack.NewTextBlockObject(goslack.PlainTextType, "Reject", false, false)).WithStyle(goslack.StyleDanger),
+		),
+	}
+	cfg := r.notifier.cur.Load()
+	if _, retry, err := cfg.slack.Reply(ctx, ref, "Approval needed for remediation run "+id, blocks...); err != nil {
+		return false, outcome(retry, err)
+	}
+	u := store.RunUpdate{
+		State: run.State, Reason: run.Reason, NextStep: run.NextStep, NextAt: run.ExpiresAt,
+		Audit: []incident.AuditRecord{{Phase: incident.AuditDecision, StepIndex: -1, Outcome: "approval_requested", Output: "approve or reject in the Slack thread", Actor: "responder", At: now}},
+	}
+	return true, r.db.SaveRun(ctx, run, s.owner, u)
+}
+
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// labels returns the labels the run was decided on.
+func (s *stepRun) labels(ctx context.Context) map[string]string {
+	l, err := s.r.db.RunLabels(ctx, s.run.ID)
+	if err != nil {
+		return map[string]string{}
+	}
+	return l
+}
+
+// stepRecords returns the start and end records of step i.
+func (s *stepRun) stepRecords(i int) (start, end *incident.AuditRecord) {
+	for k := range s.audit {
+		a := &s.audit[k]
+		if a.StepIndex != i {
+			continue
+		}
+		switch a.Phase {
+		case incident.AuditStart:
+			start = a
+		case incident.AuditEnd:
+			end = a
+		}
+	}
+	return start, end
+}
+
+// runStep executes the run's next step: start recorded durably first, then
+// the step, then its end with the next job, in one commit.
+func (s *stepRun) runStep(ctx context.Context, now time.Time) (bool, error) {
+	r, run := s.r, s.run
+	i := run.NextStep
+	a, err := s.rb.PlanStep(i, run.Params, s.labels(ctx))
+	if err != nil {
+		return s.finish(ctx, incident.RunFailed, "cannot plan step "+strconv.Itoa(i+1)+": "+err.Error(), nil)
+	}
+	base := incident.AuditRecord{Step: a.Name, StepIndex: i, Kind: a.Kind, Input: a.Describe(), Actor: actor(run)}
+	start, end := s.stepRecords(i)
+	if end != nil {
+		// The end was recorded but next_step not advanced: impossible with
+		// one commit for both, but harmless to repair.
+		next := now
+		return true, r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: run.State, Reason: run.Reason, NextStep: i + 1, NextAt: &next})
+	}
+	resumed := start != nil
+	if resumed {
+		switch a.Kind {
+		case remediation.KindWait:
+			until := start.At.Add(a.Wait)
+			if now.Before(until) {
+				return true, r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: run.State, Reason: run.Reason, NextStep: i, NextAt: &until})
+			}
+			rec := base
+			rec.Phase, rec.Outcome, rec.Duration, rec.At = incident.AuditEnd, remediation.OutcomeOK, now.Sub(start.At), now
+			next := now
+			return true, r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: run.State, Reason: run.Reason, NextStep: i + 1, NextAt: &next, Audit: []incident.AuditRecord{rec}})
+		case remediation.KindSilence, remediation.KindPromQLCheck:
+			// Idempotent: a silence carries the run's marker and is reused,
+			// a query only reads. Run it again.
+		default:
+			rec := base
+			rec.Phase, rec.Outcome, rec.At = incident.AuditEnd, remediation.OutcomeUnknown, now
+			rec.Output = "started at " + start.At.Format(time.RFC3339) + " but its outcome was never recorded (the worker stopped); it is not executed again"
+			return s.finish(ctx, incident.RunUnknown, fmt.Sprintf("step %d (%s) has an unknown outcome: %s", i+1, a.Name, rec.Output), []incident.AuditRecord{rec})
+		}
+	} else {
+		if err := r.db.StartStep(ctx, run.ID, base); err != nil {
+			if incident.KindOf(err) == incident.Conflict {
+				return false, incident.Busy(err, stepRetry)
+			}
+			return false, err
+		}
+	}
+	if a.Kind == remediation.KindWait {
+		until := now.Add(a.Wait)
+		return true, r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: run.State, Reason: run.Reason, NextStep: i, NextAt: &until})
+	}
+	res := s.rc.exec.Run(ctx, a, "run-"+strconv.FormatInt(run.ID, 10))
+	rec := base
+	rec.Phase, rec.Outcome, rec.ExitCode, rec.HTTPStatus, rec.Output, rec.Duration, rec.At = incident.AuditEnd, res.Outcome, res.ExitCode, res.HTTPStatus, res.Output, res.Duration, r.now()
+	if res.Err != nil {
+		rec.Output = strings.TrimSpace(res.Err.Error() + "\n" + res.Output)
+	}
+	r.metrics.steps.WithLabelValues(run.Runbook, a.Kind, res.Outcome).Inc()
+	r.metrics.stepDuration.WithLabelValues(a.Kind).Observe(res.Duration.Seconds())
+	r.logger.InfoContext(ctx, "remediation step done", "incident_id", run.IncidentID, "runbook", run.Runbook, "run_id", run.ID, "step", a.Name, "outcome", res.Outcome, "duration", res.Duration)
+	if res.Err != nil {
+		s.sayStep(ctx, a, rec)
+		return s.finish(ctx, incident.RunFailed, fmt.Sprintf("step %d (%s) %s: %s", i+1, a.Name, res.Outcome, res.Err), []incident.AuditRecord{rec})
+	}
+	next := r.now()
+	if err := r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: run.State, Reason: run.Reason, NextStep: i + 1, NextAt: &next, Audit: []incident.AuditRecord{rec}}); err != nil {
+		return false, err
+	}
+	s.sayStep(ctx, a, rec)
+	return true, nil
+}
+
+func actor(run *incident.RemediationRun) string {
+	if run.ApprovedBy != "" {
+		return "responder, approved by " + run.ApprovedBy
+	}
+	return "responder"
+}
+
+func (s *stepRun) sayStep(ctx context.Context, a remediation.Action, rec incident.AuditRecord) {
+	icon := ":heavy_check_mark:"
+	if rec.Outcome != remediation.OutcomeOK {
+		icon = ":x:"
+	}
+	text := fmt.Sprintf("%s Step %d/%d *%s* (%s) %s in %s: `%s`", icon, a.Index+1, len(s.rb.Steps), slack.Escape(a.Name), a.Kind, rec.Outcome,
+		rec.Duration.Round(time.Millisecond), slack.Escape(rec.Input))
+	if rec.Output != "" {
+		text += "\n```" + slack.Escape(truncateText(rec.Output, 1000)) + "```"
+	}
+	s.r.say(ctx, s.inc, text)
+}
+
+// verify polls the runbook's verification query until it holds or its
+// window has passed.
+func (s *stepRun) verify(ctx context.Context, now time.Time) (bool, error) {
+	r, run, v := s.r, s.run, s.rb.Verify
+	if v == nil {
+		return s.finish(ctx, incident.RunSucceeded, "every step ran; the runbook has no verification", nil)
+	}
+	q, err := s.rb.VerifyQuery(run.Params, s.labels(ctx))
+	if err != nil {
+		return s.finish(ctx, incident.RunFailed, "cannot render verify.query: "+err.Error(), nil)
+	}
+	if s.verifyUntil == nil {
+		until := now.Add(time.Duration(v.Within))
+		s.verifyUntil = &until
+	}
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ok, desc, qerr := s.rc.exec.Holds(qctx, q)
+	cancel()
+	rec := incident.AuditRecord{Phase: incident.AuditDecision, StepIndex: -1, Kind: "verify", Input: q, Actor: "responder", At: now, Output: desc}
+	if ok {
+		rec.Outcome = "verified"
+		return s.finish(ctx, incident.RunSucceeded, "verified: the query holds", []incident.AuditRecord{rec})
+	}
+	if qerr != nil {
+		rec.Output = qerr.Error()
+	}
+	if !now.Before(*s.verifyUntil) {
+		rec.Outcome = "not_verified"
+		return s.finish(ctx, incident.RunFailed, fmt.Sprintf("verification did not hold within %s (%s)", time.Duration(v.Within), rec.Output), []incident.AuditRecord{rec})
+	}
+	next := now.Add(time.Duration(v.Interval))
+	if next.After(*s.verifyUntil) {
+		next = *s.verifyUntil
+	}
+	return true, r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: run.State, Reason: "verifying: " + q, NextStep: run.NextStep, VerifyUntil: s.verifyUntil, NextAt: &next})
+}
+
+// escalate pages PagerDuty for a failed run, whatever the hour, and says in
+// Slack what was tried. It is retried until PagerDuty took the page.
+func (s *stepRun) escalate(ctx context.Context) (bool, error) {
+	r, run, inc := s.r, s.run, s.inc
+	cfg := r.notifier.cur.Load()
+	var targets []routing.PagerDutyConfig
+	var names []string
+	add := func(name string) {
+		rcv, ok := cfg.receivers[name]
+		if !ok || len(rcv.PagerDutyConfigs) == 0 || slices.Contains(names, name) {
+			return
+		}
+		names = append(names, name)
+		targets = append(targets, rcv.PagerDutyConfigs...)
+	}
+	if name := s.rc.cfg.EscalationReceiver; name != "" {
+		add(name)
+	} else {
+		// The receivers the route tree chooses, muted ones included: a
+		// failed remediation pages whatever the hour.
+		for _, st := range cfg.router.Route(labelSet(inc), r.now()).Trace {
+			if st.Final {
+				add(st.Receiver)
+			}
+		}
+	}
+	tried := s.tried()
+	summary := truncateText(fmt.Sprintf("Remediation failed: runbook %s for %s: %s", run.Runbook, run.Target, run.Reason), 1000)
+	// A key of its own: the escalation stays open for a human even when
+	// the incident's own page resolves.
+	esc := *inc
+	esc.GroupKey = inc.GroupKey + "/remediation/" + strconv.FormatInt(run.ID, 10)
+	for _, pc := range targets {
+		retry, err := cfg.pagerduty.Notify(ctx, pc.RoutingKey, pagerduty.ActionTrigger, &esc, pagerduty.Extra{
+			Summary: summary, Severity: "critical", SlackPermalink: slackPermalink(inc),
+			Details: map[string]any{"runbook": run.Runbook, "run_id": run.ID, "target": run.Target, "reason": run.Reason, "tried": tried},
+		})
+		if err != nil {
+			return false, outcome(retry, err)
+		}
+	}
+	out := "escalated to PagerDuty via " + strings.Join(names, ", ")
+	if len(targets) == 0 {
+		out = "no PagerDuty receiver to escalate to (set remediation.escalation_receiver)"
+	}
+	rec := incident.AuditRecord{Phase: incident.AuditDecision, StepIndex: -1, Outcome: "escalated", Output: out, Actor: "responder", At: r.now()}
+	if err := r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: run.State, Reason: run.Reason, NextStep: run.NextStep, VerifyUntil: s.verifyUntil, Escalated: true, Audit: []incident.AuditRecord{rec}}); err != nil {
+		return false, err
+	}
+	r.metrics.escalations.WithLabelValues(run.Runbook).Inc()
+	var b strings.Builder
+	fmt.Fprintf(&b, ":rotating_light: Remediation run %d (*%s*) %s: %s\nTried:", run.ID, slack.Escape(run.Runbook), run.State, slack.Escape(run.Reason))
+	for _, t := range tried {
+		b.WriteString("\n• " + slack.Escape(t))
+	}
+	b.WriteString("\n" + slack.Escape(out) + ".")
+	r.say(ctx, inc, b.String())
+	return true, nil
+}
+
+// tried lists the steps that ran, with their outcomes.
+func (s *stepRun) tried() []string {
+	var out []string
+	for _, a := range s.audit {
+		if a.Phase == incident.AuditEnd {
+			out = append(out, fmt.Sprintf("%d. %s (%s): %s", a.StepIndex+1, a.Step, a.Input, a.Outcome))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "no step completed")
+	}
+	return out
+}
+
+// thread returns the incident's Slack parent message. ok is false when
+// there is none; wait is true when one is planned but not posted yet.
+func thread(inc *incident.Incident) (ref slack.Ref, ok, wait bool) {
+	for _, d := range inc.Deliveries {
+		if d.Integration != incident.IntegrationSlack {
+			continue
+		}
+		if d.TS != "" && d.ChannelID != "" {
+			return slack.Ref{Channel: d.ChannelID, TS: d.TS, Permalink: d.Permalink}, true, false
+		}
+		wait = true
+	}
+	return slack.Ref{}, false, wait
+}
+
+// say posts progress in the incident's Slack thread, best effort: the
+// audit trail is the record, the thread a courtesy.
+func (r *remediator) say(ctx context.Context, inc *incident.Incident, text string) {
+	ref, ok, _ := thread(inc)
+	if !ok {
+		return
+	}
+	cfg := r.notifier.cur.Load()
+	if _, _, err := cfg.slack.Reply(ctx, ref, text); err != nil {
+		r.logger.WarnContext(ctx, "remediation progress not posted to slack; the audit trail has it", "incident_id", inc.ID, "err", err)
+	}
+}
+
+// Pause implements webhook.Remediation.
+func (r *remediator) Pause(ctx context.Context, paused bool, by string) error {
+	if err := r.db.SetRemediationPaused(ctx, paused, by); err != nil {
+		return err
+	}
+	r.logger.InfoContext(ctx, "remediation pause changed", "paused", paused, "by", by)
+	return nil
+}
+
+// Decide implements webhook.Remediation: only remediation.approvers may
+// decide, and only the first decision counts.
+func (r *remediator) Decide(ctx context.Context, runID int64, user string, approve bool) (string, error) {
+	rc := r.cur.Load()
+	if !slices.Contains(rc.cfg.Approvers, user) {
+		rec := incident.AuditRecord{
+			Phase: incident.AuditDecision, StepIndex: -1, Outcome: "refused_approver", Actor: user, At: r.now(),
+			Output: "user " + user + " is not in remediation.approvers; the decision was ignored",
+		}
+		if err := r.db.AppendAudit(ctx, runID, rec); err != nil {
+			return "", err
+		}
+		r.metrics.approvals.WithLabelValues("not_allowed").Inc()
+		return "You are not allowed to approve remediation runs.", nil
+	}
+	run, changed, why, err := r.db.DecideRun(ctx, store.Approval{RunID: runID, User: user, Approve: approve})
+	if err != nil {
+		return "", err
+	}
+	if !changed {
+		r.metrics.approvals.WithLabelValues("ignored").Inc()
+		return why, nil
+	}
+	label := "approved"
+	if !approve {
+		label = "rejected"
+		r.metrics.runs.WithLabelValues(run.Runbook, incident.RunCancelled).Inc()
+	}
+	r.metrics.approvals.WithLabelValues(label).Inc()
+	r.logger.InfoContext(ctx, "remediation run decided", "run_id", runID, "runbook", run.Runbook, "decision", label, "user", user)
+	if inc, err := r.db.GetIncident(ctx, run.IncidentID); err == nil {
+		r.say(ctx, inc, fmt.Sprintf(":ballot_box_with_check: Remediation run %d %s by <@%s>.", run.ID, label, user))
+	}
+	return fmt.Sprintf("Run %d %s.", run.ID, label), nil
+}
+
+// remediationMetrics count runs, steps, refusals and escalations.
+type remediationMetrics struct {
+	runs         *prometheus.CounterVec
+	refusals     *prometheus.CounterVec
+	steps        *prometheus.CounterVec
+	stepDuration *prometheus.HistogramVec
+	escalations  *prometheus.CounterVec
+	approvals    *prometheus.CounterVec
+}
+
+func newRemediationMetrics(reg prometheus.Registerer) *remediationMetrics {
+	m := &remediationMetrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_remediation_runs_total",
+			Help: "Remediation decisions and run outcomes by runbook: admitted, refused, dry_run, succeeded, failed, unknown, cancelled.",
+		}, []string{"runbook", "outcome"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_remediation_refusals_total",
+			Help: "Remediation runs refused, by the guard that refused them.",
+		}, []string{"guard"}),
+		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_remediation_steps_total",
+			Help: "Remediation steps executed, by runbook, kind and outcome (ok, failed, timeout).",
+		}, []string{"runbook", "kind", "outcome"}),
+		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "responder_remediation_step_duration_seconds",
+			Help:    "Duration of one remediation step, by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
+		}, []string{"kind"}),
+		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_remediation_escalations_total",
+			Help: "Failed remediation runs escalated to PagerDuty, by runbook.",
+		}, []string{"runbook"}),
+		approvals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_remediation_approvals_total",
+			Help: "Approval clicks by result: approved, rejected, ignored (already decided or expired), not_allowed.",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.runs, m.refusals, m.steps, m.stepDuration, m.escalations, m.approvals)
+	return m
+}
+
+func (m *remediationMetrics) refused(guard, runbook string) {
+	m.refusals.WithLabelValues(guard).Inc()
+	m.runs.WithLabelValues(runbook, incident.RunRefused).Inc()
+}

@@ -1,0 +1,83 @@
+package logs
+
+import (
+	"strings"
+	"text/template"
+
+	"github.com/responder/responder/internal/incident"
+)
+
+// render executes a query template with inc's labels and annotations, each
+// value passed through esc: .Labels (common labels with the group labels
+// over them), .CommonLabels, .GroupLabels, .CommonAnnotations. A missing
+// label renders empty.
+func render(name, text string, inc *incident.Incident, esc func(string) string) (string, error) {
+	t, err := template.New(name).Option("missingkey=zero").Parse(text)
+	if err != nil {
+		return "", err
+	}
+	m := func(in map[string]string) map[string]string {
+		out := make(map[string]string, len(in))
+		for k, v := range in {
+			out[k] = esc(v)
+		}
+		return out
+	}
+	labels := m(inc.CommonLabels)
+	for k, v := range inc.GroupLabels {
+		labels[k] = esc(v)
+	}
+	data := map[string]map[string]string{
+		"Labels": labels, "CommonLabels": m(inc.CommonLabels), "GroupLabels": m(inc.GroupLabels), "CommonAnnotations": m(inc.CommonAnnotations),
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// EscapeLogQL escapes s for use inside a LogQL string literal (a label
+// matcher's value or a line filter): quotes become hex escapes, so the
+// value cannot end the literal.
+func EscapeLogQL(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '"':
+			b.WriteString(`\x22`)
+		case r == '\'':
+			b.WriteString(`\x27`)
+		case r == '`':
+			b.WriteString(`\x60`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r < 0x20 || r == 0x7f:
+			b.WriteString(`\x`)
+			b.WriteByte("0123456789abcdef"[r>>4])
+			b.WriteByte("0123456789abcdef"[r&0xf])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// EscapeQueryString escapes s for Elasticsearch's query_string syntax: its
+// reserved characters are backslash-escaped, and < and >, which cannot be
+// escaped, are dropped, so that a value is always one term.
+func EscapeQueryString(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '<', '>':
+			continue
+		case '+', '-', '=', '&', '|', '!', '(', ')', '{', '}', '[', ']', '^', '"', '~', '*', '?', ':', '\\', '/', ' ':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

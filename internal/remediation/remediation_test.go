@@ -1,0 +1,376 @@
+package remediation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func mustParse(t *testing.T, text string) *Runbook {
+	t.Helper()
+	rb, err := Parse([]byte(text))
+	require.NoError(t, err)
+	return rb
+}
+
+func TestParse_Rejects(t *testing.T) {
+	t.Parallel()
+	const head = "name: rb\nmatch: ['alertname=\"A\"']\nparams:\n  host: { label: host, pattern: '^[a-z]+$' }\n"
+	for name, tc := range map[string]struct{ text, want string }{
+		"unknown nested key":           {head + "steps:\n  - name: s\n    exec: { command: /bin/true, shell: true }\n", "field shell not found"},
+		"labels in exec args":          {head + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ .Labels.host }}'] }\n", ".Labels may not be used here"},
+		"labels in http url":           {head + "steps:\n  - name: s\n    http: { method: GET, url: 'https://a.example/{{ .Labels.host }}' }\n", ".Labels may not be used here"},
+		"labels in kubernetes name":    {head + "steps:\n  - name: s\n    kubernetes: { action: delete_pod, namespace: ns, pod: '{{ .Labels.host }}' }\n", ".Labels may not be used here"},
+		"templated host":               {head + "steps:\n  - name: s\n    http: { method: GET, url: 'https://{{ .Params.host }}.example/' }\n", "host must be literal"},
+		"credentials in host":          {head + "steps:\n  - name: s\n    http: { method: GET, url: 'https://u:p@a.example/' }\n", "host must be literal"},
+		"relative command":             {head + "steps:\n  - name: s\n    exec: { command: bin/true }\n", "clean absolute path"},
+		"templated command":            {head + "steps:\n  - name: s\n    exec: { command: '/bin/{{ .Params.host }}' }\n", "must not be templated"},
+		"undefined param":              {head + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ .Params.nope }}'] }\n", "undefined parameter"},
+		"template function":            {head + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ printf \"%s\" .Params.host }}'] }\n", "not defined"},
+		"index on root":                {head + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ index . \"Labels\" }}'] }\n", "not defined"},
+		"scale without bounds":         {head + "steps:\n  - name: s\n    kubernetes: { action: scale, namespace: ns, deployment: d, delta: 1 }\n", "min_replicas and max_replicas"},
+		"two kinds":                    {head + "steps:\n  - name: s\n    wait: { duration: 1s }\n    exec: { command: /bin/true }\n", "exactly one of"},
+		"pattern matching empty":       {"name: rb\nmatch: ['a=\"b\"']\nparams:\n  x: { label: x, pattern: '.*' }\nsteps:\n  - name: s\n    wait: { duration: 1s }\n", "matches the empty string"},
+		"no match":                     {"name: rb\nsteps:\n  - name: s\n    wait: { duration: 1s }\n", "at least one matcher"},
+		"step timeout too long":        {head + "steps:\n  - name: s\n    exec: { command: /bin/true, timeout: 1h }\n", "timeout"},
+		"exec env templated":           {head + "steps:\n  - name: s\n    exec: { command: /bin/true, env: { X: '{{ .Params.host }}' } }\n", "must not be templated"},
+		"silence label name templated": {head + "steps:\n  - name: s\n    silence: { matchers: ['{{ .Params.host }}=\"x\"'], duration: 1h }\n", "silence.matchers[0]"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(tc.text))
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestLoadDir_ExampleRunbooks(t *testing.T) {
+	t.Parallel()
+	set, err := LoadDir(filepath.Join("..", "..", "runbooks"), false)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(set.Runbooks), 3)
+	require.NoError(t, set.Check(Env{PrometheusURL: true, AlertmanagerURL: true}))
+	kinds := map[string]bool{}
+	for _, rb := range set.Runbooks {
+		for _, s := range rb.Steps {
+			kinds[s.Kind()] = true
+		}
+	}
+	for _, k := range []string{KindKubernetes, KindSilence, KindExec} {
+		require.True(t, kinds[k], "no example runbook uses a %s step", k)
+	}
+}
+
+func TestLoadDir_BadRunbookNamesFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("name: x\nmatch: ['a=\"b\"']\nsteps: []\nbogus: 1\n"), 0o600))
+	_, err := LoadDir(dir, false)
+	require.ErrorContains(t, err, "bad.yaml")
+}
+
+// adversarialValues are label values that must never reach a program, a
+// path or a URL host.
+var adversarialValues = []string{
+	"$(touch /tmp/x)", "a;b", "a; rm -rf /", "`id`", "../../etc/passwd", "a\nb", "web\n", strings.Repeat("a", 10<<10),
+	"wеb", // Cyrillic e
+	"web\u200b", "-rf", "a b", "a|b", "a&&b", "a>b", "", "web%2F..", "WEB",
+}
+
+const execRunbook = `
+name: touch
+match: ['alertname="A"']
+params:
+  host: { label: host, pattern: '^[a-z][a-z0-9-]{0,30}$' }
+steps:
+  - name: mark
+    exec: { command: /usr/bin/touch, args: ['--', '{{ .Params.host }}'] }
+`
+
+func TestResolveParams_Adversarial(t *testing.T) {
+	t.Parallel()
+	rb := mustParse(t, execRunbook)
+	for _, v := range adversarialValues {
+		sel := Select(Config{Enabled: true, OptInLabel: "auto_remediation", OptInValue: "enabled", MaxConcurrent: 1, StormThreshold: 1},
+			&Set{Runbooks: []*Runbook{rb}}, map[string]string{"alertname": "A", "auto_remediation": "enabled", "host": v})
+		require.Equal(t, GuardParams, sel.Guard, "value %q", v)
+		require.Nil(t, sel.Params)
+		require.NotContains(t, sel.Reason, "\n", "the reason must show the value quoted")
+		require.Less(t, len(sel.Reason), 400, "the reason must truncate the value")
+		require.Contains(t, sel.Reason, "label host")
+		// Planning with the rejected value is refused too, whoever asks.
+		_, err := rb.Plan(map[string]string{"host": v}, nil)
+		require.Error(t, err, "value %q", v)
+	}
+}
+
+// FuzzResolveParams feeds random labels through parameter resolution and
+// planning: an argv is produced only from values that matched their
+// pattern, and never contains another label's value.
+func FuzzResolveParams(f *testing.F) {
+	for _, v := range adversarialValues {
+		f.Add(v, "$(reboot)")
+	}
+	f.Add("web-1", "x")
+	rb, err := Parse([]byte(execRunbook + `      - '--note={{ .Params.host }}'
+`))
+	if err != nil {
+		// The args list above is extended by one entry.
+		rb, err = Parse([]byte(execRunbook))
+	}
+	if err != nil {
+		f.Fatal(err)
+	}
+	re := rb.Params["host"].re
+	f.Fuzz(func(t *testing.T, host, other string) {
+		lset := map[string]string{"alertname": "A", "host": host, "other": other}
+		params, err := rb.ResolveParams(lset)
+		if err != nil {
+			return
+		}
+		require.True(t, re.MatchString(params["host"]))
+		plan, err := rb.Plan(params, lset)
+		require.NoError(t, err)
+		argv := plan[0].Exec.Args
+		require.Equal(t, []string{"--", host}, argv)
+		for _, a := range argv {
+			require.True(t, a == "--" || re.MatchString(a), "argv holds an unvalidated value %q", a)
+			if other != "" && other != host && !strings.Contains(host, other) {
+				require.NotContains(t, a, other)
+			}
+		}
+	})
+}
+
+func TestExecutor_Exec(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rb := mustParse(t, strings.ReplaceAll(execRunbook, "'--', '{{ .Params.host }}'", "'"+dir+"/{{ .Params.host }}'"))
+	params, err := rb.ResolveParams(map[string]string{"host": "web-1"})
+	require.NoError(t, err)
+	a, err := rb.PlanStep(0, params, nil)
+	require.NoError(t, err)
+	res := (&Executor{}).Run(t.Context(), a, "run-1")
+	require.NoError(t, res.Err)
+	require.Equal(t, OutcomeOK, res.Outcome)
+	require.NotNil(t, res.ExitCode)
+	require.Zero(t, *res.ExitCode)
+	require.FileExists(t, filepath.Join(dir, "web-1"))
+
+	t.Run("failure and timeout", func(t *testing.T) {
+		t.Parallel()
+		res := (&Executor{}).Run(t.Context(), Action{Name: "f", Kind: KindExec, Exec: &ExecAction{Command: "/bin/false"}, Timeout: time.Second}, "run-2")
+		require.Error(t, res.Err)
+		require.Equal(t, OutcomeFailed, res.Outcome)
+		require.Equal(t, 1, *res.ExitCode)
+		res = (&Executor{}).Run(t.Context(), Action{Name: "s", Kind: KindExec, Exec: &ExecAction{Command: "/bin/sleep", Args: []string{"5"}}, Timeout: 100 * time.Millisecond}, "run-3")
+		require.Equal(t, OutcomeTimeout, res.Outcome)
+	})
+
+	t.Run("a timeout kills the command's children too", func(t *testing.T) {
+		t.Parallel()
+		pidFile := filepath.Join(t.TempDir(), "child.pid")
+		start := time.Now()
+		res := (&Executor{}).Run(t.Context(), Action{Name: "c", Kind: KindExec, Exec: &ExecAction{
+			Command: "/bin/sh", Args: []string{"-c", `sleep 30 & echo $! > "$1"; wait`, "sh", pidFile},
+		}, Timeout: 300 * time.Millisecond}, "run-4")
+		require.Equal(t, OutcomeTimeout, res.Outcome)
+		require.Less(t, time.Since(start), 10*time.Second, "the step did not wait for the orphan")
+		b, err := os.ReadFile(pidFile) //nolint:gosec // the test's own temp file
+		require.NoError(t, err)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			// Signal 0 probes for the process. A killed child whose
+			// parent is gone too may linger as a zombie until init reaps
+			// it; a zombie runs nothing, so it counts as gone.
+			if syscall.Kill(pid, 0) != nil {
+				return true
+			}
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				return true
+			}
+			_, after, _ := strings.Cut(string(stat), ") ")
+			return strings.HasPrefix(after, "Z")
+		}, 5*time.Second, 20*time.Millisecond, "the background child %d outlived the step", pid)
+	})
+}
+
+func TestExecutor_HTTPEscapesEachPosition(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var gotPath, gotQuery, gotBody string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		gotPath, gotQuery = r.URL.EscapedPath(), r.URL.RawQuery
+		b := make([]byte, 1024)
+		n, _ := r.Body.Read(b)
+		gotBody = string(b[:n])
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	rb := mustParse(t, `
+name: h
+match: ['alertname="A"']
+params:
+  v: { label: v, pattern: '^[a-z /?&="#.]+$' }
+steps:
+  - name: call
+    http: { method: POST, url: '`+srv.URL+`/items/{{ .Params.v }}?q={{ .Params.v }}', body: '{"v": "{{ .Params.v }}"}' }
+`)
+	params, err := rb.ResolveParams(map[string]string{"v": `a b/../?x&y="#`})
+	require.NoError(t, err)
+	a, err := rb.PlanStep(0, params, nil)
+	require.NoError(t, err)
+	res := (&Executor{}).Run(t.Context(), a, "run-1")
+	require.NoError(t, res.Err)
+	require.Equal(t, http.StatusNoContent, res.HTTPStatus)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, "/items/a%20b%2F..%2F%3Fx&y=%22%23", gotPath)
+	require.Equal(t, "q=a+b%2F..%2F%3Fx%26y%3D%22%23", gotQuery)
+	var body map[string]string
+	require.NoError(t, json.Unmarshal([]byte(gotBody), &body))
+	require.Equal(t, `a b/../?x&y="#`, body["v"])
+}
+
+func TestExecutor_Kubernetes(t *testing.T) {
+	t.Parallel()
+	replicas := int32(8)
+	cs := fake.NewClientset(
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "shop"}, Spec: appsv1.DeploymentSpec{Replicas: &replicas}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "checkout-abc", Namespace: "shop"}},
+	)
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	ex := &Executor{Kube: cs, AllowedNamespaces: []string{"shop"}, Now: func() time.Time { return now }}
+	ctx := t.Context()
+
+	res := ex.Run(ctx, Action{Name: "r", Kind: KindKubernetes, Kubernetes: &KubernetesAction{Action: ActionRolloutRestart, Namespace: "shop", Name: "checkout"}}, "run-1")
+	require.NoError(t, res.Err)
+	d, err := cs.AppsV1().Deployments("shop").Get(ctx, "checkout", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, now.Format(time.RFC3339), d.Spec.Template.Annotations[RestartedAtAnnotation])
+
+	delta := int32(5)
+	res = ex.Run(ctx, Action{Name: "s", Kind: KindKubernetes, Kubernetes: &KubernetesAction{Action: ActionScale, Namespace: "shop", Name: "checkout", Delta: &delta, MinReplicas: 2, MaxReplicas: 10}}, "run-1")
+	require.NoError(t, res.Err)
+	d, err = cs.AppsV1().Deployments("shop").Get(ctx, "checkout", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, int32(10), *d.Spec.Replicas, "8+5 is clamped to max_replicas 10")
+	down := int32(-20)
+	require.Equal(t, int32(2), ScaleTarget(10, &KubernetesAction{Delta: &down, MinReplicas: 2, MaxReplicas: 10}))
+
+	res = ex.Run(ctx, Action{Name: "d", Kind: KindKubernetes, Kubernetes: &KubernetesAction{Action: ActionDeletePod, Namespace: "shop", Name: "checkout-abc"}}, "run-1")
+	require.NoError(t, res.Err)
+	_, err = cs.CoreV1().Pods("shop").Get(ctx, "checkout-abc", metav1.GetOptions{})
+	require.Error(t, err)
+
+	res = ex.Run(ctx, Action{Name: "x", Kind: KindKubernetes, Kubernetes: &KubernetesAction{Action: ActionRolloutRestart, Namespace: "kube-system", Name: "coredns"}}, "run-1")
+	require.ErrorContains(t, res.Err, "allowed_namespaces")
+}
+
+func TestExecutor_SilenceIsIdempotent(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var silences []amSilence
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.Method {
+		case http.MethodGet:
+			_ = json.NewEncoder(w).Encode(silences)
+		case http.MethodPost:
+			var s amSilence
+			_ = json.NewDecoder(r.Body).Decode(&s)
+			s.ID = "s" + strconv.Itoa(len(silences))
+			silences = append(silences, s)
+			_ = json.NewEncoder(w).Encode(map[string]string{"silenceID": s.ID})
+		}
+	}))
+	defer srv.Close()
+	rb := mustParse(t, `
+name: s
+match: ['alertname="A"']
+params:
+  host: { label: host, pattern: '^[a-z0-9.-]+$' }
+steps:
+  - name: silence
+    silence: { matchers: ['alertname="A"', 'host=~"{{ .Params.host }}"'], duration: 1h, comment: 'fixing {{ .Labels.host }} {{ .Labels.evil }}' }
+`)
+	lset := map[string]string{"host": "web.1", "evil": "x\ny"}
+	params, err := rb.ResolveParams(lset)
+	require.NoError(t, err)
+	a, err := rb.PlanStep(0, params, lset)
+	require.NoError(t, err)
+	ex := &Executor{AlertmanagerURL: srv.URL}
+	for range 3 {
+		res := ex.Run(context.Background(), a, "run-7")
+		require.NoError(t, res.Err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, silences, 1, "one run creates one silence however often its step runs")
+	require.Contains(t, silences[0].Comment, SilenceMarker("run-7"))
+	require.NotContains(t, silences[0].Comment, "\n")
+	require.Equal(t, `web\.1`, silences[0].Matchers[1].Value, "a regex matcher's value is quoted")
+}
+
+func TestRenderQuery_EscapesLabels(t *testing.T) {
+	t.Parallel()
+	q, err := RenderQuery(`up{job="{{ .Labels.job }}"}`, nil, map[string]string{"job": `x"} or vector(1) or up{a="`})
+	require.NoError(t, err)
+	require.Equal(t, `up{job="x\x22} or vector(1) or up{a=\x22"}`, q, "the quotes are escaped: the value cannot end the string")
+}
+
+func TestSelect_GuardOrder(t *testing.T) {
+	t.Parallel()
+	rb := mustParse(t, execRunbook)
+	set := &Set{Runbooks: []*Runbook{rb}}
+	cfg := DefaultConfig()
+	lset := map[string]string{"alertname": "A", "auto_remediation": "enabled", "host": "web"}
+	kill := filepath.Join(t.TempDir(), "stop")
+	for name, tc := range map[string]struct {
+		mod   func(*Config, map[string]string)
+		guard string
+	}{
+		"disabled":    {func(c *Config, _ map[string]string) { c.Enabled = false }, GuardEnabled},
+		"not opted":   {func(_ *Config, l map[string]string) { delete(l, "auto_remediation") }, GuardOptIn},
+		"no runbook":  {func(_ *Config, l map[string]string) { l["alertname"] = "B" }, GuardMatch},
+		"bad param":   {func(_ *Config, l map[string]string) { l["host"] = "a;b" }, GuardParams},
+		"kill switch": {func(c *Config, _ map[string]string) { c.KillSwitchFile = kill }, GuardKillSwitch},
+		"passes":      {func(*Config, map[string]string) {}, ""},
+	} {
+		c := cfg
+		l := maps.Clone(lset)
+		tc.mod(&c, l)
+		if tc.guard == GuardKillSwitch {
+			require.NoError(t, os.WriteFile(kill, nil, 0o600))
+		}
+		sel := Select(c, set, l)
+		require.Equal(t, tc.guard, sel.Guard, name)
+		if tc.guard == "" {
+			require.True(t, sel.DryRun, "the default config is dry-run")
+			require.Equal(t, `touch{host="web"}`, sel.Target)
+		}
+	}
+}

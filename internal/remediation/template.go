@@ -1,0 +1,132 @@
+package remediation
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"text/template"
+	"text/template/parse"
+)
+
+// Templates in runbooks are deliberately poor: a templated field is literal
+// text with `{{ .Params.name }}` substitutions, and in the fields whose value
+// is escaped for its destination (PromQL, free text) also `{{ .Labels.name
+// }}`. No functions, pipelines, conditions or variables: what a field can
+// become is plain to see when reading the runbook.
+//
+// .Params hold values validated against their patterns; .Labels hold raw
+// label values and are therefore refused by the loader wherever a value
+// could reach a program, a URL or a Kubernetes object.
+
+// checkTemplate parses raw and checks that it substitutes only declared
+// parameters, and labels when allowLabels is set.
+func checkTemplate(raw string, rb *Runbook, allowLabels bool) error {
+	if !strings.Contains(raw, "{{") {
+		return nil
+	}
+	trees, err := parse.Parse("field", raw, "", "", nil)
+	if err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	root := trees["field"]
+	if root == nil || len(trees) != 1 {
+		return errors.New("template: define and block are not allowed")
+	}
+	for _, n := range root.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+		case *parse.ActionNode:
+			if err := checkAction(n, rb, allowLabels); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("template: only {{ .Params.name }}%s substitutions are allowed, not %q", labelsHint(allowLabels), n.String())
+		}
+	}
+	return nil
+}
+
+func labelsHint(allowLabels bool) string {
+	if allowLabels {
+		return " and {{ .Labels.name }}"
+	}
+	return ""
+}
+
+func checkAction(n *parse.ActionNode, rb *Runbook, allowLabels bool) error {
+	bad := fmt.Errorf("template: only {{ .Params.name }}%s substitutions are allowed, not %s", labelsHint(allowLabels), n.String())
+	if len(n.Pipe.Decl) > 0 || len(n.Pipe.Cmds) != 1 || len(n.Pipe.Cmds[0].Args) != 1 {
+		return bad
+	}
+	f, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode)
+	if !ok || len(f.Ident) != 2 {
+		return bad
+	}
+	switch f.Ident[0] {
+	case "Params":
+		if _, ok := rb.Params[f.Ident[1]]; !ok {
+			return fmt.Errorf("template: undefined parameter %q", f.Ident[1])
+		}
+	case "Labels":
+		if !allowLabels {
+			return errors.New("template: .Labels may not be used here, only validated .Params: a label value must never reach a program, a URL or a Kubernetes object unchecked")
+		}
+	default:
+		return bad
+	}
+	return nil
+}
+
+// render executes a checked template with the given (already escaped)
+// values. A missing label renders as an empty string.
+func render(raw string, params, lbls map[string]string) (string, error) {
+	if !strings.Contains(raw, "{{") {
+		return raw, nil
+	}
+	t, err := template.New("field").Option("missingkey=zero").Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("template: %w", err)
+	}
+	var b strings.Builder
+	data := map[string]map[string]string{"Params": params, "Labels": lbls}
+	if data["Labels"] == nil {
+		data["Labels"] = map[string]string{}
+	}
+	if err := t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("template: %w", err)
+	}
+	return b.String(), nil
+}
+
+// escaped returns a copy of m with every value passed through esc.
+func escaped(m map[string]string, esc func(string) string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range maps.All(m) {
+		out[k] = esc(v)
+	}
+	return out
+}
+
+// freeText makes s safe for a one-line free-text field: control characters
+// become spaces and the length is capped.
+func freeText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	return truncateRunes(s, 256)
+}
+
+func truncateRunes(s string, n int) string {
+	i := 0
+	for j := range s {
+		if i == n {
+			return s[:j] + "…"
+		}
+		i++
+	}
+	return s
+}

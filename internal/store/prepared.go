@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+)
+
+// Statements outside transactions run prepared, each query text prepared
+// once per pool: parsing SQL is a large part of a small query's cost
+// (SQLite parses in Go here), and the hot paths (claims, incident reads,
+// delivery leases) run the same few texts over and over.
+//
+// On the writer pool, preparing outside a transaction is safe: the caller
+// holds no connection. Inside the writer loop's transactions use cached,
+// which never prepares (see prepareMissed).
+
+// readStmt returns q prepared on the reader pool.
+func (s *Store) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	return prepareCached(ctx, &s.rcache, s.r, s.rebind(q), q)
+}
+
+// writeStmt returns q prepared on the writer pool; only for statements
+// that run outside a transaction.
+func (s *Store) writeStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	return prepareCached(ctx, &s.cache, s.w, s.rebind(q), q)
+}
+
+func prepareCached(ctx context.Context, cache interface {
+	Load(any) (any, bool)
+	LoadOrStore(any, any) (any, bool)
+}, db *sql.DB, text, key string,
+) (*sql.Stmt, error) {
+	if st, ok := cache.Load(key); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.PrepareContext(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := cache.LoadOrStore(key, st); loaded {
+		_ = st.Close() // another caller prepared it first
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// rQuery runs a query on the reader pool, prepared.
+func (s *Store) rQuery(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.readStmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// rQueryRow runs a one-row query on the reader pool, prepared. A failed
+// prepare runs it unprepared, so that its error surfaces in Scan.
+func (s *Store) rQueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := s.readStmt(ctx, q)
+	if err != nil {
+		return s.r.QueryRowContext(ctx, s.rebind(q), args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// wExec runs a statement on the writer pool outside a transaction,
+// prepared.
+func (s *Store) wExec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, err := s.writeStmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// wQuery runs a query on the writer pool outside a transaction, prepared.
+func (s *Store) wQuery(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.writeStmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// wQueryRow runs a one-row query on the writer pool outside a transaction,
+// prepared. A failed prepare runs it unprepared, so that its error
+// surfaces in Scan.
+func (s *Store) wQueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := s.writeStmt(ctx, q)
+	if err != nil {
+		return s.w.QueryRowContext(ctx, s.rebind(q), args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}

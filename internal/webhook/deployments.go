@@ -1,0 +1,121 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/responder/responder/internal/incident"
+)
+
+// Deployments records the deployments that CI pipelines report.
+type Deployments interface {
+	RecordDeployment(ctx context.Context, d incident.Deployment) (int64, error)
+}
+
+// DeploymentRequest is the body of POST /api/v1/deployments.
+type DeploymentRequest struct {
+	Service     string `json:"service"`
+	Environment string `json:"environment"`
+	Version     string `json:"version"`
+	Commit      string `json:"commit"`
+	Author      string `json:"author"`
+	URL         string `json:"url"`
+	// DeployedAt is RFC 3339; empty means now.
+	DeployedAt string `json:"deployed_at"`
+}
+
+// deploymentResponse is the body of a 201.
+type deploymentResponse struct {
+	Status string `json:"status"`
+	ID     int64  `json:"id"`
+}
+
+// maxDeploymentBody bounds a deployment request; the fields are short.
+const maxDeploymentBody = 16 << 10
+
+// maxFieldLen bounds each text field.
+const maxFieldLen = 512
+
+// handleRecordDeployment validates and stores a deployment.
+func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if d == nil {
+			return incident.Errorf(incident.NotFound, "deployments are not recorded by this server")
+		}
+		body, err := readBody(c.Request(), maxDeploymentBody)
+		if err != nil {
+			return err
+		}
+		dep, err := ParseDeployment(body, opts.Now())
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), opts.AcceptTimeout)
+		defer cancel()
+		id, err := d.RecordDeployment(ctx, dep)
+		if err != nil {
+			return &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
+		}
+		return c.JSON(http.StatusCreated, deploymentResponse{Status: "success", ID: id})
+	}
+}
+
+// ParseDeployment decodes and validates a deployment request: service is
+// required, every field is short, valid UTF-8 text, url is http(s) and
+// deployed_at is RFC 3339 and not in the future (now when absent).
+func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
+	invalid := func(msg string) error {
+		return &incident.Error{Kind: incident.Invalid, Code: "invalid_deployment", Msg: msg}
+	}
+	var r DeploymentRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return incident.Deployment{}, invalid("malformed deployment: " + err.Error())
+	}
+	if dec.More() {
+		return incident.Deployment{}, invalid("malformed deployment: trailing data")
+	}
+	fields := map[string]string{
+		"service": r.Service, "environment": r.Environment, "version": r.Version, "commit": r.Commit, "author": r.Author, "url": r.URL,
+	}
+	for name, v := range fields {
+		if !utf8.ValidString(v) || len(v) > maxFieldLen || strings.ContainsAny(v, "\x00\r\n") {
+			return incident.Deployment{}, invalid(name + ": must be one line of at most 512 bytes of text")
+		}
+	}
+	if strings.TrimSpace(r.Service) == "" {
+		return incident.Deployment{}, invalid("service is required")
+	}
+	if r.URL != "" {
+		u, err := url.Parse(r.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return incident.Deployment{}, invalid("url: must be an absolute http or https URL")
+		}
+		if u.User != nil {
+			return incident.Deployment{}, invalid("url: must not carry credentials")
+		}
+	}
+	at := now
+	if r.DeployedAt != "" {
+		t, err := time.Parse(time.RFC3339, r.DeployedAt)
+		if err != nil {
+			return incident.Deployment{}, invalid("deployed_at: must be RFC 3339, like 2026-03-02T10:00:00Z")
+		}
+		if t.After(now.Add(5 * time.Minute)) {
+			return incident.Deployment{}, invalid("deployed_at: must not be in the future")
+		}
+		at = t
+	}
+	return incident.Deployment{
+		Service: strings.TrimSpace(r.Service), Environment: r.Environment, Version: r.Version, Commit: r.Commit,
+		Author: r.Author, URL: r.URL, DeployedAt: at.UTC(), Source: "api",
+	}, nil
+}

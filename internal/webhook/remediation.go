@@ -1,0 +1,169 @@
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/responder/responder/internal/incident"
+)
+
+// Remediation takes the decisions people make about remediation.
+type Remediation interface {
+	// Pause stops (paused true) or resumes all remediation, durably.
+	Pause(ctx context.Context, paused bool, by string) error
+	// Decide applies a Slack user's approval or rejection of a run and
+	// returns what happened, in words. Who may decide is Decide's business.
+	Decide(ctx context.Context, runID int64, user string, approve bool) (string, error)
+}
+
+// The action IDs of the Approve and Reject buttons; their value is the run
+// ID.
+const (
+	ActionApprove = "remediation_approve"
+	ActionReject  = "remediation_reject"
+)
+
+// slackMaxSkew is how far a Slack request's timestamp may be from now.
+const slackMaxSkew = 5 * time.Minute
+
+// maxInteractionBody caps a Slack interaction payload.
+const maxInteractionBody = 1 << 20
+
+var errBadSignature = &incident.Error{Kind: incident.Unauthorized, Code: "bad_signature", Msg: "missing, stale or invalid slack signature"}
+
+// handleSlackInteractions verifies the Slack signing secret on every
+// request before reading anything from it, then applies Approve and Reject
+// clicks.
+func handleSlackInteractions(opts Options, m *metrics) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		body, err := io.ReadAll(io.LimitReader(req.Body, maxInteractionBody+1))
+		if err != nil {
+			return &incident.Error{Kind: incident.Invalid, Code: "unreadable_body", Msg: "cannot read request body"}
+		}
+		if len(body) > maxInteractionBody {
+			return &incident.Error{Kind: incident.TooLarge, Code: "too_large", Msg: "interaction payload too large"}
+		}
+		var secret incident.Secret
+		if opts.SlackSigningSecret != nil {
+			secret = opts.SlackSigningSecret()
+		}
+		if !VerifySlackSignature(secret, req.Header, body, opts.Now()) {
+			m.rejected.WithLabelValues("bad_signature").Inc()
+			return errBadSignature
+		}
+		if opts.Remediation == nil {
+			return &incident.Error{Kind: incident.NotFound, Code: "no_remediation", Msg: "remediation is not available"}
+		}
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return &incident.Error{Kind: incident.Invalid, Code: "malformed_form", Msg: "malformed form body"}
+		}
+		var p interactionPayload
+		if err := json.Unmarshal([]byte(form.Get("payload")), &p); err != nil {
+			return &incident.Error{Kind: incident.Invalid, Code: "malformed_payload", Msg: "malformed interaction payload"}
+		}
+		if p.Type != "block_actions" || p.User.ID == "" {
+			return c.NoContent(http.StatusOK)
+		}
+		var msgs []string
+		for _, a := range p.Actions {
+			if a.ActionID != ActionApprove && a.ActionID != ActionReject {
+				continue
+			}
+			id, err := strconv.ParseInt(a.Value, 10, 64)
+			if err != nil || id <= 0 {
+				return &incident.Error{Kind: incident.Invalid, Code: "bad_action", Msg: "action value is not a run ID"}
+			}
+			// The decision must not depend on Slack waiting for the answer.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), 5*time.Second)
+			msg, err := opts.Remediation.Decide(ctx, id, p.User.ID, a.ActionID == ActionApprove)
+			cancel()
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, msg)
+		}
+		return c.JSON(http.StatusOK, map[string]any{"response_type": "ephemeral", "replace_original": false, "text": strings.Join(msgs, "\n")})
+	}
+}
+
+// interactionPayload is the part of a block_actions payload responder reads.
+type interactionPayload struct {
+	Type string `json:"type"`
+	User struct {
+		ID string `json:"id"`
+	} `json:"user"`
+	Actions []struct {
+		ActionID string `json:"action_id"`
+		Value    string `json:"value"`
+	} `json:"actions"`
+}
+
+// VerifySlackSignature checks Slack's v0 request signature: the HMAC-SHA256
+// of "v0:{timestamp}:{body}" under the signing secret, with the timestamp no
+// more than 5 minutes from now. An empty secret verifies nothing.
+func VerifySlackSignature(secret incident.Secret, h http.Header, body []byte, now time.Time) bool {
+	if secret == "" {
+		return false
+	}
+	tsText := h.Get("X-Slack-Request-Timestamp")
+	sig := h.Get("X-Slack-Signature")
+	ts, err := strconv.ParseInt(tsText, 10, 64)
+	if err != nil || !strings.HasPrefix(sig, "v0=") {
+		return false
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > slackMaxSkew || d < -slackMaxSkew {
+		return false
+	}
+	got, err := hex.DecodeString(strings.TrimPrefix(sig, "v0="))
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret.Value()))
+	mac.Write([]byte("v0:" + tsText + ":"))
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+// SignSlackRequest returns the X-Slack-Signature of body at ts, as Slack
+// computes it; tests and tools use it to sign requests.
+func SignSlackRequest(secret incident.Secret, ts int64, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret.Value()))
+	mac.Write([]byte("v0:" + strconv.FormatInt(ts, 10) + ":"))
+	mac.Write(body)
+	return "v0=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// handlePause pauses or resumes all remediation.
+func handlePause(opts Options, paused bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if opts.Remediation == nil {
+			return &incident.Error{Kind: incident.NotFound, Code: "no_remediation", Msg: "remediation is not available"}
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
+		defer cancel()
+		if err := opts.Remediation.Pause(ctx, paused, "api"); err != nil {
+			if incident.KindOf(err) == incident.Internal {
+				return &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
+			}
+			return err
+		}
+		state := "resumed"
+		if paused {
+			state = "paused"
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": state})
+	}
+}
