@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 // stmts are the hot-path statements, prepared once on the writer pool.
 type stmts struct {
-	findState   *sql.Stmt
 	insertNotif *sql.Stmt
 	insertState *sql.Stmt
 	markDup     *sql.Stmt
@@ -35,7 +33,6 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst **sql.Stmt
 		q   string
 	}{
-		{&s.stmts.findState, `SELECT notification_id FROM notification_states WHERE state_hash = ?`},
 		{&s.stmts.insertNotif, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
 		{&s.stmts.insertState, `INSERT INTO notification_states (state_hash, notification_id) VALUES (?, ?) ON CONFLICT DO NOTHING`},
 		{&s.stmts.markDup, `UPDATE notifications SET status = ?, reason = ? WHERE id = ?`},
@@ -253,9 +250,19 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 	// and apply them as soon as no request is waiting. At ordinary load the
 	// delivery is applied in the commit that acknowledges it.
 	inline := !s.opts.DeferApply && len(batch) <= s.opts.InlineApplyMax
+	// The batch's alert states already stored, in one query rather than one
+	// per delivery (each a round trip on PostgreSQL).
+	hashes := make([]string, len(batch))
+	for i := range batch {
+		hashes[i] = batch[i].d.Message.StateHash()
+	}
+	known, err := s.knownStates(ctx, tx, hashes)
+	if err != nil {
+		return nil, false, unavailable("find states", err)
+	}
 	queued, deferred := false, false
 	for _, i := range order {
-		rec, ap, q, d, err := s.insertDelivery(ctx, tx, batch[i].d, inline)
+		rec, ap, q, d, err := s.insertDelivery(ctx, tx, batch[i].d, hashes[i], known, inline)
 		if err != nil {
 			return nil, false, unavailable("insert", err)
 		}
@@ -292,28 +299,69 @@ func (s *Store) queueRetry(ctx context.Context, tx *sql.Tx, notifID int64, cause
 	return nil
 }
 
+// stateChunk bounds the hashes of one knownStates query, well under
+// SQLite's and PostgreSQL's limits on bound parameters.
+const stateChunk = 500
+
+// knownStates returns, of hashes, those already stored, each with the
+// notification that first carried it.
+func (s *Store) knownStates(ctx context.Context, tx *sql.Tx, hashes []string) (map[string]int64, error) {
+	known := map[string]int64{}
+	for start := 0; start < len(hashes); start += stateChunk {
+		part := hashes[start:min(start+stateChunk, len(hashes))]
+		args := make([]any, len(part))
+		for i, h := range part {
+			args[i] = h
+		}
+		q := `SELECT state_hash, notification_id FROM notification_states WHERE state_hash IN (` + placeholders(len(part)) + `)`
+		var rows *sql.Rows
+		var err error
+		if st := s.cached(q); st != nil {
+			rows, err = tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+		} else {
+			rows, err = tx.QueryContext(ctx, s.rebind(q), args...)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var (
+				h  string
+				id int64
+			)
+			if err := rows.Scan(&h, &id); err != nil {
+				_ = rows.Close() // the scan error is the one to report
+				return nil, err
+			}
+			known[h] = id
+		}
+		_ = rows.Close() // rows.Err reports a failed read
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return known, nil
+}
+
 // insertDelivery stores one delivery and applies it to its incident in the
 // same transaction (under a savepoint). If applying fails, the notification is
 // still committed, with an ingest job that retries the apply from the queue:
 // a bug or a bad payload must never make Alertmanager resend for ever.
 // When inline is false (a burst), the delivery is only stored and deferred.
-func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery, inline bool) (_ incident.Receipt, _ *incident.Applied, queued, deferred bool, _ error) {
+func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery, hash string, known map[string]int64, inline bool) (_ incident.Receipt, _ *incident.Applied, queued, deferred bool, _ error) {
 	m := d.Message
-	hash := m.StateHash()
 	now := ns(d.ReceivedAt)
-	var firstID int64
-	err := tx.StmtContext(ctx, s.stmts.findState).QueryRowContext(ctx, hash).Scan(&firstID)
-	switch {
-	case err == nil:
+	if firstID, ok := known[hash]; ok {
 		var id int64
 		reason := fmt.Sprintf("same alert states as notification %d", firstID)
 		if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationDuplicate, reason, m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
 			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
 		}
 		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, false, nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return incident.Receipt{}, nil, false, false, fmt.Errorf("find state: %w", err)
 	}
+	// Not stored before this batch; if an earlier delivery of the batch, or
+	// another replica, stores the same states first, inserting the state
+	// below finds it.
 	var id int64
 	if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationPending, "", m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
 		return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
