@@ -150,9 +150,14 @@ func (r *remediator) build(cfg *config.Config) (*remediationConfig, error) {
 	ex.Kube = r.kube
 	if ex.Kube == nil && usesKubernetes(set) {
 		kc, err := kubeClient(cfg, rc.KubeconfigFile)
-		if err != nil {
+		switch {
+		case err == nil:
+		case rc.Enabled && !rc.DryRun:
 			// Not fatal: kubernetes steps fail, audited, until it works.
 			r.logger.Warn("no kubernetes client; kubernetes steps will fail", "err", err)
+		default:
+			// Nothing executes: say so without alarm.
+			r.logger.Info("no kubernetes client; kubernetes steps would fail once remediation executes (it does not now: dry-run or disabled)", "err", err)
 		}
 		ex.Kube = kc
 	}
