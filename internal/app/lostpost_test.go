@@ -121,8 +121,8 @@ func TestApp_SlackPostCrashPostsOnce(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.code, res.body)
 	require.Eventually(t, func() bool {
 		d, err := slackDelivery(t.Context(), p1.get, g.groupKey)
-		return err == nil && d != nil && d.LastAction == "posting"
-	}, crashWait, 20*time.Millisecond, "the post did not start")
+		return err == nil && d != nil && d.LastAction == "posting" && fake.Started(routingtest.SlackPostMessage) == 1
+	}, crashWait, 20*time.Millisecond, "the post did not reach Slack")
 	require.NoError(t, p1.cmd.Process.Kill())
 	p1.wait(t)
 

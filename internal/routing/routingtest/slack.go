@@ -123,6 +123,7 @@ type FakeSlack struct {
 	byTS     map[string]*SlackMessage   // channel ID + "/" + ts → parent
 	nextTS   int
 	lastSec  int64
+	started  map[string]int // method → requests received, answered or not
 	nextFile int
 	files    map[string][]byte // file ID → uploaded content (nil until uploaded)
 }
@@ -139,6 +140,7 @@ func NewFakeSlack(t testing.TB, token string) *FakeSlack {
 		parents: map[string][]*SlackMessage{},
 		byTS:    map[string]*SlackMessage{},
 		files:   map[string][]byte{},
+		started: map[string]int{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serveHTTP))
 	t.Cleanup(f.srv.Close)
@@ -169,6 +171,14 @@ func (f *FakeSlack) AddChannel(name string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.channelIDLocked(strings.TrimPrefix(name, "#"))
+}
+
+// Started returns how many requests of method FakeSlack has received,
+// including those it has not answered yet (a Delay in progress).
+func (f *FakeSlack) Started(method string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.started[method]
 }
 
 // Calls returns the recorded calls of method, oldest first; all calls when
@@ -251,6 +261,7 @@ func (f *FakeSlack) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f.mu.Lock()
+	f.started[method]++
 	var resp SlackResponse
 	scripted := false
 	if q := f.script[method]; len(q) > 0 {
