@@ -276,6 +276,13 @@ func (c *contexter) wait(inc *incident.Incident, age time.Duration, why error) e
 // uploads one chart per snapshot with a range (steps 1..n).
 func (c *contexter) postSlack(ctx context.Context, cfg *notifyConfig, d incident.Dispatch, inc *incident.Incident, p *store.ContextPost) error {
 	ref := slack.Ref{Channel: d.ChannelID, TS: d.TS, Permalink: d.Permalink}
+	if !worthReplying(inc.Context) {
+		// Every source answered and found nothing: the API shows that; a
+		// reply would only take a slot of the channel's pace from the next
+		// incident's parent.
+		p.Done = true
+		return nil
+	}
 	if p.Step == 0 {
 		text, blocks := slack.RenderContext(inc.Context, c.now())
 		_, retry, err := cfg.slack.Reply(ctx, ref, text, blocks...)
@@ -321,6 +328,21 @@ func chartSnapshots(gc *incident.Context) []incident.Snapshot {
 		}
 	}
 	return out
+}
+
+// worthReplying tells whether the context has anything to say in Slack:
+// something found, or a source that timed out or failed (the reply says
+// which).
+func worthReplying(gc *incident.Context) bool {
+	if gc == nil {
+		return false
+	}
+	for _, sec := range gc.Sections {
+		if sec.Status != incident.SourceEmpty {
+			return true
+		}
+	}
+	return false
 }
 
 // postPagerDuty adds the context summary to an alert triggered before the

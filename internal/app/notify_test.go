@@ -203,6 +203,10 @@ receivers:
 			}
 			return got.Deliveries[0].SyncedVersion == got.Version && got.Deliveries[1].SyncedVersion == got.Version, got.Deliveries, nil
 		})
+		require.NotNil(t, got.Context, "the context was gathered")
+		for _, r := range parents(alertname)[0].Replies {
+			require.NotContains(t, r.Text, "Incident context", "every source found nothing: no context reply takes a slot of the channel's pace")
+		}
 		require.Len(t, got.Decisions, 1)
 		require.Equal(t, incident.DecisionRoute, got.Decisions[0].Kind)
 		require.Contains(t, got.Decisions[0].Summary, "receivers: pagerduty, incidents")
