@@ -121,10 +121,8 @@ func FreePort(t testing.TB) int {
 // Alertmanager is a real Alertmanager process serving on loopback, without
 // clustering, for the duration of one test.
 type Alertmanager struct {
-	url  string
-	log  *processLog
-	done chan struct{} // closed when the process has exited
-	err  error         // the process's exit status, set before done closes
+	*process
+	url string
 }
 
 // listeningRE matches the line in which Alertmanager (0.25's go-kit log and
@@ -149,37 +147,13 @@ func StartAlertmanager(t testing.TB, configYAML string) *Alertmanager {
 		t.Fatalf("create alertmanager storage: %v", err)
 	}
 
-	am := &Alertmanager{log: newProcessLog(listeningRE), done: make(chan struct{})}
-	// Not CommandContext: the test's context ends before its cleanups run,
-	// and the cleanup below kills the process and collects its exit.
-	cmd := exec.Command(bin, //nolint:gosec,noctx // G204: the binary is the test runner's own setting.
+	am := &Alertmanager{process: startProcess(t, "alertmanager", bin, dir, newProcessLog(listeningRE),
 		"--config.file="+cfgFile,
 		"--storage.path="+storage,
 		"--web.listen-address=127.0.0.1:0",
 		"--cluster.listen-address=",
 		"--log.level=debug",
-	)
-	cmd.Dir = dir
-	cmd.Stdout = am.log
-	cmd.Stderr = am.log
-	// Do not hang on output pipes held open by anything the process left
-	// behind once it has been killed.
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	go func() {
-		am.err = cmd.Wait()
-		close(am.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // fails only when it has already exited
-		<-am.done
-		if t.Failed() {
-			t.Logf("alertmanager log (%s):\n%s", bin, am.log.String())
-		}
-	})
-
+	)}
 	timeout := time.NewTimer(StartTimeout)
 	defer timeout.Stop()
 	select {
@@ -190,43 +164,13 @@ func StartAlertmanager(t testing.TB, configYAML string) *Alertmanager {
 	case <-timeout.C:
 		t.Fatalf("alertmanager did not log its listen address within %s", StartTimeout)
 	}
-	am.waitReady(t, timeout.C)
+	am.waitReady(t, am.url, timeout.C)
 	return am
-}
-
-// waitReady polls /-/ready until it answers 200, the process exits or
-// timeout fires.
-func (am *Alertmanager) waitReady(t testing.TB, timeout <-chan time.Time) {
-	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var last string
-	for {
-		resp, err := am.do(t, http.MethodGet, "/-/ready", nil)
-		switch {
-		case err != nil:
-			last = err.Error()
-		case resp.status == http.StatusOK:
-			return
-		default:
-			last = resp.statusText
-		}
-		select {
-		case <-tick.C:
-		case <-am.done:
-			t.Fatalf("alertmanager exited before it was ready: %v", am.err)
-		case <-timeout:
-			t.Fatalf("alertmanager at %s not ready within %s; last answer: %s", am.url, StartTimeout, last)
-		}
-	}
 }
 
 // URL is Alertmanager's base URL, http://127.0.0.1:PORT, without a trailing
 // slash.
 func (am *Alertmanager) URL() string { return am.url }
-
-// Log returns everything the process has written so far.
-func (am *Alertmanager) Log() string { return am.log.String() }
 
 // PostableAlert is an alert as POST /api/v2/alerts accepts it. Zero times are
 // left out: Alertmanager then sets startsAt to now and endsAt to now plus
@@ -373,4 +317,84 @@ func (l *processLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// process is a binary a test started: its log, and its exit once it has
+// exited.
+type process struct {
+	name string
+	log  *processLog
+	done chan struct{} // closed when the process has exited
+	err  error         // the process's exit status, set before done closes
+}
+
+// startProcess starts bin with args in dir, its output going to log. The
+// process is killed when the test ends, and its log is written to the test
+// log if the test failed.
+func startProcess(t testing.TB, name, bin, dir string, log *processLog, args ...string) *process {
+	t.Helper()
+	p := &process{name: name, log: log, done: make(chan struct{})}
+	// Not CommandContext: the test's context ends before its cleanups run,
+	// and the cleanup below kills the process and collects its exit.
+	cmd := exec.Command(bin, args...) //nolint:gosec,noctx // G204: the binary is the test runner's own setting.
+	cmd.Dir = dir
+	cmd.Stdout = log
+	cmd.Stderr = log
+	// Do not hang on output pipes held open by anything the process left
+	// behind once it has been killed.
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // fails only when it has already exited
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s log (%s):\n%s", name, bin, log.String())
+		}
+	})
+	return p
+}
+
+// Log returns everything the process has written so far.
+func (p *process) Log() string { return p.log.String() }
+
+// waitReady polls baseURL's /-/ready until it answers 200, the process
+// exits or timeout fires.
+func (p *process) waitReady(t testing.TB, baseURL string, timeout <-chan time.Time) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/-/ready", nil)
+		if err != nil {
+			cancel()
+			t.Fatalf("%s ready request: %v", p.name, err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				cancel()
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		cancel()
+		select {
+		case <-tick.C:
+		case <-p.done:
+			t.Fatalf("%s exited before it was ready: %v", p.name, p.err)
+		case <-timeout:
+			t.Fatalf("%s at %s not ready within %s; last answer: %s", p.name, baseURL, StartTimeout, last)
+		}
+	}
 }
