@@ -105,24 +105,7 @@ receivers:
 	// run in a final state, and returns it.
 	runOf := func(t *testing.T, r *e2eResponder, alertname string) incident.RemediationRun {
 		t.Helper()
-		var run incident.RemediationRun
-		r.eventually(t, "a finished remediation run for "+alertname, func() (bool, any, error) {
-			list, err := r.incidents(t.Context(), "")
-			if err != nil {
-				return false, nil, err
-			}
-			inc, ok := e2eFindByAlertname(list, alertname)
-			if !ok {
-				return false, list, nil
-			}
-			full, err := r.incident(t.Context(), inc.ID)
-			if err != nil || len(full.Remediation) == 0 {
-				return false, full, err
-			}
-			run = full.Remediation[0]
-			return !run.Active(), run, nil
-		})
-		return run
+		return remediationRun(t, r, alertname, func(run incident.RemediationRun) bool { return !run.Active() })
 	}
 
 	// Runs exactly once for 20 duplicate deliveries.
@@ -181,4 +164,28 @@ receivers:
 	require.NoFileExists(t, pwned)
 	require.Empty(t, markers(t, marks["disabled"], "delta"))
 	require.Empty(t, markers(t, marks["dryrun"], "delta"))
+}
+
+// remediationRun waits until the first remediation run of the incident of
+// alertname at r satisfies done, and returns it.
+func remediationRun(t *testing.T, r *e2eResponder, alertname string, done func(incident.RemediationRun) bool) incident.RemediationRun {
+	t.Helper()
+	var run incident.RemediationRun
+	r.eventually(t, "remediation of "+alertname, func() (bool, any, error) {
+		list, err := r.incidents(t.Context(), "")
+		if err != nil {
+			return false, nil, err
+		}
+		inc, ok := e2eFindByAlertname(list, alertname)
+		if !ok {
+			return false, list, nil
+		}
+		full, err := r.incident(t.Context(), inc.ID)
+		if err != nil || len(full.Remediation) == 0 {
+			return false, full, err
+		}
+		run = full.Remediation[0]
+		return done(run), run, nil
+	})
+	return run
 }

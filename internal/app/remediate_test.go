@@ -102,24 +102,7 @@ remediation:
 	}
 	runOf := func(alertname string, done func(incident.RemediationRun) bool) incident.RemediationRun {
 		t.Helper()
-		var run incident.RemediationRun
-		r.eventually(t, "remediation of "+alertname, func() (bool, any, error) {
-			list, err := r.incidents(t.Context(), "")
-			if err != nil {
-				return false, nil, err
-			}
-			inc, ok := e2eFindByAlertname(list, alertname)
-			if !ok {
-				return false, list, nil
-			}
-			full, err := r.incident(t.Context(), inc.ID)
-			if err != nil || len(full.Remediation) == 0 {
-				return false, full, err
-			}
-			run = full.Remediation[0]
-			return done(run), run, nil
-		})
-		return run
+		return remediationRun(t, r, alertname, done)
 	}
 	count := func(d string) int {
 		entries, err := os.ReadDir(d)
