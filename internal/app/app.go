@@ -136,7 +136,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		_ = db.Close() // the configuration error is the one to report
 		return nil, err
 	}
-	db.SetHooks(func() { a.wake(); a.ctxPipeline.Wake() }, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) },
+	db.SetHooks(a.wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) },
 		incident.JobRoute, incident.JobRemediate, incident.JobGather)
 	db.SetFollowUpFilter(a.followUp)
 

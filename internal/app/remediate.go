@@ -119,10 +119,11 @@ func (a *App) setupRemediation(cfg *config.Config, db *store.Store, reg promethe
 	return nil
 }
 
-// wake tells both pipelines' idle workers that work was committed.
+// wake tells every pipeline's idle workers that work was committed.
 func (a *App) wake() {
 	a.pipeline.Wake()
 	a.remPipeline.Wake()
+	a.ctxPipeline.Wake()
 }
 
 // build loads the runbooks and builds the executor for cfg; nothing is put
