@@ -347,6 +347,10 @@ measure() {
 	fi
 	record "$server" "$phase" "$tool" vmhwm_mb "$(($(mem_kb "$SERVER_PID" VmHWM) / 1024))"
 	record "$server" "$phase" "$tool" vmrss_mb "$(($(mem_kb "$SERVER_PID" VmRSS) / 1024))"
+	# Of the RSS: anonymous memory (heap, stacks, SQLite's page cache) and
+	# file-backed pages (the mapped binary, shared with the page cache).
+	record "$server" "$phase" "$tool" rssanon_mb "$(($(mem_kb "$SERVER_PID" RssAnon) / 1024))"
+	record "$server" "$phase" "$tool" rssfile_mb "$(($(mem_kb "$SERVER_PID" RssFile) / 1024))"
 	if [[ $server == responder* ]]; then
 		# Notifications applied (incident opened) by the ingest workers while
 		# the load ran, against those accepted.
@@ -374,6 +378,10 @@ run_baseline() {
 	if [[ -n $HAVE_WRK ]]; then
 		measure baseline saturation wrk -- wrk_post 1 "" "$SERVER_URL"
 	fi
+	# The same open loop as responder's: what the load generator and the
+	# machine cost at that rate on their own (the floor of any p99).
+	# shellcheck disable=SC2086
+	measure baseline "open-$RATE" loadgen -- loadgen --url="$SERVER_URL" $LG_RATE
 	stop_server
 }
 
@@ -484,7 +492,9 @@ echo "ratio responder/baseline, saturation, distinct payloads:  loadgen $(ratio 
 echo "ratio responder/baseline, saturation, identical payloads: loadgen $(ratio saturation-identical loadgen)x"
 echo "p99 at $RATE req/s open loop (distinct), from scheduled send time: $(median responder "open-$RATE-distinct" loadgen p99_ms) ms   (target <= 5 ms)"
 echo "p99 at $RATE req/s open loop (identical), from scheduled send time: $(median responder "open-$RATE-identical" loadgen p99_ms) ms"
+echo "p99 of the baseline at $RATE req/s (the load generator's and the machine's own floor): $(median baseline "open-$RATE" loadgen p99_ms) ms"
 echo "peak RSS (VmHWM) responder: $(maxof responder vmhwm_mb) MB, baseline: $(maxof baseline vmhwm_mb) MB   (target <= 60 MB)"
+echo "RSS at the end of a phase, responder, largest: anonymous $(maxof responder rssanon_mb) MB, file-backed (the mapped binary) $(maxof responder rssfile_mb) MB"
 if [[ " $ENGINES " == *" postgres "* ]]; then
 	# pg_ratio PHASE TOOL: responder-pg/responder req/s.
 	pg_ratio() {

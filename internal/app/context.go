@@ -183,7 +183,7 @@ func roundTripper(hc *commoncfg.HTTPClientConfig, name string) (http.RoundTrippe
 
 // gather handles a gather job: job.RefID is the incident.
 func (c *contexter) gather(ctx context.Context, j incident.Job) error {
-	inc, err := c.db.GetIncident(ctx, j.RefID)
+	inc, err := c.db.ReadIncident(ctx, j.RefID, store.PartAlerts|store.PartContext)
 	if err != nil {
 		return permanentIfNotFound(err)
 	}
@@ -199,7 +199,13 @@ func (c *contexter) gather(ctx context.Context, j incident.Job) error {
 	gc := c.cur.Load().Gather(ctx, inc)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
 	defer cancel()
-	if _, err := c.db.SaveContext(sctx, inc.ID, gc, incident.JobContextPost); err != nil {
+	// Nothing is posted when every source found nothing (see
+	// worthReplying), so that context needs no post job.
+	post := ""
+	if worthReplying(gc) {
+		post = incident.JobContextPost
+	}
+	if _, err := c.db.SaveContext(sctx, inc.ID, gc, post); err != nil {
 		return err
 	}
 	c.logger.DebugContext(ctx, "context gathered", "incident_id", inc.ID, "duration", time.Duration(gc.DurationMS)*time.Millisecond)
@@ -210,7 +216,7 @@ var errParentNotPosted = errors.New("the slack parent message is not posted yet"
 
 // post handles a context_post job: job.RefID is the incident.
 func (c *contexter) post(ctx context.Context, j incident.Job) error {
-	inc, err := c.db.GetIncident(ctx, j.RefID)
+	inc, err := c.db.ReadIncident(ctx, j.RefID, handlerParts)
 	if err != nil {
 		return permanentIfNotFound(err)
 	}

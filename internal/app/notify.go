@@ -122,7 +122,7 @@ func (n *notifier) apply(cfg *config.Config) error {
 
 // route handles a route job: job.RefID is the incident.
 func (n *notifier) route(ctx context.Context, j incident.Job) error {
-	inc, err := n.db.GetIncident(ctx, j.RefID)
+	inc, err := n.db.ReadIncident(ctx, j.RefID, store.PartDecisions)
 	if err != nil {
 		return permanentIfNotFound(err)
 	}
@@ -197,6 +197,10 @@ func routeReason(d routing.Decision) string {
 	return d.Summary() + " — " + strings.Join(parts, " | ")
 }
 
+// handlerParts are the parts of an incident that job handlers use: the API
+// shows more (history, notifications, jobs), which they never read.
+const handlerParts = store.PartAlerts | store.PartDecisions | store.PartDeliveries | store.PartRemediation | store.PartContext
+
 func routeDecision(inc *incident.Incident) *incident.Decision {
 	for i := range inc.Decisions {
 		if inc.Decisions[i].Kind == incident.DecisionRoute {
@@ -234,7 +238,7 @@ func (n *notifier) deliver(ctx context.Context, j incident.Job) error {
 			_ = n.save(ctx, d, owner) // save logs its failure; the job's error is the one to return
 		}
 	}()
-	inc, err := n.db.GetIncident(ctx, d.IncidentID)
+	inc, err := n.db.ReadIncident(ctx, d.IncidentID, handlerParts)
 	if err != nil {
 		d.LastError = err.Error()
 		return permanentIfNotFound(err)

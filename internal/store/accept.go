@@ -228,7 +228,7 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 	unavailable := func(what string, err error) error {
 		return &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: " + what, Err: err}
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, true)
 	if err != nil {
 		return nil, false, unavailable("begin", err)
 	}
@@ -256,17 +256,26 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 	for i := range batch {
 		hashes[i] = batch[i].d.Message.StateHash()
 	}
-	known, err := s.knownStates(ctx, tx, hashes)
+	known, err := s.knownStates(ctx, tx.Tx, hashes)
 	if err != nil {
 		return nil, false, unavailable("find states", err)
 	}
 	queued, deferred := false, false
-	for _, i := range order {
-		rec, ap, q, d, err := s.insertDelivery(ctx, tx, batch[i].d, hashes[i], known, inline)
-		if err != nil {
+	if inline {
+		for _, i := range order {
+			rec, ap, q, d, err := s.insertDelivery(ctx, tx.Tx, batch[i].d, hashes[i], known)
+			if err != nil {
+				return nil, false, unavailable("insert", err)
+			}
+			out[i], applied[i], queued, deferred = rec, ap, queued || q, deferred || d
+		}
+	} else {
+		// Nothing is applied here: store the whole batch in a few
+		// multi-row statements (on PostgreSQL each statement is a round
+		// trip; one per delivery made a batch of 64 cost 64 to 128).
+		if out, deferred, err = s.insertBatch(ctx, tx.Tx, batch, order, hashes, known); err != nil {
 			return nil, false, unavailable("insert", err)
 		}
-		out[i], applied[i], queued, deferred = rec, ap, queued || q, deferred || d
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, false, unavailable("commit", err)
@@ -280,6 +289,115 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 		}
 	}
 	return out, deferred, nil
+}
+
+// insertBatch stores a batch's deliveries without applying them (they are
+// pending; the writer loop applies them next), in three statements
+// whatever the batch's size: the notifications, their new alert states, and
+// (rarely) the marking of those another replica stored first. A delivery
+// whose states are already stored, or stored by an earlier delivery of the
+// batch, is a duplicate.
+func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, order []int, hashes []string, known map[string]int64) ([]incident.Receipt, bool, error) {
+	out := make([]incident.Receipt, len(batch))
+	first := map[string]bool{} // states stored by a delivery of this batch
+	args := make([]any, 0, 8*len(order))
+	for _, i := range order {
+		d := batch[i].d
+		m := d.Message
+		status, reason := incident.NotificationPending, ""
+		switch firstID, ok := known[hashes[i]]; {
+		case ok:
+			status, reason = incident.NotificationDuplicate, fmt.Sprintf("same alert states as notification %d", firstID)
+		case first[hashes[i]]:
+			status, reason = incident.NotificationDuplicate, "same alert states as a concurrent notification"
+		default:
+			first[hashes[i]] = true
+		}
+		out[i].Duplicate = status == incident.NotificationDuplicate
+		args = append(args, ns(d.ReceivedAt), m.GroupKey, hashes[i], status, reason, m.Receiver, len(m.Alerts), d.Raw)
+	}
+	ids, err := s.insertReturningIDs(ctx, tx, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES `+
+		tuples(len(order), 8)+` RETURNING id`, args)
+	if err != nil {
+		return nil, false, fmt.Errorf("insert notifications: %w", err)
+	}
+	if len(ids) != len(order) {
+		return nil, false, fmt.Errorf("insert notifications: %d ids for %d rows", len(ids), len(order))
+	}
+	// The engines assign a multi-row insert's ids in the order of its rows
+	// (a sequence's nextval per row, or SQLite's next rowid), so the sorted
+	// ids are the rows' in order.
+	slices.Sort(ids)
+	var stateArgs []any
+	byHash := map[string]int{}
+	for k, i := range order {
+		out[i].NotificationID = ids[k]
+		if !out[i].Duplicate {
+			stateArgs = append(stateArgs, hashes[i], ids[k])
+			byHash[hashes[i]] = i
+		}
+	}
+	if len(byHash) == 0 {
+		return out, false, nil
+	}
+	rows, err := s.queryTx(ctx, tx, `INSERT INTO notification_states (state_hash, notification_id) VALUES `+tuples(len(byHash), 2)+
+		` ON CONFLICT DO NOTHING RETURNING state_hash`, stateArgs)
+	if err != nil {
+		return nil, false, fmt.Errorf("insert states: %w", err)
+	}
+	stored := map[string]bool{}
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			_ = rows.Close() // the scan error is the one to report
+			return nil, false, fmt.Errorf("insert states: %w", err)
+		}
+		stored[h] = true
+	}
+	_ = rows.Close() // rows.Err reports a failed read
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("insert states: %w", err)
+	}
+	deferred := false
+	for h, i := range byHash {
+		if stored[h] {
+			deferred = true
+			continue
+		}
+		// Another replica committed the same states first.
+		out[i].Duplicate = true
+		if _, err := tx.StmtContext(ctx, s.stmts.markDup).ExecContext(ctx, incident.NotificationDuplicate, "same alert states as a concurrent notification", out[i].NotificationID); err != nil {
+			return nil, false, fmt.Errorf("mark duplicate: %w", err)
+		}
+	}
+	return out, deferred, nil
+}
+
+// insertReturningIDs runs a multi-row INSERT ... RETURNING id and returns
+// the ids.
+func (s *Store) insertReturningIDs(ctx context.Context, tx *sql.Tx, q string, args []any) ([]int64, error) {
+	rows, err := s.queryTx(ctx, tx, q, args)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// queryTx runs q in tx, prepared when its text is cached (see cached).
+func (s *Store) queryTx(ctx context.Context, tx *sql.Tx, q string, args []any) (*sql.Rows, error) {
+	if st := s.cached(q); st != nil {
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, s.rebind(q), args...)
 }
 
 // queueRetry marks a notification whose apply failed and queues the ingest
@@ -314,13 +432,7 @@ func (s *Store) knownStates(ctx context.Context, tx *sql.Tx, hashes []string) (m
 			args[i] = h
 		}
 		q := `SELECT state_hash, notification_id FROM notification_states WHERE state_hash IN (` + placeholders(len(part)) + `)`
-		var rows *sql.Rows
-		var err error
-		if st := s.cached(q); st != nil {
-			rows, err = tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-		} else {
-			rows, err = tx.QueryContext(ctx, s.rebind(q), args...)
-		}
+		rows, err := s.queryTx(ctx, tx, q, args)
 		if err != nil {
 			return nil, err
 		}
@@ -347,8 +459,9 @@ func (s *Store) knownStates(ctx context.Context, tx *sql.Tx, hashes []string) (m
 // same transaction (under a savepoint). If applying fails, the notification is
 // still committed, with an ingest job that retries the apply from the queue:
 // a bug or a bad payload must never make Alertmanager resend for ever.
-// When inline is false (a burst), the delivery is only stored and deferred.
-func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery, hash string, known map[string]int64, inline bool) (_ incident.Receipt, _ *incident.Applied, queued, deferred bool, _ error) {
+// Deliveries that are only stored (a burst, or DeferApply) go through
+// insertBatch instead.
+func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Delivery, hash string, known map[string]int64) (_ incident.Receipt, _ *incident.Applied, queued, deferred bool, _ error) {
 	m := d.Message
 	now := ns(d.ReceivedAt)
 	if firstID, ok := known[hash]; ok {
@@ -376,11 +489,6 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 			return incident.Receipt{}, nil, false, false, fmt.Errorf("mark duplicate: %w", err)
 		}
 		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, false, nil
-	}
-	if !inline {
-		// Stored as pending: the writer loop applies it when no request
-		// waits (ApplyDue).
-		return incident.Receipt{NotificationID: id}, nil, false, true, nil
 	}
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_inline"); err != nil {
 		return incident.Receipt{}, nil, false, false, fmt.Errorf("savepoint: %w", err)

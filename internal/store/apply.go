@@ -26,25 +26,20 @@ import (
 // before a crash hid the job's completion) changes nothing.
 func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 	now := s.opts.Now()
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.beginLazy(ctx)
 	if err != nil {
 		return false, fmt.Errorf("begin apply: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	if s.dialect.LazyCommit != "" {
-		if _, err := tx.ExecContext(ctx, s.dialect.LazyCommit); err != nil {
-			return false, fmt.Errorf("begin apply: %w", err)
-		}
-	}
 	// Deferred deliveries are the pending notifications themselves (a small
 	// partial index), oldest first; a job row exists only for one whose apply
 	// failed and waits for its retry.
-	jobs, err := s.pendingTx(ctx, tx, n)
+	jobs, err := s.pendingTx(ctx, tx.Tx, n)
 	if err != nil {
 		return false, err
 	}
 	if len(jobs) < n {
-		retries, err := s.queryJobsTx(ctx, tx, `SELECT id, ref_id, attempts, max_attempts FROM jobs
+		retries, err := s.queryJobsTx(ctx, tx.Tx, `SELECT id, ref_id, attempts, max_attempts FROM jobs
 			WHERE kind = ? AND state = 'queued' AND run_at <= ? ORDER BY run_at, id LIMIT ?`+s.dialect.SkipLocked, incident.JobIngest, ns(now), n-len(jobs))
 		if err != nil {
 			return false, err
@@ -70,7 +65,7 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_job"); err != nil {
 			return false, fmt.Errorf("savepoint: %w", err)
 		}
-		ap, aerr := s.applyJob(ctx, tx, j)
+		ap, aerr := s.applyJob(ctx, tx.Tx, j)
 		if aerr != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_job"); err != nil {
 				return false, fmt.Errorf("rollback to savepoint: %w", err)
@@ -80,7 +75,7 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 			return false, fmt.Errorf("release savepoint: %w", err)
 		}
 		if aerr != nil {
-			if err := s.failIngest(ctx, tx, j, aerr, now); err != nil {
+			if err := s.failIngest(ctx, tx.Tx, j, aerr, now); err != nil {
 				return false, err
 			}
 			continue

@@ -55,7 +55,7 @@ func (s *Store) SaveContext(ctx context.Context, incidentID int64, c *incident.C
 	if err != nil {
 		return false, fmt.Errorf("encode context: %w", err)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return false, fmt.Errorf("begin save context: %w", err)
 	}
@@ -73,7 +73,7 @@ func (s *Store) SaveContext(ctx context.Context, incidentID int64, c *incident.C
 		return false, nil
 	}
 	if followUp != "" {
-		if err := s.enqueue(ctx, tx, followUp, incidentID, incidentID, nil); err != nil {
+		if err := s.enqueue(ctx, tx.Tx, followUp, incidentID, incidentID, nil); err != nil {
 			return false, err
 		}
 	}

@@ -31,12 +31,12 @@ func scanDispatch(row scanner) (*incident.Dispatch, error) {
 // has not read the incident yet, so it will send the latest state: one is
 // enough. A running one may have read an older state, so it does not count.
 func (s *Store) QueueDeliveries(ctx context.Context, incidentID int64) (int, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return 0, fmt.Errorf("begin queue deliveries: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	n, err := s.queueDeliveries(ctx, tx, incidentID)
+	n, err := s.queueDeliveries(ctx, tx.Tx, incidentID)
 	if err != nil {
 		return 0, err
 	}

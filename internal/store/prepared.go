@@ -64,8 +64,12 @@ func (s *Store) rQueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 }
 
 // wExec runs a statement on the writer pool outside a transaction,
-// prepared.
+// prepared, holding the write gate.
 func (s *Store) wExec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if err := s.acquire(ctx, false); err != nil {
+		return nil, err
+	}
+	defer s.gate.unlock()
 	st, err := s.writeStmt(ctx, q)
 	if err != nil {
 		return nil, err
@@ -73,22 +77,43 @@ func (s *Store) wExec(ctx context.Context, q string, args ...any) (sql.Result, e
 	return st.ExecContext(ctx, args...)
 }
 
-// wQuery runs a query on the writer pool outside a transaction, prepared.
-func (s *Store) wQuery(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+// wQuery runs a query on the writer pool outside a transaction, prepared,
+// and calls each for every row, holding the write gate until the rows are
+// read.
+func (s *Store) wQuery(ctx context.Context, q string, args []any, each func(*sql.Rows) error) error {
+	if err := s.acquire(ctx, false); err != nil {
+		return err
+	}
+	defer s.gate.unlock()
 	st, err := s.writeStmt(ctx, q)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return st.QueryContext(ctx, args...)
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // wQueryRow runs a one-row query on the writer pool outside a transaction,
-// prepared. A failed prepare runs it unprepared, so that its error
-// surfaces in Scan.
-func (s *Store) wQueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+// prepared, holding the write gate until Scan. A failed prepare runs it
+// unprepared, so that its error surfaces in Scan.
+func (s *Store) wQueryRow(ctx context.Context, q string, args ...any) gatedRow {
+	if err := s.acquire(ctx, false); err != nil {
+		// Scan reports the cancelled context (or the failed restore, as
+		// the query's own error).
+		return gatedRow{row: s.w.QueryRowContext(ctx, s.rebind(q), args...), release: func() {}}
+	}
 	st, err := s.writeStmt(ctx, q)
 	if err != nil {
-		return s.w.QueryRowContext(ctx, s.rebind(q), args...)
+		return gatedRow{row: s.w.QueryRowContext(ctx, s.rebind(q), args...), release: s.gate.unlock}
 	}
-	return st.QueryRowContext(ctx, args...)
+	return gatedRow{row: st.QueryRowContext(ctx, args...), release: s.gate.unlock}
 }

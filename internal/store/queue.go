@@ -59,26 +59,22 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 		args = append(args, k)
 	}
 	args = append(args, ns(now), n)
-	rows, err := s.wQuery(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("claim jobs: %w", err)
-	}
-	defer func() { _ = rows.Close() }()
 	var jobs []incident.Job
-	for rows.Next() {
+	err := s.wQuery(ctx, q, args, func(rows *sql.Rows) error {
 		var (
 			j          incident.Job
 			incidentID sql.NullInt64
 			runAt, at  int64
 		)
 		if err := rows.Scan(&j.ID, &j.Kind, &j.RefID, &incidentID, &j.Args, &j.Attempts, &j.MaxAttempts, &runAt, &at); err != nil {
-			return nil, fmt.Errorf("scan job: %w", err)
+			return fmt.Errorf("scan job: %w", err)
 		}
 		j.IncidentID, j.RunAt, j.CreatedAt = incidentID.Int64, fromNS(runAt), fromNS(at)
 		j.State, j.Owner, j.UpdatedAt = incident.JobRunning, owner, now
 		jobs = append(jobs, j)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
 	return jobs, nil
@@ -87,6 +83,10 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 // Complete marks a job done if its owner still holds it. A job whose lease
 // was taken over is left to its new owner.
 func (s *Store) Complete(ctx context.Context, j incident.Job) error {
+	if err := s.acquire(ctx, false); err != nil {
+		return fmt.Errorf("complete job %d: %w", j.ID, err)
+	}
+	defer s.gate.unlock()
 	if _, err := s.stmts.completeJob.ExecContext(ctx, ns(s.opts.Now()), j.ID, j.Owner); err != nil {
 		return fmt.Errorf("complete job %d: %w", j.ID, err)
 	}
@@ -157,12 +157,12 @@ func (s *Store) Enqueue(ctx context.Context, kind string, refID, incidentID int6
 	if kind == incident.JobIngest {
 		return incident.Errorf(incident.Invalid, "ingest jobs are queued by Accept only")
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return fmt.Errorf("begin enqueue: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	if err := s.enqueue(ctx, tx, kind, refID, incidentID, args); err != nil {
+	if err := s.enqueue(ctx, tx.Tx, kind, refID, incidentID, args); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

@@ -80,38 +80,78 @@ func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]inc
 	return out, rows.Err()
 }
 
+// Part is a section of an incident that ReadIncident reads besides its row.
+type Part uint16
+
+// The parts of an incident.
+const (
+	PartAlerts Part = 1 << iota
+	PartHistory
+	PartNotifications
+	PartJobs
+	PartDecisions
+	PartDeliveries
+	PartRemediation
+	PartContext
+
+	// PartAll is what the incidents API shows.
+	PartAll = PartAlerts | PartHistory | PartNotifications | PartJobs | PartDecisions | PartDeliveries | PartRemediation | PartContext
+)
+
 // GetIncident returns one incident with its alerts, state history,
 // notifications, jobs, decisions, deliveries, remediation runs and
 // gathered context.
 func (s *Store) GetIncident(ctx context.Context, id int64) (*incident.Incident, error) {
+	return s.ReadIncident(ctx, id, PartAll)
+}
+
+// ReadIncident returns one incident with the parts asked for; the others
+// are left empty. Job handlers ask for what they use: each part is a query.
+func (s *Store) ReadIncident(ctx context.Context, id int64, parts Part) (*incident.Incident, error) {
 	inc, err := s.readIncident(ctx, s.r, id)
 	if err != nil {
 		return nil, err
 	}
-	if inc.Alerts, err = s.alerts(ctx, id); err != nil {
-		return nil, err
+	if parts&PartAlerts != 0 {
+		if inc.Alerts, err = s.alerts(ctx, id); err != nil {
+			return nil, err
+		}
 	}
-	if inc.History, err = s.history(ctx, id); err != nil {
-		return nil, err
+	if parts&PartHistory != 0 {
+		if inc.History, err = s.history(ctx, id); err != nil {
+			return nil, err
+		}
 	}
-	if inc.Notifications, err = s.notifications(ctx, id); err != nil {
-		return nil, err
+	if parts&PartNotifications != 0 {
+		if inc.Notifications, err = s.notifications(ctx, id); err != nil {
+			return nil, err
+		}
 	}
-	if inc.Jobs, err = s.queryJobs(ctx, `SELECT id, kind, ref_id, incident_id, state, attempts, max_attempts, run_at, last_error, created_at, updated_at
+	if parts&PartJobs != 0 {
+		if inc.Jobs, err = s.queryJobs(ctx, `SELECT id, kind, ref_id, incident_id, state, attempts, max_attempts, run_at, last_error, created_at, updated_at
 		FROM jobs WHERE incident_id = ? OR (kind = ? AND ref_id IN (SELECT id FROM notifications WHERE incident_id = ?)) ORDER BY id`, id, incident.JobIngest, id); err != nil {
-		return nil, err
+			return nil, err
+		}
 	}
-	if inc.Decisions, err = s.decisions(ctx, id); err != nil {
-		return nil, err
+	if parts&PartDecisions != 0 {
+		if inc.Decisions, err = s.decisions(ctx, id); err != nil {
+			return nil, err
+		}
 	}
-	if inc.Deliveries, err = s.Deliveries(ctx, id); err != nil {
-		return nil, err
+	if parts&PartDeliveries != 0 {
+		if inc.Deliveries, err = s.Deliveries(ctx, id); err != nil {
+			return nil, err
+		}
 	}
-	if inc.Remediation, err = s.RemediationRuns(ctx, id); err != nil {
-		return nil, err
+	if parts&PartRemediation != 0 {
+		if inc.Remediation, err = s.RemediationRuns(ctx, id); err != nil {
+			return nil, err
+		}
 	}
-	if inc.Context, err = s.IncidentContext(ctx, id); err != nil {
-		return nil, err
+	if parts&PartContext != 0 {
+		if inc.Context, err = s.IncidentContext(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	return inc, nil
 }

@@ -89,12 +89,12 @@ func (s *Store) lockRemediation(ctx context.Context, tx *sql.Tx) (paused bool, b
 // first remediation_step job in the same commit.
 func (s *Store) AdmitRun(ctx context.Context, a Admission) (AdmitResult, error) {
 	now := s.opts.Now()
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return AdmitResult{}, fmt.Errorf("begin admit run: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	paused, by, err := s.lockRemediation(ctx, tx)
+	paused, by, err := s.lockRemediation(ctx, tx.Tx)
 	if err != nil {
 		return AdmitResult{}, err
 	}
@@ -105,7 +105,7 @@ func (s *Store) AdmitRun(ctx context.Context, a Admission) (AdmitResult, error) 
 	}
 	guard, reason := a.Guard, a.Refusal
 	if guard == "" {
-		guard, reason, err = s.statefulGuards(ctx, tx, a, paused, by, now)
+		guard, reason, err = s.statefulGuards(ctx, tx.Tx, a, paused, by, now)
 		if err != nil {
 			return AdmitResult{}, err
 		}
@@ -147,12 +147,12 @@ func (s *Store) AdmitRun(ctx context.Context, a Admission) (AdmitResult, error) 
 		recs = recs[:1]
 	}
 	for _, rec := range recs {
-		if err := s.insertAudit(ctx, tx, id, rec); err != nil {
+		if err := s.insertAudit(ctx, tx.Tx, id, rec); err != nil {
 			return AdmitResult{}, err
 		}
 	}
 	if active == 1 {
-		if err := s.enqueueAt(ctx, tx, incident.JobRemediationStep, id, a.IncidentID, now); err != nil {
+		if err := s.enqueueAt(ctx, tx.Tx, incident.JobRemediationStep, id, a.IncidentID, now); err != nil {
 			return AdmitResult{}, err
 		}
 	}
@@ -333,7 +333,7 @@ type RunUpdate struct {
 // the target lock.
 func (s *Store) SaveRun(ctx context.Context, r *incident.RemediationRun, owner string, u RunUpdate) error {
 	now := s.opts.Now()
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return fmt.Errorf("begin save run: %w", err)
 	}
@@ -357,12 +357,12 @@ func (s *Store) SaveRun(ctx context.Context, r *incident.RemediationRun, owner s
 		return incident.Errorf(incident.Conflict, "run %d: lease lost", r.ID)
 	}
 	for _, rec := range u.Audit {
-		if err := s.insertAudit(ctx, tx, r.ID, rec); err != nil {
+		if err := s.insertAudit(ctx, tx.Tx, r.ID, rec); err != nil {
 			return err
 		}
 	}
 	if u.NextAt != nil {
-		if err := s.enqueueAt(ctx, tx, incident.JobRemediationStep, r.ID, r.IncidentID, *u.NextAt); err != nil {
+		if err := s.enqueueAt(ctx, tx.Tx, incident.JobRemediationStep, r.ID, r.IncidentID, *u.NextAt); err != nil {
 			return err
 		}
 	}
@@ -396,12 +396,12 @@ type Approval struct {
 // the same commit.
 func (s *Store) DecideRun(ctx context.Context, d Approval) (*incident.RemediationRun, bool, string, error) {
 	now := s.opts.Now()
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return nil, false, "", fmt.Errorf("begin decide run: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	if _, _, err := s.lockRemediation(ctx, tx); err != nil {
+	if _, _, err := s.lockRemediation(ctx, tx.Tx); err != nil {
 		return nil, false, "", err
 	}
 	r, _, err := scanRun(tx.QueryRowContext(ctx, s.rebind(`SELECT `+runColumns+` FROM remediation_runs WHERE id = ?`), d.RunID))
@@ -421,7 +421,7 @@ func (s *Store) DecideRun(ctx context.Context, d Approval) (*incident.Remediatio
 	rec := incident.AuditRecord{Phase: incident.AuditDecision, StepIndex: -1, Actor: d.User, At: now}
 	if why != "" {
 		rec.Outcome, rec.Output = "ignored", why
-		if err := s.insertAudit(ctx, tx, r.ID, rec); err != nil {
+		if err := s.insertAudit(ctx, tx.Tx, r.ID, rec); err != nil {
 			return nil, false, "", err
 		}
 		if err := tx.Commit(); err != nil {
@@ -444,10 +444,10 @@ func (s *Store) DecideRun(ctx context.Context, d Approval) (*incident.Remediatio
 		return nil, false, "", fmt.Errorf("decide run %d: %w", r.ID, err)
 	}
 	rec.Output = reason
-	if err := s.insertAudit(ctx, tx, r.ID, rec); err != nil {
+	if err := s.insertAudit(ctx, tx.Tx, r.ID, rec); err != nil {
 		return nil, false, "", err
 	}
-	if err := s.enqueueAt(ctx, tx, incident.JobRemediationStep, r.ID, r.IncidentID, now); err != nil {
+	if err := s.enqueueAt(ctx, tx.Tx, incident.JobRemediationStep, r.ID, r.IncidentID, now); err != nil {
 		return nil, false, "", err
 	}
 	if err := tx.Commit(); err != nil {
@@ -460,12 +460,12 @@ func (s *Store) DecideRun(ctx context.Context, d Approval) (*incident.Remediatio
 
 // AppendAudit adds one record to a run's audit trail.
 func (s *Store) AppendAudit(ctx context.Context, runID int64, rec incident.AuditRecord) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return fmt.Errorf("begin audit: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	if err := s.insertAudit(ctx, tx, runID, rec); err != nil {
+	if err := s.insertAudit(ctx, tx.Tx, runID, rec); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -567,12 +567,12 @@ func (s *Store) audit(ctx context.Context, runID int64) ([]incident.AuditRecord,
 // resolved and its remaining steps must be cancelled without waiting for
 // its next scheduled job. A job that finds nothing to do is harmless.
 func (s *Store) WakeRun(ctx context.Context, runID, incidentID int64) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return fmt.Errorf("begin wake run: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-	if err := s.enqueueAt(ctx, tx, incident.JobRemediationStep, runID, incidentID, s.opts.Now()); err != nil {
+	if err := s.enqueueAt(ctx, tx.Tx, incident.JobRemediationStep, runID, incidentID, s.opts.Now()); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

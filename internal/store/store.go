@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/responder/responder/internal/incident"
@@ -44,6 +45,15 @@ type Dialect struct {
 	// wait for its own flush (a crash before it re-applies them). The next
 	// durable commit flushes it anyway.
 	LazyCommit string
+	// LazyBegin and LazyEnd do what LazyCommit does for engines whose
+	// durability cannot change inside a transaction (SQLite's synchronous
+	// pragma): they run on the writer connection before and after such a
+	// transaction. They need SingleWriter, and every other user of the
+	// writer finds LazyEnd's setting restored before it writes.
+	LazyBegin, LazyEnd string
+	// SingleWriter is set for engines with one writer connection (SQLite):
+	// its users then take turns through a write gate, the writer loop first.
+	SingleWriter bool
 }
 
 // Options tunes a Store. Zero fields get defaults.
@@ -84,6 +94,8 @@ type Options struct {
 // use, and, on PostgreSQL, by several replicas.
 type Store struct {
 	w, r    *sql.DB
+	gate    *writeGate  // nil unless the engine has a single writer
+	lazy    atomic.Bool // the writer connection may still run LazyBegin's setting
 	dialect Dialect
 	opts    Options
 	logger  *slog.Logger
@@ -132,8 +144,12 @@ func New(w, r *sql.DB, d Dialect, opts Options) *Store {
 	if opts.OnApplied == nil {
 		opts.OnApplied = func(int64, incident.Applied) {}
 	}
+	var gate *writeGate
+	if d.SingleWriter {
+		gate = newWriteGate()
+	}
 	return &Store{
-		w: w, r: r, dialect: d, opts: opts, logger: opts.Logger,
+		w: w, r: r, gate: gate, dialect: d, opts: opts, logger: opts.Logger,
 		accepts:  make(chan acceptReq, 4096),
 		stopped:  make(chan struct{}),
 		applyNow: make(chan struct{}, 1),
@@ -199,7 +215,11 @@ func (s *Store) prepareMissed(ctx context.Context) {
 		if _, ok := s.cache.Load(q); ok {
 			return true
 		}
+		if err := s.gate.lock(ctx, true); err != nil {
+			return false
+		}
 		st, err := s.w.PrepareContext(ctx, s.rebind(q))
+		s.gate.unlock()
 		if err != nil {
 			s.logger.WarnContext(ctx, "prepare statement failed; it runs unprepared", "err", err)
 			return true
@@ -277,7 +297,7 @@ func (s *Store) createMigrationsTable(ctx context.Context) error {
 		_, err := s.w.ExecContext(ctx, q)
 		return err
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -296,7 +316,7 @@ func (s *Store) migrateOne(ctx context.Context, dir, name string) error {
 	if err != nil {
 		return fmt.Errorf("read migration %s: %w", name, err)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return fmt.Errorf("begin migration %s: %w", name, err)
 	}

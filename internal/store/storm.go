@@ -126,7 +126,7 @@ func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d inc
 		detail = "{}"
 	}
 	now := s.opts.Now()
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return false, nil, fmt.Errorf("begin plan deliveries: %w", err)
 	}
@@ -153,12 +153,12 @@ func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d inc
 			}
 		}
 		if p.Enabled {
-			if joins, err = s.joinStorms(ctx, tx, incidentID, plans, p, now); err != nil {
+			if joins, err = s.joinStorms(ctx, tx.Tx, incidentID, plans, p, now); err != nil {
 				return false, nil, err
 			}
 		}
 	}
-	queued, err := s.queueDeliveries(ctx, tx, incidentID)
+	queued, err := s.queueDeliveries(ctx, tx.Tx, incidentID)
 	if err != nil {
 		return false, nil, err
 	}
@@ -350,7 +350,7 @@ func (s *Store) queueStorm(ctx context.Context, tx *sql.Tx, stormID int64, runAt
 // changed set, it first bumps the storm's version: something its digest
 // shows changed (an incident of the storm resolved, say).
 func (s *Store) QueueStorm(ctx context.Context, stormID int64, runAt time.Time, changed bool) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return fmt.Errorf("begin queue storm: %w", err)
 	}
@@ -360,7 +360,7 @@ func (s *Store) QueueStorm(ctx context.Context, stormID int64, runAt time.Time, 
 			return fmt.Errorf("touch storm %d: %w", stormID, err)
 		}
 	}
-	if err := s.queueStorm(ctx, tx, stormID, runAt); err != nil {
+	if err := s.queueStorm(ctx, tx.Tx, stormID, runAt); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

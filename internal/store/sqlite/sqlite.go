@@ -19,7 +19,15 @@ import (
 
 // Dialect is SQLite's: ?-placeholders, no row locks (writers are serialised
 // by the database itself, and by the single writer connection).
-var Dialect = store.Dialect{Name: "sqlite"}
+var Dialect = store.Dialect{
+	Name:         "sqlite",
+	SingleWriter: true,
+	// Deferred applies commit without their own fsync; the next commit at
+	// synchronous=FULL (a webhook's, a job claim's) flushes them with the
+	// rest of the WAL.
+	LazyBegin: "PRAGMA synchronous = NORMAL",
+	LazyEnd:   "PRAGMA synchronous = FULL",
+}
 
 // DB is a Store on SQLite plus the background WAL checkpointer.
 type DB struct {

@@ -64,6 +64,7 @@ func Run(t *testing.T, open Opener) {
 	}
 	t.Run("Accept", func(t *testing.T) { testAccept(t, open) })
 	t.Run("AcceptDeferred", func(t *testing.T) { testAcceptDeferred(t, deferred) })
+	t.Run("AcceptBatch", func(t *testing.T) { testAcceptBatch(t, deferred) })
 	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
 		t.Run("Apply"+name, func(t *testing.T) { testApply(t, o) })
 		t.Run("ApplyOrder"+name, func(t *testing.T) { testApplyOrder(t, o) })
@@ -242,6 +243,69 @@ func testAcceptDeferred(t *testing.T, open Opener) {
 	full, err := s.GetIncident(ctx, list[0].ID)
 	require.NoError(t, err)
 	require.Len(t, full.History, len(m.Alerts), "each change once")
+}
+
+// testAcceptBatch: concurrent deliveries are stored by multi-row batches
+// (deferred, they are not applied in the commit): each receipt names its
+// own notification, and each group's states are new exactly once however
+// many copies arrive together.
+func testAcceptBatch(t *testing.T, open Opener) {
+	c := NewClock()
+	s, r := openRecording(t, open, c)
+	ctx := context.Background()
+	base := Payload(t, "am_v4_firing.json")
+	const groups, copies = 60, 4
+	type result struct {
+		groupKey string
+		rec      incident.Receipt
+		err      error
+	}
+	results := make(chan result, groups*copies)
+	var wg sync.WaitGroup
+	for g := range groups {
+		m := clone(t, base)
+		m.GroupKey = fmt.Sprintf("{}:{batch=\"%d\"}", g)
+		for j := range m.Alerts {
+			m.Alerts[j].Fingerprint = fmt.Sprintf("%08x%08x", g, j)
+		}
+		raw, err := json.Marshal(m)
+		require.NoError(t, err)
+		for range copies {
+			wg.Go(func() {
+				rec, err := s.Accept(ctx, incident.Delivery{Message: m, Raw: raw, ReceivedAt: c.Now()})
+				results <- result{m.GroupKey, rec, err}
+			})
+		}
+	}
+	wg.Wait()
+	close(results)
+	q := `SELECT group_key, status FROM notifications WHERE id = ?`
+	if s.Dialect().Dollar {
+		q = strings.Replace(q, "?", "$1", 1)
+	}
+	fresh := map[string]int{}
+	seen := map[int64]bool{}
+	for res := range results {
+		require.NoError(t, res.err)
+		require.False(t, seen[res.rec.NotificationID], "notification %d answered twice", res.rec.NotificationID)
+		seen[res.rec.NotificationID] = true
+		var gk, status string
+		require.NoError(t, s.DB().QueryRowContext(ctx, q, res.rec.NotificationID).Scan(&gk, &status))
+		require.Equal(t, res.groupKey, gk, "receipt %d names its own notification", res.rec.NotificationID)
+		require.Equal(t, res.rec.Duplicate, status == incident.NotificationDuplicate, "receipt and row agree on notification %d (%s)", res.rec.NotificationID, status)
+		if !res.rec.Duplicate {
+			fresh[gk]++
+		}
+	}
+	require.Len(t, fresh, groups, "every group's states were new once")
+	for gk, n := range fresh {
+		require.Equal(t, 1, n, "new deliveries of %s", gk)
+	}
+	got := drain(t, s, r)
+	require.Len(t, got, groups, "one apply per group")
+	list, err := s.ListIncidents(ctx, incident.ListFilter{Limit: 1000})
+	require.NoError(t, err)
+	require.Len(t, list, groups)
 }
 
 // testApplyFailure: a delivery whose apply fails is still acknowledged and
