@@ -32,11 +32,16 @@ import (
 	"github.com/responder/responder/internal/webhook"
 )
 
-// remediationLease is the lease of remediation jobs and runs. It is longer
-// than the longest step timeout (remediation.MaxStepTimeout), so that a
-// step never outlives the lease of the job that runs it; a run whose worker
-// died resumes after it.
-const remediationLease = remediation.MaxStepTimeout + time.Minute
+// remediationLease is the lease of remediation jobs and runs: the longest
+// call out a job of the runbooks in force may make (a step's timeout, a
+// verification query) plus the queue's lease as a margin, and a quarter
+// more, so that the attempt's timeout (four fifths of the lease) still
+// covers the step and its margin. A step never outlives the lease of the
+// job that runs it, and a run whose replica died resumes elsewhere soon
+// after: in seconds for short steps, not minutes.
+func remediationLease(set *remediation.Set, queueLease time.Duration) time.Duration {
+	return (set.LongestStep() + queueLease) * 5 / 4
+}
 
 // remediator runs the remediate and remediation_step jobs, and takes the
 // pause and approval decisions people make.
@@ -65,6 +70,7 @@ type remediationConfig struct {
 	set      *remediation.Set
 	exec     *remediation.Executor
 	external string
+	lease    time.Duration
 }
 
 func newRemediator(logger *slog.Logger, db *store.Store, n *notifier, reg prometheus.Registerer) *remediator {
@@ -100,10 +106,16 @@ func LoadRunbooks(cfg *config.Config) (*remediation.Set, error) {
 	return set, nil
 }
 
+// maxRemediationWorkers caps the remediation workers that execute steps:
+// runs admitted beyond it wait in the queue rather than each holding a
+// polling worker (and a database connection).
+const maxRemediationWorkers = 16
+
 // setupRemediation builds the remediator and its own pipeline, and
 // registers the remediation jobs on it. Remediation has its own workers and
-// lease: a step may run for up to remediation.MaxStepTimeout, longer than
-// the main queue's lease.
+// lease, derived from the runbooks in force (remediationLease): a step may
+// run for up to remediation.MaxStepTimeout, longer than the main queue's
+// lease.
 func (a *App) setupRemediation(cfg *config.Config, db *store.Store, reg prometheus.Registerer, poll time.Duration) error {
 	a.remediator = newRemediator(a.logger, db, a.notifier, reg)
 	rc, err := a.remediator.build(cfg)
@@ -112,7 +124,8 @@ func (a *App) setupRemediation(cfg *config.Config, db *store.Store, reg promethe
 	}
 	a.remediator.cur.Store(rc)
 	a.remPipeline = incident.NewPipeline(a.logger.With("component", "remediation_queue"), db, incident.PipelineOptions{
-		Owner: a.opts.Owner + "/remediation", Workers: cfg.Remediation.MaxConcurrent + 2, Lease: remediationLease, PollInterval: poll,
+		Owner: a.opts.Owner + "/remediation", Workers: min(cfg.Remediation.MaxConcurrent, maxRemediationWorkers) + 2, PollInterval: poll,
+		LeaseFunc: func() time.Duration { return a.remediator.cur.Load().lease },
 	})
 	a.remPipeline.Register(incident.JobRemediate, incident.HandlerFunc(a.remediator.remediate))
 	a.remPipeline.Register(incident.JobRemediationStep, incident.HandlerFunc(a.remediator.step))
@@ -165,7 +178,7 @@ func (r *remediator) build(cfg *config.Config) (*remediationConfig, error) {
 	if rc.Enabled && len(set.Runbooks) == 0 {
 		r.logger.Info("no runbooks loaded", "dir", rc.RunbooksDir)
 	}
-	return &remediationConfig{cfg: rc, set: set, exec: ex, external: cfg.Global.ExternalURL}, nil
+	return &remediationConfig{cfg: rc, set: set, exec: ex, external: cfg.Global.ExternalURL, lease: remediationLease(set, cfg.Storage.Queue.Lease)}, nil
 }
 
 func usesKubernetes(set *remediation.Set) bool {
@@ -211,7 +224,7 @@ func labelSet(inc *incident.Incident) map[string]string {
 
 // remediate handles a remediate job: job.RefID is the incident.
 func (r *remediator) remediate(ctx context.Context, j incident.Job) error {
-	inc, err := r.db.GetIncident(ctx, j.RefID)
+	inc, err := r.db.ReadIncident(ctx, j.RefID, handlerParts)
 	if err != nil {
 		return permanentIfNotFound(err)
 	}
@@ -299,7 +312,8 @@ const stepRetry = time.Second
 // the run by one step (or one verification poll) under the run's lease.
 func (r *remediator) step(ctx context.Context, j incident.Job) error {
 	owner := fmt.Sprintf("%s#%d", j.Owner, j.ID)
-	run, verifyUntil, err := r.db.LeaseRun(ctx, j.RefID, owner, remediationLease)
+	rc := r.cur.Load()
+	run, verifyUntil, err := r.db.LeaseRun(ctx, j.RefID, owner, rc.lease)
 	if err != nil {
 		if incident.KindOf(err) == incident.Conflict {
 			return incident.Busy(err, stepRetry)
@@ -314,7 +328,7 @@ func (r *remediator) step(ctx context.Context, j incident.Job) error {
 			_ = r.db.ReleaseRun(rctx, run.ID, owner) // the lease expires anyway
 		}
 	}()
-	s := &stepRun{r: r, rc: r.cur.Load(), run: run, owner: owner, verifyUntil: verifyUntil}
+	s := &stepRun{r: r, rc: rc, run: run, owner: owner, verifyUntil: verifyUntil}
 	done, err := s.advance(ctx)
 	saved = done
 	return err
@@ -337,7 +351,7 @@ type stepRun struct {
 func (s *stepRun) advance(ctx context.Context) (bool, error) {
 	r, run := s.r, s.run
 	var err error
-	if s.inc, err = r.db.GetIncident(ctx, run.IncidentID); err != nil {
+	if s.inc, err = r.db.ReadIncident(ctx, run.IncidentID, handlerParts); err != nil {
 		return false, permanentIfNotFound(err)
 	}
 	full, err := r.db.RemediationRun(ctx, run.ID)
@@ -404,7 +418,7 @@ func (s *stepRun) finish(ctx context.Context, state, reason string, extra []inci
 		return true, nil
 	}
 	// Failed: escalate under a fresh lease (the save ended this one).
-	run2, _, err := r.db.LeaseRun(ctx, run.ID, s.owner, remediationLease)
+	run2, _, err := r.db.LeaseRun(ctx, run.ID, s.owner, s.rc.lease)
 	if err != nil {
 		return true, err
 	}
@@ -606,7 +620,7 @@ func (s *stepRun) verify(ctx context.Context, now time.Time) (bool, error) {
 		until := now.Add(time.Duration(v.Within))
 		s.verifyUntil = &until
 	}
-	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	qctx, cancel := context.WithTimeout(ctx, remediation.VerifyTimeout)
 	ok, desc, qerr := s.rc.exec.Holds(qctx, q)
 	cancel()
 	rec := incident.AuditRecord{Phase: incident.AuditDecision, StepIndex: -1, Kind: "verify", Input: q, Actor: "responder", At: now, Output: desc}
@@ -769,7 +783,7 @@ func (r *remediator) Decide(ctx context.Context, runID int64, user string, appro
 	}
 	r.metrics.approvals.WithLabelValues(label).Inc()
 	r.logger.InfoContext(ctx, "remediation run decided", "run_id", runID, "runbook", run.Runbook, "decision", label, "user", user)
-	if inc, err := r.db.GetIncident(ctx, run.IncidentID); err == nil {
+	if inc, err := r.db.ReadIncident(ctx, run.IncidentID, handlerParts); err == nil {
 		r.say(ctx, inc, fmt.Sprintf(":ballot_box_with_check: Remediation run %d %s by <@%s>.", run.ID, label, user))
 	}
 	return fmt.Sprintf("Run %d %s.", run.ID, label), nil

@@ -37,6 +37,8 @@ const (
 	// in flight when a replica is killed.
 	replicaPDDelay = 200 * time.Millisecond
 	replicaWait    = 60 * time.Second
+	// Every replicaEligibleEvery-th group opts in to remediation.
+	replicaEligibleEvery = 5
 )
 
 // TestReplicas_PostgreSQL runs three responder processes on one real
@@ -44,7 +46,9 @@ const (
 // Alertmanager HA cluster may. Part-way, one replica is SIGKILLed while it
 // holds deliver jobs; the others take them over once their leases expire.
 // In the end every group has exactly one incident, one Slack parent and one
-// PagerDuty alert: nothing is lost, and nothing doubled (a PagerDuty trigger
+// PagerDuty alert, and every fifth group (they opt in to remediation) one
+// remediation run whose exec step left one marker file: nothing is lost,
+// and nothing doubled (a PagerDuty trigger
 // whose answer the dead replica never stored may be sent again, which
 // PagerDuty deduplicates by dedup_key; the test bounds and reports it).
 func TestReplicas_PostgreSQL(t *testing.T) {
@@ -68,6 +72,20 @@ func TestReplicas_PostgreSQL(t *testing.T) {
 		fmt.Fprintf(&routes, "    - matchers: ['channel=\"ch-%02d\"']\n      receiver: ch-%02d\n", c, c)
 		fmt.Fprintf(&receivers, "  - name: ch-%02d\n    slack_configs: [{ channel: '#ch-%02d' }]\n", c, c)
 	}
+	// The remediation runbook leaves one marker file per run; its 2 s step
+	// timeout makes the remediation lease short, so that a dead replica's
+	// runs are taken over within the test.
+	markDir, rbDir := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "mark.yaml"), fmt.Appendf(nil, `
+name: mark
+match: ['alertname=~"ReplicaGroup.*"']
+params:
+  group: { label: alertname, pattern: '^ReplicaGroup[0-9]{4}$' }
+guards: { cooldown: 1h, max_runs: 3, window: 24h }
+steps:
+  - name: mark
+    exec: { command: /usr/bin/mktemp, args: ['-p', %q, 'run-{{ .Params.group }}.XXXXXX'], timeout: 2s }
+`, markDir), 0o600))
 	cfgFile := filepath.Join(t.TempDir(), "responder.yml")
 	require.NoError(t, os.WriteFile(cfgFile, fmt.Appendf(nil, `global:
   slack_api_url: %q
@@ -86,6 +104,12 @@ webhook:
     credentials: %s
 storm:
   enabled: false
+remediation:
+  enabled: true
+  dry_run: false
+  runbooks_dir: %s
+  max_concurrent: 200
+  storm_threshold: 100000
 route:
   receiver: pagerduty
   routes:
@@ -95,7 +119,7 @@ route:
 %sreceivers:
   - name: pagerduty
     pagerduty_configs: [{ routing_key: %q }]
-%s`, fakeSlack.URL(), slackToken, fakePD.URL(), dsn, replicaWorkers, replicaLease, crashToken, routes.String(), notifyRoutingKey, receivers.String()), 0o600))
+%s`, fakeSlack.URL(), slackToken, fakePD.URL(), dsn, replicaWorkers, replicaLease, crashToken, rbDir, routes.String(), notifyRoutingKey, receivers.String()), 0o600))
 
 	// Start the replicas one after the other: each migrates (the first
 	// does the work, the others find it done under the migration lock).
@@ -189,16 +213,21 @@ route:
 	for g := range replicaGroups {
 		require.GreaterOrEqual(t, acks[g], replicaCount-1, "group %d acknowledged by the surviving replicas", g)
 	}
-	rows, err := db.QueryContext(t.Context(), `SELECT id FROM jobs WHERE state = 'running' AND starts_with(lease_owner, $1)`, victimOwner)
+	rows, err := db.QueryContext(t.Context(), `SELECT id, kind FROM jobs WHERE state = 'running' AND starts_with(lease_owner, $1)`, victimOwner)
 	require.NoError(t, err)
+	heldKinds := map[string]int{}
 	for rows.Next() {
-		var id int64
-		require.NoError(t, rows.Scan(&id))
+		var (
+			id   int64
+			kind string
+		)
+		require.NoError(t, rows.Scan(&id, &kind))
 		inFlight = append(inFlight, id)
+		heldKinds[kind]++
 	}
 	require.NoError(t, rows.Err())
 	require.NoError(t, rows.Close())
-	t.Logf("the killed replica held %d running jobs", len(inFlight))
+	t.Logf("the killed replica held %d running jobs: %v", len(inFlight), heldKinds)
 
 	// The survivors finish everything, the dead replica's jobs included
 	// once their leases expire.
@@ -210,6 +239,7 @@ route:
 	}
 	finished := func() bool {
 		return count(`SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')`) == 0 &&
+			count(`SELECT count(*) FROM remediation_runs WHERE state IN ('pending', 'running', 'awaiting_approval')`) == 0 &&
 			count(`SELECT count(*) FROM notifications WHERE status IN ('pending', 'retry')`) == 0 &&
 			len(fakePD.Open()) == replicaGroups
 	}
@@ -279,6 +309,35 @@ route:
 	t.Logf("%d groups: %d slack parents, %d pagerduty alerts; groups by pagerduty triggers sent (dedup_key makes repeats harmless): %v",
 		replicaGroups, parents, len(open), byCount)
 
+	// Remediation: one run per eligible group, none for the others; each
+	// succeeded run's step ran once (one marker). A run whose step the
+	// killed replica had started is never repeated: it ends unknown (and is
+	// escalated), with the marker there or not depending on how far the
+	// step got.
+	runStates := map[string]int{}
+	for g, name := range alertnames {
+		var runs int
+		var state sql.NullString
+		require.NoError(t, db.QueryRowContext(t.Context(), `SELECT count(*), max(r.state) FROM remediation_runs r JOIN incidents i ON i.id = r.incident_id WHERE i.group_key = $1`,
+			groupKeys[g]).Scan(&runs, &state))
+		marks, err := filepath.Glob(filepath.Join(markDir, "run-"+name+".*"))
+		require.NoError(t, err)
+		if g%replicaEligibleEvery != 0 {
+			require.Zero(t, runs, "remediation runs of %s, which did not opt in", name)
+			require.Empty(t, marks, "markers of %s", name)
+			continue
+		}
+		require.Equal(t, 1, runs, "remediation runs of %s", name)
+		runStates[state.String]++
+		require.LessOrEqual(t, len(marks), 1, "step executions of %s", name)
+		if state.String != "unknown" {
+			require.Equal(t, "succeeded", state.String, "run of %s", name)
+			require.Len(t, marks, 1, "step executions of %s", name)
+		}
+	}
+	require.LessOrEqual(t, runStates["unknown"], replicaWorkers, "runs left unknown beyond what the killed replica could hold")
+	t.Logf("remediation runs by final state: %v", runStates)
+
 	// What the replicas warned about (lock waits, retries), for the record.
 	warnings := map[string]int{}
 	for _, p := range procs {
@@ -319,11 +378,18 @@ func replicaPayload(t *testing.T, i int) (payload []byte, alertname, groupKey st
 	m["groupLabels"] = map[string]any{"alertname": alertname}
 	common := m["commonLabels"].(map[string]any)
 	common["alertname"], common["channel"] = alertname, channel
+	eligible := i%replicaEligibleEvery == 0
+	if eligible {
+		common["auto_remediation"] = "enabled"
+	}
 	alerts := m["alerts"].([]any)
 	for j, a := range alerts {
 		a := maps.Clone(a.(map[string]any))
 		labels := maps.Clone(a["labels"].(map[string]any))
 		labels["alertname"], labels["channel"] = alertname, channel
+		if eligible {
+			labels["auto_remediation"] = "enabled"
+		}
 		a["labels"] = labels
 		a["fingerprint"] = fmt.Sprintf("%012x%04x", i, j)
 		alerts[j] = a

@@ -49,6 +49,10 @@ type PipelineOptions struct {
 	MaxBackoff   time.Duration
 	Lease        time.Duration
 	PollInterval time.Duration
+	// LeaseFunc, when set, gives each claim's lease instead of Lease (the
+	// remediation pipeline derives it from the runbooks in force); an
+	// attempt's timeout is then four fifths of it.
+	LeaseFunc func() time.Duration
 	// JobTimeout bounds one attempt; it must be shorter than Lease.
 	JobTimeout time.Duration
 	Registerer prometheus.Registerer
@@ -161,7 +165,12 @@ func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 	defer poll.Stop()
 	var lastErr string
 	for ctx.Err() == nil {
-		jobs, err := p.queue.Claim(ctx, owner, p.opts.BatchSize, p.opts.Lease, kinds...)
+		lease, timeout := p.opts.Lease, p.opts.JobTimeout
+		if p.opts.LeaseFunc != nil {
+			lease = p.opts.LeaseFunc()
+			timeout = lease * 4 / 5
+		}
+		jobs, err := p.queue.Claim(ctx, owner, p.opts.BatchSize, lease, kinds...)
 		if err != nil {
 			// Log when the failure changes, not on every poll.
 			if ctx.Err() == nil && err.Error() != lastErr {
@@ -177,7 +186,7 @@ func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 				p.Wake()
 			}
 			for _, j := range jobs {
-				p.run(ctx, j)
+				p.run(ctx, j, timeout)
 			}
 			// Keep draining while there is work.
 			continue
@@ -203,7 +212,7 @@ func exhausted(j Job) error {
 	return Permanent(fmt.Errorf("attempt %d exceeds max attempts %d (its lease expired while running)", j.Attempts, j.MaxAttempts))
 }
 
-func (p *Pipeline) run(ctx context.Context, j Job) {
+func (p *Pipeline) run(ctx context.Context, j Job, timeout time.Duration) {
 	h, ok := p.handlers[j.Kind]
 	start := p.opts.Now()
 	err := exhausted(j) // recorded below as parked
@@ -212,7 +221,7 @@ func (p *Pipeline) run(ctx context.Context, j Job) {
 	case !ok:
 		err = Permanent(fmt.Errorf("%w %q", errNoHandler, j.Kind))
 	default:
-		jctx, cancel := context.WithTimeoutCause(ctx, p.opts.JobTimeout, fmt.Errorf("job %s timed out after %s", j.Kind, p.opts.JobTimeout))
+		jctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("job %s timed out after %s", j.Kind, timeout))
 		err = safeHandle(jctx, h, j)
 		if err != nil && jctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", err, context.Cause(jctx))

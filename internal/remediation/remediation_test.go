@@ -374,3 +374,45 @@ func TestSelect_GuardOrder(t *testing.T) {
 		}
 	}
 }
+
+// The remediation lease is derived from LongestStep: the longest step
+// timeout (a step without one gets the default), or the verification
+// query's where a runbook verifies.
+func TestSet_LongestStep(t *testing.T) {
+	short := mustParse(t, `
+name: short
+match: ['alertname="A"']
+steps:
+  - name: touch
+    exec: { command: /usr/bin/true, timeout: 2s }
+  - name: pause
+    wait: { duration: 10m }
+`)
+	defaulted := mustParse(t, `
+name: defaulted
+match: ['alertname="B"']
+steps:
+  - name: touch
+    exec: { command: /usr/bin/true }
+`)
+	long := mustParse(t, `
+name: long
+match: ['alertname="C"']
+steps:
+  - name: touch
+    exec: { command: /usr/bin/true, timeout: 4m }
+`)
+	verifies := mustParse(t, `
+name: verifies
+match: ['alertname="D"']
+steps:
+  - name: touch
+    exec: { command: /usr/bin/true, timeout: 1s }
+verify: { query: 'up == 1', within: 5m }
+`)
+	require.Zero(t, (*Set)(nil).LongestStep())
+	require.Equal(t, 2*time.Second, (&Set{Runbooks: []*Runbook{short}}).LongestStep(), "a wait is not a call out")
+	require.Equal(t, DefaultStepTimeout, (&Set{Runbooks: []*Runbook{short, defaulted}}).LongestStep())
+	require.Equal(t, 4*time.Minute, (&Set{Runbooks: []*Runbook{short, long, verifies}}).LongestStep())
+	require.Equal(t, VerifyTimeout, (&Set{Runbooks: []*Runbook{verifies}}).LongestStep())
+}

@@ -537,6 +537,47 @@ type Set struct {
 	Runbooks []*Runbook
 }
 
+// Timeout is the step's timeout (every kind that calls out has one once
+// loaded); a wait step has none: it is a job due later, not a sleep.
+func (s *Step) Timeout() time.Duration {
+	switch {
+	case s.Exec != nil:
+		return time.Duration(s.Exec.Timeout)
+	case s.HTTP != nil:
+		return time.Duration(s.HTTP.Timeout)
+	case s.Kubernetes != nil:
+		return time.Duration(s.Kubernetes.Timeout)
+	case s.Silence != nil:
+		return time.Duration(s.Silence.Timeout)
+	case s.PromQLCheck != nil:
+		return time.Duration(s.PromQLCheck.Timeout)
+	}
+	return 0
+}
+
+// VerifyTimeout bounds one verification query.
+const VerifyTimeout = 30 * time.Second
+
+// LongestStep is the longest time one remediation job may spend on a call
+// out: the longest step timeout in the set, or VerifyTimeout where a runbook
+// verifies. A remediation job's lease must outlast it, and need not be much
+// longer, so that a dead replica's runs are taken over soon.
+func (s *Set) LongestStep() time.Duration {
+	var longest time.Duration
+	if s == nil {
+		return longest
+	}
+	for _, rb := range s.Runbooks {
+		for i := range rb.Steps {
+			longest = max(longest, rb.Steps[i].Timeout())
+		}
+		if rb.Verify != nil {
+			longest = max(longest, VerifyTimeout)
+		}
+	}
+	return longest
+}
+
 // Get returns the runbook named name, or nil.
 func (s *Set) Get(name string) *Runbook {
 	if s == nil {
