@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"fmt"
 	"slices"
@@ -261,6 +262,7 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 		return nil, false, unavailable("find states", err)
 	}
 	queued, deferred := false, false
+	refs := map[string]payloadRef{}
 	if inline {
 		for _, i := range order {
 			rec, ap, q, d, err := s.insertDelivery(ctx, tx.Tx, batch[i].d, hashes[i], known)
@@ -273,12 +275,16 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 		// Nothing is applied here: store the whole batch in a few
 		// multi-row statements (on PostgreSQL each statement is a round
 		// trip; one per delivery made a batch of 64 cost 64 to 128).
-		if out, deferred, err = s.insertBatch(ctx, tx.Tx, batch, order, hashes, known); err != nil {
+		if out, deferred, err = s.insertBatch(ctx, tx.Tx, batch, order, hashes, known, refs); err != nil {
 			return nil, false, unavailable("insert", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, false, unavailable("commit", err)
+	}
+	// Only committed rows may stand in for a later duplicate's payload.
+	for h, ref := range refs {
+		s.payloads.Add(h, ref)
 	}
 	if queued {
 		s.opts.OnCommit()
@@ -297,24 +303,38 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 // (rarely) the marking of those another replica stored first. A delivery
 // whose states are already stored, or stored by an earlier delivery of the
 // batch, is a duplicate.
-func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, order []int, hashes []string, known map[string]int64) ([]incident.Receipt, bool, error) {
+//
+// A duplicate whose bytes are those of a notification stored before (the
+// payloads cache knows which) stores no copy of them: its reason names that
+// notification. Retries and HA peers send the same bytes again and again,
+// and the copies were most of what a duplicate wrote. refs gets the rows
+// that stored their payload, for the cache once the batch is committed.
+func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, order []int, hashes []string, known map[string]int64, refs map[string]payloadRef) ([]incident.Receipt, bool, error) {
 	out := make([]incident.Receipt, len(batch))
 	first := map[string]bool{} // states stored by a delivery of this batch
 	args := make([]any, 0, 8*len(order))
+	digests := make([][sha256.Size]byte, len(batch))
+	full := make([]bool, len(batch)) // the row stores its payload
 	for _, i := range order {
 		d := batch[i].d
 		m := d.Message
-		status, reason := incident.NotificationPending, ""
+		digests[i] = sha256.Sum256(d.Raw)
+		payload, status, reason := d.Raw, incident.NotificationPending, ""
 		switch firstID, ok := known[hashes[i]]; {
 		case ok:
 			status, reason = incident.NotificationDuplicate, fmt.Sprintf("same alert states as notification %d", firstID)
+			if ref, ok := s.payloads.Get(hashes[i]); ok && ref.digest == digests[i] {
+				payload = []byte{}
+				reason += fmt.Sprintf("; payload identical to notification %d's, not stored again", ref.id)
+			}
 		case first[hashes[i]]:
 			status, reason = incident.NotificationDuplicate, "same alert states as a concurrent notification"
 		default:
 			first[hashes[i]] = true
 		}
 		out[i].Duplicate = status == incident.NotificationDuplicate
-		args = append(args, ns(d.ReceivedAt), m.GroupKey, hashes[i], status, reason, m.Receiver, len(m.Alerts), d.Raw)
+		full[i] = len(payload) > 0
+		args = append(args, ns(d.ReceivedAt), m.GroupKey, hashes[i], status, reason, m.Receiver, len(m.Alerts), payload)
 	}
 	ids, err := s.insertReturningIDs(ctx, tx, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES `+
 		tuples(len(order), 8)+` RETURNING id`, args)
@@ -332,6 +352,9 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 	byHash := map[string]int{}
 	for k, i := range order {
 		out[i].NotificationID = ids[k]
+		if full[i] {
+			refs[hashes[i]] = payloadRef{id: ids[k], digest: digests[i]}
+		}
 		if !out[i].Duplicate {
 			stateArgs = append(stateArgs, hashes[i], ids[k])
 			byHash[hashes[i]] = i
@@ -372,6 +395,17 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 	}
 	return out, deferred, nil
 }
+
+// payloadRef is a stored notification whose payload a byte-identical
+// duplicate points to instead of storing it again.
+type payloadRef struct {
+	id     int64
+	digest [sha256.Size]byte
+}
+
+// payloadRefs is how many alert states' payloads are remembered for
+// duplicates (about 100 bytes each).
+const payloadRefs = 4096
 
 // insertReturningIDs runs a multi-row INSERT ... RETURNING id and returns
 // the ids.

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/responder/responder/internal/incident"
 )
 
@@ -93,17 +95,20 @@ type Options struct {
 // Store keeps notifications, incidents and jobs. It is safe for concurrent
 // use, and, on PostgreSQL, by several replicas.
 type Store struct {
-	w, r    *sql.DB
-	gate    *writeGate  // nil unless the engine has a single writer
-	lazy    atomic.Bool // the writer connection may still run LazyBegin's setting
-	dialect Dialect
-	opts    Options
-	logger  *slog.Logger
-	accepts chan acceptReq
-	stmts   stmts
-	cache   sync.Map // query text → *sql.Stmt on the writer pool
-	missed  sync.Map // query texts to prepare
-	rcache  sync.Map // query text → *sql.Stmt on the reader pool
+	w, r *sql.DB
+	gate *writeGate  // nil unless the engine has a single writer
+	lazy atomic.Bool // the writer connection may still run LazyBegin's setting
+	// payloads remembers, by alert states, a stored notification and the
+	// digest of its bytes (see insertBatch).
+	payloads *lru.Cache[string, payloadRef]
+	dialect  Dialect
+	opts     Options
+	logger   *slog.Logger
+	accepts  chan acceptReq
+	stmts    stmts
+	cache    sync.Map // query text → *sql.Stmt on the writer pool
+	missed   sync.Map // query texts to prepare
+	rcache   sync.Map // query text → *sql.Stmt on the reader pool
 
 	stopped  chan struct{} // closed when Run returns
 	stopOnce sync.Once
@@ -144,12 +149,13 @@ func New(w, r *sql.DB, d Dialect, opts Options) *Store {
 	if opts.OnApplied == nil {
 		opts.OnApplied = func(int64, incident.Applied) {}
 	}
+	payloads, _ := lru.New[string, payloadRef](payloadRefs) // fails only for a size below 1
 	var gate *writeGate
 	if d.SingleWriter {
 		gate = newWriteGate()
 	}
 	return &Store{
-		w: w, r: r, gate: gate, dialect: d, opts: opts, logger: opts.Logger,
+		w: w, r: r, gate: gate, dialect: d, opts: opts, logger: opts.Logger, payloads: payloads,
 		accepts:  make(chan acceptReq, 4096),
 		stopped:  make(chan struct{}),
 		applyNow: make(chan struct{}, 1),

@@ -65,6 +65,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Accept", func(t *testing.T) { testAccept(t, open) })
 	t.Run("AcceptDeferred", func(t *testing.T) { testAcceptDeferred(t, deferred) })
 	t.Run("AcceptBatch", func(t *testing.T) { testAcceptBatch(t, deferred) })
+	t.Run("DuplicatePayload", func(t *testing.T) { testDuplicatePayload(t, deferred) })
 	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
 		t.Run("Apply"+name, func(t *testing.T) { testApply(t, o) })
 		t.Run("ApplyOrder"+name, func(t *testing.T) { testApplyOrder(t, o) })
@@ -306,6 +307,55 @@ func testAcceptBatch(t *testing.T, open Opener) {
 	list, err := s.ListIncidents(ctx, incident.ListFilter{Limit: 1000})
 	require.NoError(t, err)
 	require.Len(t, list, groups)
+}
+
+// testDuplicatePayload: a duplicate with the very bytes of a stored
+// notification stores no copy of them, and says which notification has
+// them; a duplicate with other bytes (same alert states, another
+// annotation) keeps its own.
+func testDuplicatePayload(t *testing.T, open Opener) {
+	c := NewClock()
+	s, r := openRecording(t, open, c)
+	ctx := context.Background()
+	m := Payload(t, "am_v4_firing.json")
+	raw, err := json.Marshal(m)
+	require.NoError(t, err)
+	deliver := func(m *incident.Message, raw []byte) incident.Receipt {
+		t.Helper()
+		rec, err := s.Accept(ctx, incident.Delivery{Message: m, Raw: raw, ReceivedAt: c.Now()})
+		require.NoError(t, err)
+		return rec
+	}
+	row := func(id int64) (reason string, size int) {
+		t.Helper()
+		q := `SELECT reason, length(payload) FROM notifications WHERE id = ?`
+		if s.Dialect().Dollar {
+			q = strings.Replace(q, "?", "$1", 1)
+		}
+		require.NoError(t, s.DB().QueryRowContext(ctx, q, id).Scan(&reason, &size))
+		return reason, size
+	}
+	first := deliver(m, raw)
+	require.False(t, first.Duplicate)
+	same := deliver(m, raw)
+	require.True(t, same.Duplicate)
+	reason, size := row(same.NotificationID)
+	require.Zero(t, size, "an identical duplicate stores no copy")
+	require.Contains(t, reason, fmt.Sprintf("payload identical to notification %d's", first.NotificationID))
+
+	other := clone(t, m)
+	other.CommonAnnotations = template.KV{"summary": "reworded"}
+	otherRaw, err := json.Marshal(other)
+	require.NoError(t, err)
+	changed := deliver(other, otherRaw)
+	require.True(t, changed.Duplicate, "same alert states")
+	reason, size = row(changed.NotificationID)
+	require.Equal(t, len(otherRaw), size, "other bytes are stored")
+	require.NotContains(t, reason, "payload identical")
+	// The first notification keeps its payload; it was applied once.
+	_, size = row(first.NotificationID)
+	require.Equal(t, len(raw), size)
+	require.Len(t, drain(t, s, r), 1)
 }
 
 // testApplyFailure: a delivery whose apply fails is still acknowledged and
