@@ -12,44 +12,72 @@ import (
 // goes before the job handlers. Without it, database/sql hands the
 // connection to a random waiter, and a webhook commit queued behind a dozen
 // job transactions, each with its own fsync, was most of the ingest p99 at
-// 1,000 new notifications/s. Engines with concurrent writers have no gate.
+// 1,000 new notifications/s. So that a writer loop busy for minutes (a
+// sustained burst) does not starve the jobs (Slack posts, pages), a job
+// handler goes next after maxHighStreak writer-loop turns in a row while it
+// waited. Engines with concurrent writers have no gate.
 type writeGate struct {
-	mu   sync.Mutex
-	held bool
-	high int           // writer-loop callers waiting
-	wake chan struct{} // closed and replaced whenever the gate may have opened
+	mu     sync.Mutex
+	held   bool
+	high   int           // writer-loop callers waiting
+	low    int           // job handlers waiting
+	streak int           // writer-loop turns in a row while job handlers waited
+	wake   chan struct{} // closed and replaced whenever the gate may have opened
 }
+
+// maxHighStreak is how many writer-loop turns in a row a waiting job
+// handler lets go first.
+const maxHighStreak = 8
 
 func newWriteGate() *writeGate { return &writeGate{wake: make(chan struct{})} }
 
-// lock takes the gate. A low-priority caller also waits while a
-// high-priority one waits.
+// blocked reports whether a caller of that priority must wait; call it
+// with mu held.
+func (g *writeGate) blocked(high bool) bool {
+	switch {
+	case g.held:
+		return true
+	case high:
+		return g.low > 0 && g.streak >= maxHighStreak
+	default:
+		return g.high > 0 && g.streak < maxHighStreak
+	}
+}
+
+// lock takes the gate: the writer loop (high) first, but never more than
+// maxHighStreak turns in a row while a job handler waits.
 func (g *writeGate) lock(ctx context.Context, high bool) error {
 	if g == nil {
 		return nil
 	}
 	g.mu.Lock()
+	waiting := &g.low
 	if high {
-		g.high++
+		waiting = &g.high
 	}
-	for g.held || (!high && g.high > 0) {
+	*waiting++
+	for g.blocked(high) {
 		w := g.wake
 		g.mu.Unlock()
 		select {
 		case <-w:
 		case <-ctx.Done():
 			g.mu.Lock()
-			if high {
-				g.high--
-				g.broadcast()
-			}
+			*waiting--
+			g.broadcast() // those it held back may go
 			g.mu.Unlock()
 			return ctx.Err()
 		}
 		g.mu.Lock()
 	}
-	if high {
-		g.high--
+	*waiting--
+	switch {
+	case !high:
+		g.streak = 0
+	case g.low > 0:
+		g.streak++
+	default:
+		g.streak = 0
 	}
 	g.held = true
 	g.mu.Unlock()

@@ -74,6 +74,40 @@ func TestWriteGate_Cancel(t *testing.T) {
 	g.unlock()
 }
 
+// High-priority callers that always have a turn waiting (a sustained
+// burst) still let a job handler through every maxHighStreak turns.
+func TestWriteGate_LowNotStarved(t *testing.T) {
+	g := newWriteGate()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	// Two of them, so that one is always waiting when the other lets go.
+	for range 2 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if err := g.lock(ctx, true); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Microsecond) // a commit
+				g.unlock()
+			}
+		})
+	}
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	waitFor(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.held && g.high > 0 })
+	for i := range 20 {
+		lctx, lcancel := context.WithTimeout(context.Background(), time.Second)
+		err := g.lock(lctx, false)
+		lcancel()
+		if err != nil {
+			t.Fatalf("job handler %d starved behind a busy writer loop: %v", i, err)
+		}
+		g.unlock()
+	}
+}
+
 // A store without a gate (engines with concurrent writers) never blocks.
 func TestWriteGate_Nil(t *testing.T) {
 	var g *writeGate
