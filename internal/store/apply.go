@@ -56,9 +56,9 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 	var applied []done
 	queued, yielded := false, false
 	for i, j := range jobs {
-		if i > 0 && len(s.accepts) > 0 {
-			// A request is waiting for its 200: commit what is done and let
-			// the writer loop acknowledge it first.
+		if i > 0 && (len(s.accepts) > 0 || s.gate.waitingLow()) {
+			// A request is waiting for its 200, or a job handler for the
+			// writer: commit what is done and let them go first.
 			yielded = true
 			break
 		}

@@ -72,6 +72,17 @@ func TestPostgres_Reopen(t *testing.T) {
 	require.NoError(t, db.Close())
 }
 
+// Payloads are compressed with lz4 (migration 0009) on a server that has it,
+// as Debian's PostgreSQL 15 does.
+func TestPostgres_PayloadCompression(t *testing.T) {
+	t.Parallel()
+	s := open(t, storetest.NewClock(), nil)
+	var method string
+	require.NoError(t, s.DB().QueryRowContext(context.Background(),
+		`SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'notifications'::regclass AND attname = 'payload'`).Scan(&method))
+	require.Equal(t, "l", method, "notifications.payload uses lz4")
+}
+
 // TestPostgres_ConcurrentMigrations starts several stores on one empty
 // database at once, as replicas starting together do: the migrations run
 // once, and every store comes up.
