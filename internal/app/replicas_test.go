@@ -237,17 +237,33 @@ route:
 		require.NoError(t, db.QueryRowContext(t.Context(), q, args...).Scan(&n), q)
 		return n
 	}
+	// Each group's PagerDuty alert, keyed by its dedup key; a remediation
+	// run the kill left unknown is escalated under a key of its own.
+	groupDedup := make(map[string]bool, replicaGroups)
+	for _, gk := range groupKeys {
+		sum := sha256.Sum256([]byte(gk))
+		groupDedup[hex.EncodeToString(sum[:])] = true
+	}
+	groupsPaged := func() int {
+		n := 0
+		for key := range fakePD.Open() {
+			if groupDedup[key] {
+				n++
+			}
+		}
+		return n
+	}
 	finished := func() bool {
 		return count(`SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')`) == 0 &&
 			count(`SELECT count(*) FROM remediation_runs WHERE state IN ('pending', 'running', 'awaiting_approval')`) == 0 &&
 			count(`SELECT count(*) FROM notifications WHERE status IN ('pending', 'retry')`) == 0 &&
-			len(fakePD.Open()) == replicaGroups
+			groupsPaged() == replicaGroups
 	}
 	deadline := time.Now().Add(replicaWait)
 	for !finished() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the survivors did not finish the work within %s; unfinished jobs: %v; pagerduty alerts open: %d",
-				replicaWait, jobSummary(t, db), len(fakePD.Open()))
+			t.Fatalf("the survivors did not finish the work within %s; unfinished jobs: %v; groups paged: %d",
+				replicaWait, jobSummary(t, db), groupsPaged())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -336,6 +352,13 @@ route:
 		}
 	}
 	require.LessOrEqual(t, runStates["unknown"], replicaWorkers, "runs left unknown beyond what the killed replica could hold")
+	escalations := 0
+	for key := range open {
+		if !groupDedup[key] {
+			escalations++
+		}
+	}
+	require.Equal(t, runStates["unknown"], escalations, "one PagerDuty escalation per run the kill left unknown, nothing else")
 	t.Logf("remediation runs by final state: %v", runStates)
 
 	// What the replicas warned about (lock waits, retries), for the record.
