@@ -445,7 +445,11 @@ func (s *stepRun) awaitApproval(ctx context.Context, now time.Time) (bool, error
 	}
 	ref, ok, wait := thread(s.inc)
 	if !ok {
-		if wait {
+		// Not routed yet (the remediation and route jobs of a new incident
+		// run side by side), or routed to Slack and not posted yet: wait.
+		// Only a routed incident without a Slack delivery has no thread
+		// to ask in.
+		if wait || routeDecision(s.inc) == nil {
 			return false, incident.Busy(errors.New("the incident's Slack message is not posted yet"), 2*time.Second)
 		}
 		return s.finish(ctx, incident.RunCancelled, "the runbook requires approval, but the incident has no Slack thread to ask in", nil)
