@@ -239,10 +239,12 @@ route:
 	}
 	// Each group's PagerDuty alert, keyed by its dedup key; a remediation
 	// run the kill left unknown is escalated under a key of its own.
+	dedupKeys := make([]string, replicaGroups) // group g's is the SHA-256 of its group key
 	groupDedup := make(map[string]bool, replicaGroups)
-	for _, gk := range groupKeys {
+	for g, gk := range groupKeys {
 		sum := sha256.Sum256([]byte(gk))
-		groupDedup[hex.EncodeToString(sum[:])] = true
+		dedupKeys[g] = hex.EncodeToString(sum[:])
+		groupDedup[dedupKeys[g]] = true
 	}
 	groupsPaged := func() int {
 		n := 0
@@ -313,9 +315,8 @@ route:
 	}
 	open := fakePD.Open()
 	byCount := map[int]int{}
-	for _, gk := range groupKeys {
-		sum := sha256.Sum256([]byte(gk))
-		key := hex.EncodeToString(sum[:])
+	for g, gk := range groupKeys {
+		key := dedupKeys[g]
 		require.Contains(t, open, key, "pagerduty alert of %s", gk)
 		require.GreaterOrEqual(t, triggers[key], 1)
 		require.LessOrEqual(t, triggers[key], 2, "triggers of %s", gk)

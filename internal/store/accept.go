@@ -311,7 +311,7 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 // that stored their payload, for the cache once the batch is committed.
 func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, order []int, hashes []string, known map[string]int64, refs map[string]payloadRef) ([]incident.Receipt, bool, error) {
 	out := make([]incident.Receipt, len(batch))
-	first := map[string]bool{} // states stored by a delivery of this batch
+	first := map[string]int{} // new states → the batch index of the first delivery with them
 	args := make([]any, 0, 8*len(order))
 	digests := make([][sha256.Size]byte, len(batch))
 	full := make([]bool, len(batch)) // the row stores its payload
@@ -320,23 +320,23 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 		m := d.Message
 		digests[i] = sha256.Sum256(d.Raw)
 		payload, status, reason := d.Raw, incident.NotificationPending, ""
-		switch firstID, ok := known[hashes[i]]; {
-		case ok:
+		_, seen := first[hashes[i]]
+		if firstID, ok := known[hashes[i]]; ok {
 			status, reason = incident.NotificationDuplicate, fmt.Sprintf("same alert states as notification %d", firstID)
 			if ref, ok := s.payloads.Get(hashes[i]); ok && ref.digest == digests[i] {
 				payload = []byte{}
 				reason += fmt.Sprintf("; payload identical to notification %d's, not stored again", ref.id)
 			}
-		case first[hashes[i]]:
+		} else if seen {
 			status, reason = incident.NotificationDuplicate, "same alert states as a concurrent notification"
-		default:
-			first[hashes[i]] = true
+		} else {
+			first[hashes[i]] = i
 		}
 		out[i].Duplicate = status == incident.NotificationDuplicate
 		full[i] = len(payload) > 0
 		args = append(args, ns(d.ReceivedAt), m.GroupKey, hashes[i], status, reason, m.Receiver, len(m.Alerts), payload)
 	}
-	ids, err := s.insertReturningIDs(ctx, tx, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES `+
+	ids, err := queryColumn[int64](ctx, s, tx, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES `+
 		tuples(len(order), 8)+` RETURNING id`, args)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert notifications: %w", err)
@@ -349,7 +349,6 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 	// ids are the rows' in order.
 	slices.Sort(ids)
 	var stateArgs []any
-	byHash := map[string]int{}
 	for k, i := range order {
 		out[i].NotificationID = ids[k]
 		if full[i] {
@@ -357,32 +356,22 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 		}
 		if !out[i].Duplicate {
 			stateArgs = append(stateArgs, hashes[i], ids[k])
-			byHash[hashes[i]] = i
 		}
 	}
-	if len(byHash) == 0 {
+	if len(first) == 0 {
 		return out, false, nil
 	}
-	rows, err := s.queryTx(ctx, tx, `INSERT INTO notification_states (state_hash, notification_id) VALUES `+tuples(len(byHash), 2)+
+	inserted, err := queryColumn[string](ctx, s, tx, `INSERT INTO notification_states (state_hash, notification_id) VALUES `+tuples(len(first), 2)+
 		` ON CONFLICT DO NOTHING RETURNING state_hash`, stateArgs)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert states: %w", err)
 	}
-	stored := map[string]bool{}
-	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
-			_ = rows.Close() // the scan error is the one to report
-			return nil, false, fmt.Errorf("insert states: %w", err)
-		}
+	stored := make(map[string]bool, len(inserted))
+	for _, h := range inserted {
 		stored[h] = true
 	}
-	_ = rows.Close() // rows.Err reports a failed read
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("insert states: %w", err)
-	}
 	deferred := false
-	for h, i := range byHash {
+	for h, i := range first {
 		if stored[h] {
 			deferred = true
 			continue
@@ -407,23 +396,23 @@ type payloadRef struct {
 // duplicates (about 100 bytes each).
 const payloadRefs = 4096
 
-// insertReturningIDs runs a multi-row INSERT ... RETURNING id and returns
-// the ids.
-func (s *Store) insertReturningIDs(ctx context.Context, tx *sql.Tx, q string, args []any) ([]int64, error) {
+// queryColumn runs q in tx and returns its one column, row by row (an
+// INSERT ... RETURNING of ids or keys).
+func queryColumn[T any](ctx context.Context, s *Store, tx *sql.Tx, q string, args []any) ([]T, error) {
 	rows, err := s.queryTx(ctx, tx, q, args)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = rows.Close() }()
-	var ids []int64
+	var out []T
 	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
+		var v T
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		out = append(out, v)
 	}
-	return ids, rows.Err()
+	return out, rows.Err()
 }
 
 // queryTx runs q in tx, prepared when its text is cached (see cached).

@@ -207,14 +207,19 @@ func (t *wtx) Rollback() error {
 	return t.Tx.Rollback()
 }
 
-// gatedRow is a one-row query's result that holds the gate until Scan.
+// gatedRow is a one-row query's result that holds the gate until Scan, or
+// the error that kept the query from running.
 type gatedRow struct {
 	row     *sql.Row
 	release func()
+	err     error
 }
 
 // Scan reads the row and releases the gate.
 func (r gatedRow) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
 	defer r.release()
 	return r.row.Scan(dest...)
 }

@@ -107,9 +107,9 @@ func (s *Store) wQuery(ctx context.Context, q string, args []any, each func(*sql
 // unprepared, so that its error surfaces in Scan.
 func (s *Store) wQueryRow(ctx context.Context, q string, args ...any) gatedRow {
 	if err := s.acquire(ctx, false); err != nil {
-		// Scan reports the cancelled context (or the failed restore, as
-		// the query's own error).
-		return gatedRow{row: s.w.QueryRowContext(ctx, s.rebind(q), args...), release: func() {}}
+		// Not run without the gate (nor at a lazy durability): Scan
+		// reports why.
+		return gatedRow{err: err}
 	}
 	st, err := s.writeStmt(ctx, q)
 	if err != nil {
