@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/responder/responder/internal/config"
 	"github.com/responder/responder/internal/context/deploys"
@@ -21,6 +20,7 @@ import (
 	"github.com/responder/responder/internal/context/logs"
 	"github.com/responder/responder/internal/context/promql"
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/kubeapi"
 	"github.com/responder/responder/internal/routing/pagerduty"
 	"github.com/responder/responder/internal/routing/slack"
 	"github.com/responder/responder/internal/store"
@@ -40,10 +40,6 @@ const (
 	// send_resolved off) is given up on then.
 	contextPostPatience = 30 * time.Minute
 )
-
-// newKubeClient connects to Kubernetes; tests replace it with a fake
-// clientset.
-var newKubeClient = kube.NewClient
 
 // contexter runs the gather and context_post jobs.
 //
@@ -96,13 +92,14 @@ func (c *contexter) build(cfg *config.Config) (*gather.Gatherer, error) {
 	cc := cfg.Context
 	var sources []gather.Source
 	sources = append(sources, deploys.New(c.db.RecentDeployments, cc.ServiceLabels, cc.Deployments.Lookback, gather.MaxDeployments, c.now))
-	var cs kubernetes.Interface
+	var cs kube.API
 	var sel kube.Selector
 	if k := cc.Kubernetes; k != nil {
-		var err error
-		if cs, err = newKubeClient(k.Kubeconfig); err != nil {
+		kc, err := kubeapi.New(k.Kubeconfig)
+		if err != nil {
 			return nil, fmt.Errorf("context: kubernetes: %w", err)
 		}
+		cs = kc
 		sel = kube.Selector{NamespaceLabel: k.NamespaceLabel, Namespace: k.Namespace, DeploymentLabel: k.DeploymentLabel, ServiceSelector: k.ServiceSelector, ServiceLabels: cc.ServiceLabels}
 		sources = append(sources, kube.NewRollouts(cs, sel, cc.Deployments.Lookback, c.now))
 	}

@@ -18,12 +18,10 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	goslack "github.com/slack-go/slack"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/responder/responder/internal/config"
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/kubeapi"
 	"github.com/responder/responder/internal/remediation"
 	"github.com/responder/responder/internal/routing"
 	"github.com/responder/responder/internal/routing/pagerduty"
@@ -61,7 +59,7 @@ type remediator struct {
 	cur      atomic.Pointer[remediationConfig]
 	metrics  *remediationMetrics
 	// kube, when set (tests), replaces the client built from the config.
-	kube kubernetes.Interface
+	kube remediation.KubeClient
 }
 
 // remediationConfig is what one configuration generation remediates with.
@@ -166,6 +164,7 @@ func (r *remediator) build(cfg *config.Config) (*remediationConfig, error) {
 		kc, err := kubeClient(cfg, rc.KubeconfigFile)
 		switch {
 		case err == nil:
+			ex.Kube = kc
 		case rc.Enabled && !rc.DryRun:
 			// Not fatal: kubernetes steps fail, audited, until it works.
 			r.logger.Warn("no kubernetes client; kubernetes steps will fail", "err", err)
@@ -173,7 +172,6 @@ func (r *remediator) build(cfg *config.Config) (*remediationConfig, error) {
 			// Nothing executes: say so without alarm.
 			r.logger.Info("no kubernetes client; kubernetes steps would fail once remediation executes (it does not now: dry-run or disabled)", "err", err)
 		}
-		ex.Kube = kc
 	}
 	if rc.Enabled && len(set.Runbooks) == 0 {
 		r.logger.Info("no runbooks loaded", "dir", rc.RunbooksDir)
@@ -194,21 +192,11 @@ func usesKubernetes(set *remediation.Set) bool {
 
 // kubeClient builds a client from the kubeconfig file, or the in-cluster
 // service account when there is none.
-func kubeClient(cfg *config.Config, file string) (kubernetes.Interface, error) {
-	var rc *rest.Config
-	var err error
-	if file != "" {
-		if !filepath.IsAbs(file) && cfg.File() != "" {
-			file = filepath.Join(filepath.Dir(cfg.File()), file)
-		}
-		rc, err = clientcmd.BuildConfigFromFlags("", file)
-	} else {
-		rc, err = rest.InClusterConfig()
+func kubeClient(cfg *config.Config, file string) (*kubeapi.Client, error) {
+	if file != "" && !filepath.IsAbs(file) && cfg.File() != "" {
+		file = filepath.Join(filepath.Dir(cfg.File()), file)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes config: %w", err)
-	}
-	return kubernetes.NewForConfig(rc)
+	return kubeapi.New(file)
 }
 
 // labelSet is what guards and runbooks see of an incident: its common

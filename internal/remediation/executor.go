@@ -18,9 +18,8 @@ import (
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 )
 
 // The outcomes of a step.
@@ -50,11 +49,20 @@ type Result struct {
 	Err      error
 }
 
+// KubeClient is the part of the Kubernetes API that kubernetes steps call;
+// kubeapi.Client implements it.
+type KubeClient interface {
+	GetDeployment(ctx context.Context, namespace, name string) (*appsv1.Deployment, error)
+	UpdateDeployment(ctx context.Context, d *appsv1.Deployment) error
+	PatchDeployment(ctx context.Context, namespace, name string, pt types.PatchType, patch []byte) error
+	DeletePod(ctx context.Context, namespace, name string) error
+}
+
 // Executor runs planned actions. Its zero fields disable the step kinds
 // that need them.
 type Executor struct {
 	// Kube is the Kubernetes client for kubernetes steps.
-	Kube kubernetes.Interface
+	Kube KubeClient
 	// Prometheus answers promql_check steps and verification queries.
 	Prometheus promv1.API
 	// AlertmanagerURL is where silence steps create silences.
@@ -240,14 +248,12 @@ func (e *Executor) kubernetes(ctx context.Context, k *KubernetesAction) Result {
 		patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
 			"annotations": map[string]string{RestartedAtAnnotation: e.now().UTC().Format(time.RFC3339)},
 		}}}})
-		_, err := e.Kube.AppsV1().Deployments(k.Namespace).Patch(ctx, k.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "responder"})
-		if err != nil {
+		if err := e.Kube.PatchDeployment(ctx, k.Namespace, k.Name, types.StrategicMergePatchType, patch); err != nil {
 			return Result{Err: fmt.Errorf("restart deployment %s/%s: %w", k.Namespace, k.Name, err)}
 		}
 		return Result{Outcome: OutcomeOK, Output: "restarted deployment " + k.Namespace + "/" + k.Name}
 	case ActionScale:
-		deps := e.Kube.AppsV1().Deployments(k.Namespace)
-		d, err := deps.Get(ctx, k.Name, metav1.GetOptions{})
+		d, err := e.Kube.GetDeployment(ctx, k.Namespace, k.Name)
 		if err != nil {
 			return Result{Err: fmt.Errorf("read deployment %s/%s: %w", k.Namespace, k.Name, err)}
 		}
@@ -260,12 +266,12 @@ func (e *Executor) kubernetes(ctx context.Context, k *KubernetesAction) Result {
 			return Result{Outcome: OutcomeOK, Output: fmt.Sprintf("deployment %s/%s already has %d replicas (bounds [%d,%d])", k.Namespace, k.Name, cur, k.MinReplicas, k.MaxReplicas)}
 		}
 		d.Spec.Replicas = &want
-		if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "responder"}); err != nil {
+		if err := e.Kube.UpdateDeployment(ctx, d); err != nil {
 			return Result{Err: fmt.Errorf("scale deployment %s/%s: %w", k.Namespace, k.Name, err)}
 		}
 		return Result{Outcome: OutcomeOK, Output: fmt.Sprintf("scaled deployment %s/%s from %d to %d replicas (bounds [%d,%d])", k.Namespace, k.Name, cur, want, k.MinReplicas, k.MaxReplicas)}
 	case ActionDeletePod:
-		if err := e.Kube.CoreV1().Pods(k.Namespace).Delete(ctx, k.Name, metav1.DeleteOptions{}); err != nil {
+		if err := e.Kube.DeletePod(ctx, k.Namespace, k.Name); err != nil {
 			return Result{Err: fmt.Errorf("delete pod %s/%s: %w", k.Namespace, k.Name, err)}
 		}
 		return Result{Outcome: OutcomeOK, Output: "deleted pod " + k.Namespace + "/" + k.Name}

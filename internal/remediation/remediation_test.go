@@ -20,7 +20,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/responder/responder/internal/kubeapi/kubeapitest"
 )
 
 func mustParse(t *testing.T, text string) *Runbook {
@@ -257,7 +258,7 @@ steps:
 func TestExecutor_Kubernetes(t *testing.T) {
 	t.Parallel()
 	replicas := int32(8)
-	cs := fake.NewClientset(
+	cs := kubeapitest.New(
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "shop"}, Spec: appsv1.DeploymentSpec{Replicas: &replicas}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "checkout-abc", Namespace: "shop"}},
 	)

@@ -21,9 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/responder/responder/internal/incident"
 )
@@ -36,27 +33,14 @@ const (
 	ChangeCauseAnnotation     = "kubernetes.io/change-cause"
 )
 
-// NewClient connects with a kubeconfig file, or with the in-cluster service
-// account when kubeconfig is empty.
-func NewClient(kubeconfig string) (kubernetes.Interface, error) {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes config: %w", err)
-	}
-	cfg.UserAgent = "responder"
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return cs, nil
+// API is the part of the Kubernetes API the sources read; kubeapi.Client
+// implements it.
+type API interface {
+	GetDeployment(ctx context.Context, namespace, name string) (*appsv1.Deployment, error)
+	ListDeployments(ctx context.Context, namespace, selector string) ([]appsv1.Deployment, error)
+	ListReplicaSets(ctx context.Context, namespace, selector string) ([]appsv1.ReplicaSet, error)
+	ListPods(ctx context.Context, namespace, selector string) ([]corev1.Pod, error)
+	PodLogs(ctx context.Context, namespace, name string, o *corev1.PodLogOptions) (io.ReadCloser, error)
 }
 
 // Selector says how an incident's labels select workloads.
@@ -78,7 +62,7 @@ var errNoTarget = errors.New("no namespace or workload in the alert labels")
 
 // deployments returns the Deployments the incident's labels select. Label
 // values are validated as Kubernetes names before they reach the API.
-func (s Selector) deployments(ctx context.Context, cs kubernetes.Interface, inc *incident.Incident) ([]appsv1.Deployment, error) {
+func (s Selector) deployments(ctx context.Context, cs API, inc *incident.Incident) ([]appsv1.Deployment, error) {
 	lset := mergedLabels(inc)
 	ns := lset[s.NamespaceLabel]
 	if ns == "" {
@@ -94,7 +78,7 @@ func (s Selector) deployments(ctx context.Context, cs kubernetes.Interface, inc 
 		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 			return nil, fmt.Errorf("deployment label is not a deployment name: %s", strings.Join(errs, "; "))
 		}
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		d, err := cs.GetDeployment(ctx, ns, name)
 		if err != nil {
 			return nil, fmt.Errorf("get deployment: %w", apiError(err))
 		}
@@ -108,11 +92,11 @@ func (s Selector) deployments(ctx context.Context, cs kubernetes.Interface, inc 
 	if err != nil {
 		return nil, fmt.Errorf("service label is not a label value: %w", err)
 	}
-	list, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	list, err := cs.ListDeployments(ctx, ns, sel.String())
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", apiError(err))
 	}
-	return list.Items, nil
+	return list, nil
 }
 
 // apiError drops the request URL a client-go error may carry.
@@ -147,14 +131,14 @@ func service(lset map[string]string, names []string) string {
 // Rollouts lists the Deployment rollouts of an incident's workloads within
 // the lookback.
 type Rollouts struct {
-	cs       kubernetes.Interface
+	cs       API
 	sel      Selector
 	lookback time.Duration
 	now      func() time.Time
 }
 
 // NewRollouts returns the rollouts source.
-func NewRollouts(cs kubernetes.Interface, sel Selector, lookback time.Duration, now func() time.Time) *Rollouts {
+func NewRollouts(cs API, sel Selector, lookback time.Duration, now func() time.Time) *Rollouts {
 	if now == nil {
 		now = time.Now
 	}
@@ -189,13 +173,13 @@ func (r *Rollouts) Gather(ctx context.Context, inc *incident.Incident) (incident
 		if err != nil {
 			continue
 		}
-		rsl, err := r.cs.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		rsl, err := r.cs.ListReplicaSets(ctx, d.Namespace, sel.String())
 		if err != nil {
 			return incident.Section{}, fmt.Errorf("list replicasets: %w", apiError(err))
 		}
 		current, _ := strconv.ParseInt(d.Annotations[RevisionAnnotation], 10, 64)
-		for j := range rsl.Items {
-			rs := &rsl.Items[j]
+		for j := range rsl {
+			rs := &rsl[j]
 			if !metav1.IsControlledBy(rs, d) {
 				continue
 			}
@@ -269,12 +253,12 @@ type Line struct {
 
 // PodLogs samples error lines from the logs of an incident's pods.
 type PodLogs struct {
-	cs   kubernetes.Interface
+	cs   API
 	opts PodLogsOptions
 }
 
 // NewPodLogs returns the pod logs source.
-func NewPodLogs(cs kubernetes.Interface, opts PodLogsOptions) *PodLogs {
+func NewPodLogs(cs API, opts PodLogsOptions) *PodLogs {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -313,11 +297,11 @@ func (p *PodLogs) Gather(ctx context.Context, inc *incident.Incident) (incident.
 		if err != nil {
 			continue
 		}
-		list, err := p.cs.CoreV1().Pods(deps[i].Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		list, err := p.cs.ListPods(ctx, deps[i].Namespace, sel.String())
 		if err != nil {
 			return incident.Section{}, fmt.Errorf("list pods: %w", apiError(err))
 		}
-		pods = append(pods, list.Items...)
+		pods = append(pods, list...)
 	}
 	slices.SortFunc(pods, func(a, b corev1.Pod) int { return b.CreationTimestamp.Compare(a.CreationTimestamp.Time) })
 	if len(pods) > p.opts.MaxPods {
@@ -330,7 +314,7 @@ func (p *PodLogs) Gather(ctx context.Context, inc *incident.Incident) (incident.
 		if since > 0 {
 			o.SinceSeconds = &since
 		}
-		rc, err := p.cs.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, o).Stream(ctx)
+		rc, err := p.cs.PodLogs(ctx, pod.Namespace, pod.Name, o)
 		if err != nil {
 			return incident.Section{}, fmt.Errorf("read logs of pod %s: %w", pod.Name, apiError(err))
 		}

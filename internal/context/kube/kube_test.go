@@ -12,11 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/responder/responder/internal/context/kube"
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/kubeapi/kubeapitest"
 )
 
 var now = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
@@ -51,7 +51,7 @@ func replicaSet(owner *appsv1.Deployment, name, uid, revision, history, image st
 	}
 }
 
-func cluster() *fake.Clientset {
+func cluster() *kubeapitest.Client {
 	checkout := deployment("checkout", "uid-checkout", "4", now.Add(-10*time.Minute))
 	other := deployment("cart", "uid-cart", "1", now.Add(-time.Hour))
 	// Revisions 1 (old, outside the lookback), 2 (superseded), 3 (created
@@ -69,7 +69,7 @@ func cluster() *fake.Clientset {
 	// The cart ReplicaSet carries checkout's labels too, so that only the
 	// owner reference tells them apart.
 	objs[5].(*appsv1.ReplicaSet).Labels["app"] = "checkout"
-	return fake.NewClientset(objs...)
+	return kubeapitest.New(objs...)
 }
 
 func selector() kube.Selector {
