@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzEscapeString$$' -fuzztime=$(FUZZTIME) ./internal/context/promql/
 	$(GO) test -run='^$$' -fuzz='^FuzzFold$$' -fuzztime=$(FUZZTIME) ./internal/context/logs/
 	$(GO) test -run='^$$' -fuzz='^FuzzResolveParams$$' -fuzztime=$(FUZZTIME) ./internal/remediation/
+	$(GO) test -run='^$$' -fuzz='^FuzzPayload$$' -fuzztime=$(FUZZTIME) ./internal/store/
 
 ## bench: Go benchmarks, the notification benchmarks, and the loopback load test against a baseline (see docs/benchmarks.md)
 bench:

@@ -334,7 +334,7 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 		}
 		out[i].Duplicate = status == incident.NotificationDuplicate
 		full[i] = len(payload) > 0
-		args = append(args, ns(d.ReceivedAt), m.GroupKey, hashes[i], status, reason, m.Receiver, len(m.Alerts), payload)
+		args = append(args, ns(d.ReceivedAt), m.GroupKey, hashes[i], status, reason, m.Receiver, len(m.Alerts), packPayload(payload))
 	}
 	ids, err := queryColumn[int64](ctx, s, tx, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES `+
 		tuples(len(order), 8)+` RETURNING id`, args)
@@ -490,7 +490,7 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 	if firstID, ok := known[hash]; ok {
 		var id int64
 		reason := fmt.Sprintf("same alert states as notification %d", firstID)
-		if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationDuplicate, reason, m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
+		if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationDuplicate, reason, m.Receiver, len(m.Alerts), packPayload(d.Raw)).Scan(&id); err != nil {
 			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
 		}
 		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, false, nil
@@ -499,7 +499,7 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 	// another replica, stores the same states first, inserting the state
 	// below finds it.
 	var id int64
-	if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationPending, "", m.Receiver, len(m.Alerts), d.Raw).Scan(&id); err != nil {
+	if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationPending, "", m.Receiver, len(m.Alerts), packPayload(d.Raw)).Scan(&id); err != nil {
 		return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
 	}
 	res, err := tx.StmtContext(ctx, s.stmts.insertState).ExecContext(ctx, hash, id)

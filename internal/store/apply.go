@@ -168,7 +168,11 @@ func (s *Store) applyJob(ctx context.Context, tx *sql.Tx, j incident.Job) (incid
 		out.Already = true
 		return out, nil
 	}
-	m, err := incident.DecodeMessage(payload)
+	raw, err := unpackPayload(payload)
+	if err != nil {
+		return out, incident.Permanent(fmt.Errorf("read notification %d: %w", j.RefID, err))
+	}
+	m, err := incident.DecodeMessage(raw)
 	if err != nil {
 		return out, incident.Permanent(fmt.Errorf("decode notification %d: %w", j.RefID, err))
 	}
