@@ -350,11 +350,12 @@ func testDuplicatePayload(t *testing.T, open Opener) {
 	changed := deliver(other, otherRaw)
 	require.True(t, changed.Duplicate, "same alert states")
 	reason, size = row(changed.NotificationID)
-	require.Equal(t, len(otherRaw), size, "other bytes are stored")
+	require.Positive(t, size, "other bytes are stored")
+	require.Less(t, size, len(otherRaw), "compressed")
 	require.NotContains(t, reason, "payload identical")
 	// The first notification keeps its payload; it was applied once.
 	_, size = row(first.NotificationID)
-	require.Equal(t, len(raw), size)
+	require.Positive(t, size)
 	require.Len(t, drain(t, s, r), 1)
 }
 
