@@ -1,6 +1,9 @@
 package incident
 
-import "time"
+import (
+	"crypto/sha256"
+	"time"
+)
 
 // Incident is one firing episode of one Alertmanager group: it opens when the
 // group's first alert fires and resolves when all of them have resolved. A
@@ -113,6 +116,24 @@ type Delivery struct {
 	Message    *Message
 	Raw        []byte
 	ReceivedAt time.Time
+	// Digest, when not zero, is the SHA-256 of Raw.
+	Digest [sha256.Size]byte
+	// StateHash, when set, is Message.StateHash(), computed by the caller.
+	StateHash string
+	// Partial says that Message holds only what committing a delivery
+	// needs: the version, group key, receiver and status, and one alert per
+	// alert with its status only. The webhook knew these bytes from a
+	// committed delivery and did not decode them again; StateHash is then
+	// set, and whatever needs the rest decodes Raw.
+	Partial bool
+}
+
+// Hash returns the delivery's state hash (Message.StateHash).
+func (d Delivery) Hash() string {
+	if d.StateHash != "" {
+		return d.StateHash
+	}
+	return d.Message.StateHash()
 }
 
 // Receipt is what committing a Delivery produced.

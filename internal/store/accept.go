@@ -255,7 +255,7 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq) ([]incident.Recei
 	// per delivery (each a round trip on PostgreSQL).
 	hashes := make([]string, len(batch))
 	for i := range batch {
-		hashes[i] = batch[i].d.Message.StateHash()
+		hashes[i] = batch[i].d.Hash()
 	}
 	known, err := s.knownStates(ctx, tx.Tx, hashes)
 	if err != nil {
@@ -318,7 +318,10 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 	for _, i := range order {
 		d := batch[i].d
 		m := d.Message
-		digests[i] = sha256.Sum256(d.Raw)
+		digests[i] = d.Digest
+		if digests[i] == ([sha256.Size]byte{}) {
+			digests[i] = sha256.Sum256(d.Raw)
+		}
 		payload, status, reason := d.Raw, incident.NotificationPending, ""
 		_, seen := first[hashes[i]]
 		if firstID, ok := known[hashes[i]]; ok {
@@ -478,6 +481,19 @@ func (s *Store) knownStates(ctx context.Context, tx *sql.Tx, hashes []string) (m
 	return known, nil
 }
 
+// fullMessage is the delivery's whole message: a Partial one (only its
+// identity) is decoded from the raw bytes.
+func fullMessage(d incident.Delivery) (*incident.Message, error) {
+	if !d.Partial {
+		return d.Message, nil
+	}
+	m, err := incident.DecodeMessage(d.Raw)
+	if err != nil {
+		return nil, incident.Permanent(fmt.Errorf("decode notification: %w", err))
+	}
+	return m, nil
+}
+
 // insertDelivery stores one delivery and applies it to its incident in the
 // same transaction (under a savepoint). If applying fails, the notification is
 // still committed, with an ingest job that retries the apply from the queue:
@@ -516,7 +532,11 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_inline"); err != nil {
 		return incident.Receipt{}, nil, false, false, fmt.Errorf("savepoint: %w", err)
 	}
-	applied, aerr := s.applyMessage(ctx, tx, id, m)
+	var applied incident.Applied
+	full, aerr := fullMessage(d)
+	if aerr == nil {
+		applied, aerr = s.applyMessage(ctx, tx, id, full)
+	}
 	if aerr != nil {
 		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_inline"); err != nil {
 			return incident.Receipt{}, nil, false, false, fmt.Errorf("rollback to savepoint: %w", err)

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,8 +14,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +63,8 @@ type env struct {
 type envOptions struct {
 	cfg           webhook.Config
 	acceptTimeout time.Duration
+	// wrap, when set, stands between the server and the store.
+	wrap func(webhook.Sink) webhook.Sink
 }
 
 // newEnv opens a store in a temporary directory, starts its writer loop
@@ -88,7 +93,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(e.stopCommitter)
 
 	cfg := o.cfg
-	e.srv = httptest.NewServer(webhook.NewServer(logger, db, webhook.Options{
+	var sink webhook.Sink = db
+	if o.wrap != nil {
+		sink = o.wrap(db)
+	}
+	e.srv = httptest.NewServer(webhook.NewServer(logger, sink, webhook.Options{
 		Config:        func() webhook.Config { return cfg },
 		Incidents:     db,
 		Registerer:    e.reg,
@@ -483,4 +492,83 @@ func onlyIncident(t *testing.T, e *env) *incident.Incident {
 	inc, err := e.db.GetIncident(t.Context(), list[0].ID)
 	require.NoError(t, err)
 	return inc
+}
+
+// recorder passes deliveries on to the store, keeping what it was given;
+// while fail is set it refuses them instead.
+type recorder struct {
+	next webhook.Sink
+	fail atomic.Bool
+	mu   sync.Mutex
+	got  []incident.Delivery
+}
+
+func (r *recorder) Accept(ctx context.Context, d incident.Delivery) (incident.Receipt, error) {
+	r.mu.Lock()
+	r.got = append(r.got, d)
+	r.mu.Unlock()
+	if r.fail.Load() {
+		return incident.Receipt{}, &incident.Error{Kind: incident.Unavailable, Msg: "refused by the test"}
+	}
+	return r.next.Accept(ctx, d)
+}
+
+func (r *recorder) deliveries() []incident.Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// TestWebhookKnownBytes: the very bytes of a committed delivery are not
+// decoded again; the store gets the identity of their message, and the
+// reply, the metrics and what is stored are those of any duplicate. Bytes
+// that were refused, or not committed, are decoded each time.
+func TestWebhookKnownBytes(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	e := newEnv(t, envOptions{cfg: bearerConfig, wrap: func(s webhook.Sink) webhook.Sink {
+		rec.next = s
+		return rec
+	}})
+	body := fixture(t, "am_v4_firing.json")
+	full, err := incident.DecodeMessage(body)
+	require.NoError(t, err)
+
+	rec.fail.Store(true)
+	require.Equal(t, http.StatusServiceUnavailable, e.post(t, bytes.NewReader(body), bearer(token)).code)
+	rec.fail.Store(false)
+	first := e.post(t, bytes.NewReader(body), bearer(token))
+	require.Equal(t, http.StatusOK, first.code)
+	require.Equal(t, false, first.body["duplicate"])
+	again := e.post(t, bytes.NewReader(body), bearer(token))
+	require.Equal(t, http.StatusOK, again.code)
+	require.Equal(t, true, again.body["duplicate"])
+
+	got := rec.deliveries()
+	require.Len(t, got, 3)
+	require.False(t, got[0].Partial, "refused bytes are not remembered")
+	require.False(t, got[1].Partial)
+	require.Equal(t, full.CommonLabels, got[1].Message.CommonLabels)
+	require.True(t, got[2].Partial, "committed bytes are not decoded again")
+	require.Equal(t, sha256.Sum256(body), got[2].Digest)
+	require.Equal(t, full.StateHash(), got[1].Hash())
+	require.Equal(t, full.StateHash(), got[2].Hash(), "the state hash remembered")
+	require.Equal(t, full.GroupKey, got[2].Message.GroupKey)
+	require.Equal(t, full.Receiver, got[2].Message.Receiver)
+	require.Len(t, got[2].Message.Alerts, len(full.Alerts))
+	require.Empty(t, got[2].Message.CommonLabels)
+	require.Empty(t, got[2].Message.Alerts[0].Labels)
+
+	counts, _ := e.stored(t)
+	require.Equal(t, map[string]int{incident.NotificationProcessed: 1, incident.NotificationDuplicate: 1}, counts)
+	require.Equal(t, map[string]float64{"new": 1, "duplicate": 1}, counters(t, e.reg, "responder_webhook_notifications_total", "outcome"))
+	require.Equal(t, map[string]float64{"firing": 4}, counters(t, e.reg, "responder_alerts_received_total", "status"))
+
+	// Refused bytes are refused every time.
+	bad := edited(t, "am_v4_firing.json", func(m map[string]any) { m["version"] = "3" })
+	for range 2 {
+		require.Equal(t, http.StatusBadRequest, e.post(t, bytes.NewReader(bad), bearer(token)).code)
+	}
+	require.Equal(t, map[string]float64{"storage_unavailable": 1, "unsupported_version": 2}, e.rejected(t))
+	require.Len(t, rec.deliveries(), 3, "refused bytes never reach the store")
 }

@@ -4,6 +4,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +70,9 @@ func Run(t *testing.T, open Opener) {
 	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
 		t.Run("Apply"+name, func(t *testing.T) { testApply(t, o) })
 		t.Run("ApplyOrder"+name, func(t *testing.T) { testApplyOrder(t, o) })
+	}
+	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
+		t.Run("PartialDelivery"+name, func(t *testing.T) { testPartialDelivery(t, o) })
 	}
 	t.Run("FollowUps", func(t *testing.T) { testFollowUps(t, open) })
 	t.Run("ParkIngest", func(t *testing.T) { testParkIngest(t, open) })
@@ -246,6 +250,47 @@ func testAcceptDeferred(t *testing.T, open Opener) {
 	require.Len(t, full.History, len(m.Alerts), "each change once")
 }
 
+// openWithFiring opens a recording store and reads the firing fixture,
+// with the bytes a webhook would have received for it.
+func openWithFiring(t *testing.T, open Opener) (*Clock, *store.Store, *recorder, *incident.Message, []byte) {
+	t.Helper()
+	c := NewClock()
+	s, r := openRecording(t, open, c)
+	m := Payload(t, "am_v4_firing.json")
+	raw, err := json.Marshal(m)
+	require.NoError(t, err)
+	return c, s, r, m, raw
+}
+
+// testPartialDelivery: a delivery whose message holds only what committing
+// needs (the webhook knew the bytes) is stored under the state hash it
+// carries, and applied as the whole message its raw bytes hold, labels and
+// annotations included; the same states again are a duplicate.
+func testPartialDelivery(t *testing.T, open Opener) {
+	c, s, r, m, raw := openWithFiring(t, open)
+	ctx := context.Background()
+	// What the webhook gives when it knows the bytes: no labels, no
+	// fingerprints, the state hash computed before.
+	partial := &incident.Message{Version: m.Version, GroupKey: m.GroupKey, Data: &template.Data{Receiver: m.Receiver, Status: m.Status}}
+	for _, a := range m.Alerts {
+		partial.Alerts = append(partial.Alerts, template.Alert{Status: a.Status})
+	}
+	rec, err := s.Accept(ctx, incident.Delivery{Message: partial, Raw: raw, ReceivedAt: c.Now(), Digest: sha256.Sum256(raw), StateHash: m.StateHash(), Partial: true})
+	require.NoError(t, err)
+	require.False(t, rec.Duplicate)
+	got := drain(t, s, r)
+	require.Len(t, got, 1)
+	require.Equal(t, incident.TransitionOpened, got[0].Transition)
+	inc, err := s.GetIncident(ctx, got[0].Incident.ID)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string(m.CommonLabels), inc.CommonLabels, "applied from the raw bytes, not the identity")
+	require.Len(t, inc.Alerts, len(m.Alerts))
+	for _, a := range inc.Alerts {
+		require.NotEmpty(t, a.Labels)
+	}
+	require.True(t, accept(t, s, m, c.Now()).Duplicate, "stored under the state hash it carried")
+}
+
 // testAcceptBatch: concurrent deliveries are stored by multi-row batches
 // (deferred, they are not applied in the commit): each receipt names its
 // own notification, and each group's states are new exactly once however
@@ -314,12 +359,8 @@ func testAcceptBatch(t *testing.T, open Opener) {
 // them; a duplicate with other bytes (same alert states, another
 // annotation) keeps its own.
 func testDuplicatePayload(t *testing.T, open Opener) {
-	c := NewClock()
-	s, r := openRecording(t, open, c)
+	c, s, r, m, raw := openWithFiring(t, open)
 	ctx := context.Background()
-	m := Payload(t, "am_v4_firing.json")
-	raw, err := json.Marshal(m)
-	require.NoError(t, err)
 	deliver := func(m *incident.Message, raw []byte) incident.Receipt {
 		t.Helper()
 		rec, err := s.Accept(ctx, incident.Delivery{Message: m, Raw: raw, ReceivedAt: c.Now()})
