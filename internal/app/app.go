@@ -62,6 +62,8 @@ type App struct {
 	notifier *notifier
 	// reconciler compares incidents with Alertmanager's alerts.
 	reconciler *reconciler
+	// pruner applies storage.retention.
+	pruner *pruner
 	// remediator runs runbooks on remPipeline, its own workers.
 	remediator  *remediator
 	remPipeline *incident.Pipeline
@@ -127,6 +129,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.pipeline.Register(incident.JobDeliver, incident.HandlerFunc(a.notifier.deliver))
 	a.pipeline.Register(incident.JobStorm, incident.HandlerFunc(a.notifier.storm))
 	a.reconciler = newReconciler(opts.Logger, db.Store, a.Config, reg)
+	a.pruner = newPruner(opts.Logger, db.Store, a.Config, reg)
 	a.pipeline.Register(jobReconciled, incident.HandlerFunc(a.reconciler.record))
 	if err := a.setupRemediation(cfg, db.Store, reg, q.PollInterval); err != nil {
 		_ = db.Close() // the configuration error is the one to report
@@ -252,6 +255,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Add(func() error { return a.db.Run(workCtx) }, func(error) { stopWork() })
 	g.Add(func() error { return a.pipeline.Run(workCtx) }, func(error) { stopWork() })
 	g.Add(func() error { return a.reconciler.run(workCtx) }, func(error) { stopWork() })
+	g.Add(func() error { return a.pruner.run(workCtx) }, func(error) { stopWork() })
 	g.Add(func() error { return a.remPipeline.Run(workCtx) }, func(error) { stopWork() })
 	g.Add(func() error { return a.ctxPipeline.Run(workCtx) }, func(error) { stopWork() })
 	err := g.Run()

@@ -121,6 +121,8 @@ func TestLoad_text(t *testing.T) {
 		{name: "unknown key in a time interval", text: "time_intervals:\n- name: x\n  time_intervals: [{weekday: [monday]}]\n", wantErr: "time_intervals: line 3: field weekday not found"},
 		{name: "unknown key in a nested route", text: "route:\n  receiver: a\n  routes:\n  - receiver: a\n    match: {a: b}\nreceivers: [{name: a}]\n", wantErr: "route: line 5: field match not found"},
 		{name: "unknown key in a queue", text: "storage:\n  queue: {worker: 1}\n", wantErr: "storage: line 2: field worker not found"},
+		{name: "retention below a week", text: "storage:\n  retention: 3d\n", wantErr: "storage: retention must be 0 (keep everything) or at least 7d"},
+		{name: "retention not a duration", text: "storage:\n  retention: forever\n", wantErr: `not a valid duration string: "forever"`},
 		{name: "unknown key in basic_auth", text: "webhook:\n  basic_auth: {username: u, password: p, pasword: q}\n", wantErr: "webhook: line 2: field pasword not found"},
 		{name: "unknown key in context logs", text: "context:\n  logs:\n    loki: {url: 'http://l', query: q, limit: 5}\n", wantErr: "context: line 3: field limit not found"},
 		{name: "unknown key in remediation", text: "remediation:\n  dryrun: false\n", wantErr: "remediation: line 2: field dryrun not found"},

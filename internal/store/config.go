@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // DefaultDSN is where the embedded default keeps its data: a SQLite file
@@ -19,7 +21,17 @@ type Config struct {
 	DSN string `yaml:"dsn,omitempty"`
 	// Queue tunes the durable work queue.
 	Queue QueueConfig `yaml:"queue,omitempty"`
+	// Retention, when not zero, is how long resolved incidents (with
+	// everything recorded for them), duplicates, finished jobs and recorded
+	// deployments are kept after they ended (see Store.Prune). Zero keeps
+	// everything.
+	Retention model.Duration `yaml:"retention,omitempty"`
 }
+
+// MinRetention is the shortest storage.retention: well beyond the 5 days
+// for which Alertmanager's notification log remembers what it sent by
+// default, after which it does not redeliver.
+const MinRetention = 7 * 24 * time.Hour
 
 // QueueConfig tunes the work queue shared by every pipeline step.
 type QueueConfig struct {
@@ -104,6 +116,8 @@ func (c *Config) Validate() error {
 		return errors.New("queue.lease must be at least 1s")
 	case q.PollInterval <= 0:
 		return errors.New("queue.poll_interval must be positive")
+	case c.Retention < 0 || (c.Retention > 0 && time.Duration(c.Retention) < MinRetention):
+		return errors.New("retention must be 0 (keep everything) or at least 7d")
 	}
 	return nil
 }

@@ -74,6 +74,7 @@ func Run(t *testing.T, open Opener) {
 	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
 		t.Run("PartialDelivery"+name, func(t *testing.T) { testPartialDelivery(t, o) })
 	}
+	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
 	t.Run("FollowUps", func(t *testing.T) { testFollowUps(t, open) })
 	t.Run("ParkIngest", func(t *testing.T) { testParkIngest(t, open) })
 	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
@@ -834,3 +835,94 @@ func testLeaseDelivery(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Equal(t, "posting", got.LastAction, "the next holder sees the mark")
 }
+
+// testPrune: Prune removes incidents resolved before the cutoff with
+// everything recorded for them, duplicates of no incident, finished jobs
+// and deployments; it keeps firing incidents, incidents with queued work,
+// and everything after the cutoff. A state change redelivered after its
+// incident was pruned opens the group's next episode.
+func testPrune(t *testing.T, open Opener) {
+	c := NewClock()
+	s, r := openRecording(t, open, c)
+	ctx := context.Background()
+	db := s.DB()
+	q := func(query string) string {
+		if !s.Dialect().Dollar {
+			return query
+		}
+		for i := 1; strings.Contains(query, "?"); i++ {
+			query = strings.Replace(query, "?", fmt.Sprintf("$%d", i), 1)
+		}
+		return query
+	}
+	count := func(table, where string, args ...any) int {
+		t.Helper()
+		var n int
+		require.NoError(t, db.QueryRowContext(ctx, q(`SELECT count(*) FROM `+table+` WHERE `+where), args...).Scan(&n))
+		return n
+	}
+	base := Payload(t, "am_v4_firing.json")
+	group := func(key string, states map[string]string) *incident.Message {
+		m := withAlerts(t, base, c.Now().Add(-time.Minute), states)
+		m.GroupKey = key
+		return m
+	}
+	// episode fires then resolves the group; it returns the incident.
+	episode := func(key string) int64 {
+		t.Helper()
+		accept(t, s, group(key, map[string]string{"a": "firing"}), c.Now())
+		accept(t, s, group(key, map[string]string{"a": "resolved"}), c.Now())
+		got := drain(t, s, r)
+		require.Equal(t, incident.TransitionResolved, got[len(got)-1].Transition)
+		return got[len(got)-1].Incident.ID
+	}
+
+	old := episode("old")
+	oldResolved := group("old", map[string]string{"a": "resolved"})
+	require.True(t, accept(t, s, oldResolved, c.Now()).Duplicate, "a retry")
+	busy := episode("busy")
+	_, err := db.ExecContext(ctx, q(`INSERT INTO jobs (kind, ref_id, incident_id, state, max_attempts, run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+		"deliver", 1, busy, incident.JobQueued, 3, ns(c.Now()), ns(c.Now()), ns(c.Now()))
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, q(`INSERT INTO jobs (kind, ref_id, incident_id, state, max_attempts, run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+		"deliver", 1, nil, incident.JobDone, 3, ns(c.Now()), ns(c.Now()), ns(c.Now()))
+	require.NoError(t, err)
+	accept(t, s, group("firing", map[string]string{"a": "firing"}), c.Now())
+	firing := drain(t, s, r)[0].Incident.ID
+	_, err = s.RecordDeployment(ctx, incident.Deployment{Service: "checkout", DeployedAt: c.Now()})
+	require.NoError(t, err)
+
+	c.Advance(48 * time.Hour)
+	recent := episode("recent")
+	_, err = s.RecordDeployment(ctx, incident.Deployment{Service: "checkout", DeployedAt: c.Now()})
+	require.NoError(t, err)
+	require.Equal(t, 1, count("alerts", "incident_id = ?", old))
+
+	got, err := s.Prune(ctx, c.Now().Add(-24*time.Hour), 100)
+	require.NoError(t, err)
+	require.Equal(t, store.Pruned{Incidents: 1, Notifications: 1, Jobs: 1, Deployments: 1}, got)
+	_, err = s.GetIncident(ctx, old)
+	require.Equal(t, incident.NotFound, incident.KindOf(err))
+	for _, id := range []int64{busy, firing, recent} {
+		_, err := s.GetIncident(ctx, id)
+		require.NoError(t, err, "incident %d is kept", id)
+	}
+	for _, table := range []string{"alerts", "changes", "notifications", "jobs"} {
+		require.Zero(t, count(table, "incident_id = ?", old), table)
+	}
+	require.Equal(t, 1, count("jobs", "incident_id = ? AND state = ?", busy, incident.JobQueued), "queued work is kept")
+	require.Equal(t, 1, count("deployments", "1 = 1"))
+
+	again, err := s.Prune(ctx, c.Now().Add(-24*time.Hour), 100)
+	require.NoError(t, err)
+	require.Zero(t, again.Total(), "nothing left before the cutoff")
+
+	// Past Alertmanager's retention a redelivery is not expected; if one
+	// comes, it is new, and the group's episodes go on.
+	require.False(t, accept(t, s, group("old", map[string]string{"a": "firing"}), c.Now()).Duplicate)
+	reopened := drain(t, s, r)
+	require.Equal(t, incident.TransitionOpened, reopened[0].Transition)
+	require.Equal(t, 2, reopened[0].Incident.Episode)
+}
+
+func ns(t time.Time) int64 { return t.UnixNano() }
