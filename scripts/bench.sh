@@ -70,6 +70,8 @@ BIN=$WORK/bin
 HAVE_WRK=
 if command -v wrk >/dev/null 2>&1; then
 	HAVE_WRK=1
+else
+	log "wrk not found: only the Go load generator runs (Debian: apt-get install wrk)"
 fi
 
 # wrk posts the payload; with distinct=1 each request gets its own groupKey

@@ -481,8 +481,8 @@ func (s *Store) knownStates(ctx context.Context, tx *sql.Tx, hashes []string) (m
 	return known, nil
 }
 
-// fullMessage is the delivery's whole message: a Partial one (only its
-// identity) is decoded from the raw bytes.
+// fullMessage is the delivery's whole message: a Partial one (only what
+// committing needs) is decoded from the raw bytes.
 func fullMessage(d incident.Delivery) (*incident.Message, error) {
 	if !d.Partial {
 		return d.Message, nil

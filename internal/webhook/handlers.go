@@ -34,8 +34,8 @@ type acceptResponse struct {
 // external URL) is not decoded again: what committing it needs (its group
 // key, receiver, state hash and alert statuses) is remembered by the
 // SHA-256 of the bytes. The same bytes decode and validate the same way, so
-// nothing is accepted that would have been refused. Decoding was about a
-// third of the CPU of such a request.
+// nothing is accepted that would have been refused. It halves the CPU of
+// such a request (docs/benchmarks.md).
 func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics) echo.HandlerFunc {
 	seen, _ := lru.New[[sha256.Size]byte, knownPayload](seenPayloads) // fails only for a size below 1
 	return func(c echo.Context) error {
