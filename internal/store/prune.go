@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/responder/responder/internal/incident"
@@ -75,10 +76,13 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (Pruned,
 		return out, fmt.Errorf("prune: select notifications: %w", err)
 	}
 	if len(orphans) > 0 {
-		if err := s.deleteIn(ctx, tx.Tx, `DELETE FROM notification_states WHERE notification_id IN (%s)`, orphans); err != nil {
+		// Most of them are copies whose states belong to a kept
+		// notification: only the rows that name the orphan itself go.
+		if err := s.deleteIn(ctx, tx.Tx, `DELETE FROM notification_states WHERE state_hash IN (SELECT state_hash FROM notifications WHERE id IN (%[1]s))
+			AND notification_id IN (%[1]s)`, orphans); err != nil {
 			return out, err
 		}
-		if err := s.deleteIn(ctx, tx.Tx, `DELETE FROM notifications WHERE id IN (%s)`, orphans); err != nil {
+		if err := s.deleteIn(ctx, tx.Tx, `DELETE FROM notifications WHERE id IN (%[1]s)`, orphans); err != nil {
 			return out, err
 		}
 		out.Notifications = int64(len(orphans))
@@ -107,23 +111,28 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (Pruned,
 }
 
 // pruneIncidents deletes the incidents ids and everything recorded for them.
+// Every statement finds its rows through an index on the incident (or the
+// run, the delivery, the state hash), so that a batch costs its own rows,
+// not a scan of a table that grows with the history.
 func (s *Store) pruneIncidents(ctx context.Context, tx *sql.Tx, ids []int64) error {
 	for _, q := range []string{
-		`DELETE FROM remediation_audit WHERE run_id IN (SELECT id FROM remediation_runs WHERE incident_id IN (%s))`,
-		`DELETE FROM remediation_runs WHERE incident_id IN (%s)`,
-		`DELETE FROM notification_states WHERE notification_id IN (SELECT id FROM notifications WHERE incident_id IN (%s))`,
-		`DELETE FROM notifications WHERE incident_id IN (%s)`,
-		`DELETE FROM alerts WHERE incident_id IN (%s)`,
-		`DELETE FROM changes WHERE incident_id IN (%s)`,
-		`DELETE FROM decisions WHERE incident_id IN (%s)`,
-		`DELETE FROM deliveries WHERE incident_id IN (%s)`,
-		`DELETE FROM incident_context WHERE incident_id IN (%s)`,
-		`DELETE FROM context_posts WHERE incident_id IN (%s)`,
-		`DELETE FROM jobs WHERE incident_id IN (%s)`,
-		// A resolved group keeps its episode counter; it no longer names
-		// the incident (it would not, once resolved, but be sure).
-		`UPDATE alert_groups SET incident_id = NULL WHERE incident_id IN (%s)`,
-		`DELETE FROM incidents WHERE id IN (%s)`,
+		`DELETE FROM remediation_audit WHERE run_id IN (SELECT id FROM remediation_runs WHERE incident_id IN (%[1]s))`,
+		`DELETE FROM remediation_runs WHERE incident_id IN (%[1]s)`,
+		// A notification applied to an incident is the first to carry its
+		// alert states (later copies are duplicates of no incident).
+		`DELETE FROM notification_states WHERE state_hash IN (SELECT state_hash FROM notifications WHERE incident_id IN (%[1]s))
+			AND notification_id IN (SELECT id FROM notifications WHERE incident_id IN (%[1]s))`,
+		`DELETE FROM notifications WHERE incident_id IN (%[1]s)`,
+		`DELETE FROM alerts WHERE incident_id IN (%[1]s)`,
+		`DELETE FROM changes WHERE incident_id IN (%[1]s)`,
+		`DELETE FROM decisions WHERE incident_id IN (%[1]s)`,
+		`DELETE FROM context_posts WHERE delivery_id IN (SELECT id FROM deliveries WHERE incident_id IN (%[1]s))`,
+		`DELETE FROM deliveries WHERE incident_id IN (%[1]s)`,
+		`DELETE FROM incident_context WHERE incident_id IN (%[1]s)`,
+		`DELETE FROM jobs WHERE incident_id IN (%[1]s)`,
+		// The group keeps its episode counter; a resolved incident is no
+		// longer its group's open one (apply cleared that).
+		`DELETE FROM incidents WHERE id IN (%[1]s)`,
 	} {
 		if err := s.deleteIn(ctx, tx, q, ids); err != nil {
 			return err
@@ -132,11 +141,14 @@ func (s *Store) pruneIncidents(ctx context.Context, tx *sql.Tx, ids []int64) err
 	return nil
 }
 
-// deleteIn runs q, whose %s is a list of ids' placeholders.
+// deleteIn runs q, in which each %[1]s stands for the placeholders of ids.
 func (s *Store) deleteIn(ctx context.Context, tx *sql.Tx, q string, ids []int64) error {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+	lists := strings.Count(q, "%[1]s")
+	args := make([]any, 0, lists*len(ids))
+	for range lists {
+		for _, id := range ids {
+			args = append(args, id)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, s.rebind(fmt.Sprintf(q, placeholders(len(ids)))), args...); err != nil {
 		return fmt.Errorf("prune: %w", err)

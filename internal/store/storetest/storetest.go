@@ -887,8 +887,12 @@ func testPrune(t *testing.T, open Opener) {
 	_, err = db.ExecContext(ctx, q(`INSERT INTO jobs (kind, ref_id, incident_id, state, max_attempts, run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 		"deliver", 1, nil, incident.JobDone, 3, ns(c.Now()), ns(c.Now()), ns(c.Now()))
 	require.NoError(t, err)
-	accept(t, s, group("firing", map[string]string{"a": "firing"}), c.Now())
+	firingMsg := group("firing", map[string]string{"a": "firing"})
+	accept(t, s, firingMsg, c.Now())
 	firing := drain(t, s, r)[0].Incident.ID
+	// A copy of the firing group's notification: a duplicate of no
+	// incident, whose states belong to the kept notification.
+	require.True(t, accept(t, s, firingMsg, c.Now()).Duplicate)
 	_, err = s.RecordDeployment(ctx, incident.Deployment{Service: "checkout", DeployedAt: c.Now()})
 	require.NoError(t, err)
 
@@ -897,10 +901,13 @@ func testPrune(t *testing.T, open Opener) {
 	_, err = s.RecordDeployment(ctx, incident.Deployment{Service: "checkout", DeployedAt: c.Now()})
 	require.NoError(t, err)
 	require.Equal(t, 1, count("alerts", "incident_id = ?", old))
+	require.Equal(t, 7, count("notification_states", "1 = 1"), "old, busy and recent: fired and resolved; firing: fired")
 
 	got, err := s.Prune(ctx, c.Now().Add(-24*time.Hour), 100)
 	require.NoError(t, err)
-	require.Equal(t, store.Pruned{Incidents: 1, Notifications: 1, Jobs: 1, Deployments: 1}, got)
+	require.Equal(t, store.Pruned{Incidents: 1, Notifications: 2, Jobs: 1, Deployments: 1}, got)
+	require.Equal(t, 5, count("notification_states", "1 = 1"), "the old incident's two")
+	require.True(t, accept(t, s, firingMsg, c.Now()).Duplicate, "the firing group's states are kept with their notification")
 	_, err = s.GetIncident(ctx, old)
 	require.Equal(t, incident.NotFound, incident.KindOf(err))
 	for _, id := range []int64{busy, firing, recent} {
