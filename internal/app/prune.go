@@ -18,9 +18,11 @@ const (
 	// pruneInterval is the time between passes.
 	pruneInterval = 10 * time.Minute
 	// pruneBatch bounds what one transaction removes of each kind, so that
-	// the writer is never held for long; pruneYield is the pause between
-	// two transactions of a pass.
-	pruneBatch = 500
+	// the writer is never held for long: 100 incidents of 10 alerts took
+	// 11 ms (median) on SQLite, 500 took 77 ms, a stall webhook commits
+	// would wait out. pruneYield is the pause between two transactions of a
+	// pass.
+	pruneBatch = 100
 	pruneYield = 100 * time.Millisecond
 )
 
