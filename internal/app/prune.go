@@ -91,6 +91,11 @@ func (p *pruner) pass(ctx context.Context) {
 			}
 			break
 		}
+		if got.Busy {
+			// Another replica is pruning the same database.
+			p.logger.DebugContext(ctx, "another replica is pruning; this pass stops")
+			break
+		}
 		for kind, n := range map[string]int64{"incidents": got.Incidents, "notifications": got.Notifications, "jobs": got.Jobs, "deployments": got.Deployments, "storms": got.Storms} {
 			p.pruned.WithLabelValues(kind).Add(float64(n))
 		}

@@ -26,6 +26,8 @@ type Pruned struct {
 	Deployments int64
 	// Storms are ended storms no kept delivery refers to.
 	Storms int64
+	// Busy is true when another replica was pruning: nothing was done.
+	Busy bool
 }
 
 // Total is how many rows of the kinds above were removed.
@@ -51,6 +53,16 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (Pruned,
 	}
 	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 	before := ns(cutoff)
+	if q := s.dialect.PruneLock; q != "" {
+		var got bool
+		if err := tx.QueryRowContext(ctx, q).Scan(&got); err != nil {
+			return out, fmt.Errorf("prune: lock: %w", err)
+		}
+		if !got {
+			out.Busy = true
+			return out, nil
+		}
+	}
 
 	ids, err := queryColumn[int64](ctx, s, tx.Tx, `SELECT id FROM incidents
 		WHERE status = ? AND resolved_at < ?

@@ -41,6 +41,10 @@ type Dialect struct {
 	// while it counts, starts and joins the channel's storm, which SQLite
 	// serialises by its single writer.
 	TargetLock string
+	// PruneLock, when set, tries a transaction-scoped lock that one Prune
+	// transaction at a time holds (it answers whether it got it), so that
+	// replicas sharing a database do not prune the same rows at once.
+	PruneLock string
 	// LazyCommit, when set, runs first in the transactions that apply
 	// deferred deliveries: their notifications were committed durably
 	// before the 200, and applying is idempotent, so such a commit need not

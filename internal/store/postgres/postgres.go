@@ -27,11 +27,14 @@ import (
 // Lock keys. The migration lock is a single bigint key, channel locks are
 // (class, hash) pairs: PostgreSQL keeps the two forms apart.
 const (
-	// migrationLockKey is "respmigr" in ASCII, unlikely to meet another
-	// application's advisory lock on a shared server.
+	// migrationLockKey is an arbitrary key, unlikely to meet another
+	// application's advisory lock on a shared server. (It must not change:
+	// replicas of two versions starting together must share it.)
 	migrationLockKey = "7166744553034197618"
 	// targetLockClass is the first key of a channel lock.
 	targetLockClass = "1919251300"
+	// pruneLockKey is "respprun" in ASCII.
+	pruneLockKey = "8243121619731641710"
 )
 
 // Dialect is PostgreSQL's: $n placeholders and row locks where SQLite
@@ -43,6 +46,7 @@ var Dialect = store.Dialect{
 	ForUpdate:     " FOR UPDATE",
 	MigrationLock: "SELECT pg_advisory_xact_lock(" + migrationLockKey + ")",
 	TargetLock:    "SELECT pg_advisory_xact_lock(" + targetLockClass + ", hashtext(?))",
+	PruneLock:     "SELECT pg_try_advisory_xact_lock(" + pruneLockKey + ")",
 	LazyCommit:    "SET LOCAL synchronous_commit = off",
 }
 

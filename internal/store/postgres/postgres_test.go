@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -394,4 +395,29 @@ func TestPostgres_NoPasswordInErrors(t *testing.T) {
 		require.Error(t, err)
 		require.NotContains(t, err.Error(), secret)
 	}
+}
+
+// TestPostgres_PruneOneReplicaAtATime: while another replica's prune holds
+// the pruning lock, Prune does nothing and says so; once it is released,
+// Prune runs.
+func TestPostgres_PruneOneReplicaAtATime(t *testing.T) {
+	t.Parallel()
+	s := open(t, storetest.NewClock(), nil)
+	ctx := t.Context()
+	other, err := s.DB().Conn(ctx)
+	require.NoError(t, err)
+	defer func() { _ = other.Close() }()
+	key := strings.TrimSuffix(strings.TrimPrefix(postgres.Dialect.PruneLock, "SELECT pg_try_advisory_xact_lock("), ")")
+	_, err = other.ExecContext(ctx, "SELECT pg_advisory_lock("+key+")")
+	require.NoError(t, err)
+
+	got, err := s.Prune(ctx, time.Now(), 10)
+	require.NoError(t, err)
+	require.True(t, got.Busy)
+
+	_, err = other.ExecContext(ctx, "SELECT pg_advisory_unlock("+key+")")
+	require.NoError(t, err)
+	got, err = s.Prune(ctx, time.Now(), 10)
+	require.NoError(t, err)
+	require.False(t, got.Busy)
 }
