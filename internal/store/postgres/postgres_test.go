@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -407,15 +408,16 @@ func TestPostgres_PruneOneReplicaAtATime(t *testing.T) {
 	other, err := s.DB().Conn(ctx)
 	require.NoError(t, err)
 	defer func() { _ = other.Close() }()
-	key := strings.TrimSuffix(strings.TrimPrefix(postgres.Dialect.PruneLock, "SELECT pg_try_advisory_xact_lock("), ")")
-	_, err = other.ExecContext(ctx, "SELECT pg_advisory_lock("+key+")")
+	key, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(postgres.Dialect.PruneLock, "SELECT pg_try_advisory_xact_lock("), ")"), 10, 64)
+	require.NoError(t, err)
+	_, err = other.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key)
 	require.NoError(t, err)
 
 	got, err := s.Prune(ctx, time.Now(), 10)
 	require.NoError(t, err)
 	require.True(t, got.Busy)
 
-	_, err = other.ExecContext(ctx, "SELECT pg_advisory_unlock("+key+")")
+	_, err = other.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", key)
 	require.NoError(t, err)
 	got, err = s.Prune(ctx, time.Now(), 10)
 	require.NoError(t, err)
