@@ -57,6 +57,7 @@ vet:
 ## fuzz: run every fuzz target briefly (FUZZTIME each)
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeWebhook$$' -fuzztime=$(FUZZTIME) ./internal/incident/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeIdentity$$' -fuzztime=$(FUZZTIME) ./internal/incident/
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config/
 	$(GO) test -run='^$$' -fuzz='^FuzzRoute$$' -fuzztime=$(FUZZTIME) ./internal/routing/
 	$(GO) test -run='^$$' -fuzz='^FuzzExprFromGeneratorURL$$' -fuzztime=$(FUZZTIME) ./internal/context/promql/

@@ -16,20 +16,28 @@ import (
 // encoding/json (see docs/benchmarks.md); a differential fuzz test keeps the
 // two in agreement on what they accept and produce.
 func DecodeMessage(body []byte) (*Message, error) {
-	// Decoders replace invalid UTF-8 with U+FFFD silently; check the raw
-	// bytes so that a mangled label value is refused, not stored altered.
-	if !utf8.Valid(body) {
-		return nil, invalid("invalid_utf8", "payload contains invalid UTF-8")
-	}
 	var m Message
-	if err := gojson.Unmarshal(body, &m); err != nil {
-		return nil, &Error{Kind: Invalid, Code: "malformed_json", Msg: "malformed JSON payload", Err: err}
+	if err := unmarshal(body, &m); err != nil {
+		return nil, err
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	m.Normalize()
 	return &m, nil
+}
+
+// unmarshal decodes a body into v, refusing invalid UTF-8: decoders replace
+// it with U+FFFD silently, and a mangled label value must be refused, not
+// stored altered.
+func unmarshal(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		return invalid("invalid_utf8", "payload contains invalid UTF-8")
+	}
+	if err := gojson.Unmarshal(body, v); err != nil {
+		return &Error{Kind: Invalid, Code: "malformed_json", Msg: "malformed JSON payload", Err: err}
+	}
+	return nil
 }
 
 // Normalize cuts every alert's startsAt and endsAt to the millisecond.

@@ -33,6 +33,15 @@ func BenchmarkDecodeMessage(b *testing.B) {
 			}
 		}
 	})
+	b.Run("DecodeIdentity", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := incident.DecodeIdentity(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("encoding_json", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()

@@ -2,6 +2,7 @@ package incident_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,6 +22,15 @@ import (
 //
 //	go test -run='^$' -fuzz=FuzzDecodeWebhook -fuzztime=60s ./internal/incident/
 func FuzzDecodeWebhook(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzDecodeWebhook(t, body)
+	})
+}
+
+// addSeeds adds the testdata payloads and hand-made edge cases.
+func addSeeds(f *testing.F) {
+	f.Helper()
 	seeds, err := filepath.Glob(filepath.Join("..", "..", "testdata", "*.json"))
 	require.NoError(f, err)
 	require.NotEmpty(f, seeds)
@@ -53,11 +63,21 @@ func FuzzDecodeWebhook(f *testing.F) {
 		`{"version":"4","groupKey":"g","alerts":[{"status":"firing","labels":{"a":"` + "\xff" + `"},"startsAt":"2026-01-02T03:04:05Z","fingerprint":"f"}]}`,
 		`{"version":"4","groupKey":"g","alerts":[{"status":"firing","labels":{"a":1},"startsAt":"2026-01-02T03:04:05Z","fingerprint":"f"}]}`,
 		` {"version" : "4" , "groupKey" : "g" , "alerts" : [ ` + alert + ` ] } `,
+		`{"version":"4","groupKey":"g","alerts":[{"status":"firing","labels":{"a":null},"annotations":{},"startsAt":"2026-01-02T03:04:05Z","fingerprint":"f"}]}`,
+		`{"version":"4","groupKey":"g","alerts":[{"status":"firing","labels":{"a":"\u00e9\n\"","b":"\x"},"startsAt":"2026-01-02T03:04:05Z","fingerprint":"f"}]}`,
+		`{"version":"4","groupKey":"g","alerts":[{"status":"firing","labels":{"a":"b",},"startsAt":"2026-01-02T03:04:05Z","fingerprint":"f"}]}`,
+		`{"version":"4","groupKey":"g","alerts":[{"status":"firing","labels":{"a":["b"]},"startsAt":"2026-01-02T03:04:05Z","fingerprint":"f"}]}`,
+		`{"version":"4","groupKey":"g","alerts":[{"status":"firing","labels":{"a":"b"}},{"status":"firing","LABELS":"x","startsAt":"2026-01-02T03:04:05Z","fingerprint":"f"}]}`,
+		`{"version":"4","groupKey":"g","commonLabels":{"a":"	"},"routeLabels":[],"notification_reason":1,"alerts":[` + alert + `]}`,
+		`{"version":"4","groupKey":"g","alerts":[` + alert + `],"alerts":null}`,
 	} {
 		f.Add([]byte(s))
 	}
+}
 
-	f.Fuzz(func(t *testing.T, body []byte) {
+func fuzzDecodeWebhook(t *testing.T, body []byte) {
+	t.Helper()
+	{
 		got, err := incident.DecodeMessage(body)
 		if err != nil {
 			require.Nil(t, got)
@@ -92,6 +112,44 @@ func FuzzDecodeWebhook(f *testing.F) {
 		require.Equal(t, wantMsg, gotMsg)
 		require.Equal(t, wantTimes, gotTimes)
 		require.Equal(t, std.StateHash(), got.StateHash())
+	}
+}
+
+// FuzzDecodeIdentity checks DecodeIdentity against DecodeMessage: it
+// accepts exactly the same bodies (refusing one that DecodeMessage accepts
+// would only cost a fallback, but none is known), with the same error code
+// when both refuse, and yields the same identity: version, group key,
+// receiver, status, the alerts' statuses, fingerprints and times, and so
+// the same state hash.
+//
+//	go test -run='^$' -fuzz=FuzzDecodeIdentity -fuzztime=60s ./internal/incident/
+func FuzzDecodeIdentity(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		full, ferr := incident.DecodeMessage(body)
+		id, ierr := incident.DecodeIdentity(body)
+		if ferr != nil {
+			require.Error(t, ierr, "DecodeIdentity accepted a body DecodeMessage refuses (%v)", ferr)
+			require.Equal(t, codeOf(ferr), codeOf(ierr), "%v / %v", ferr, ierr)
+			return
+		}
+		require.NoError(t, ierr, "DecodeIdentity refused a body DecodeMessage accepts")
+		require.Equal(t, full.StateHash(), id.StateHash())
+		require.Equal(t, full.Version, id.Version)
+		require.Equal(t, full.GroupKey, id.GroupKey)
+		require.Equal(t, full.TruncatedAlerts, id.TruncatedAlerts)
+		require.Equal(t, full.Receiver, id.Receiver)
+		require.Equal(t, full.Status, id.Status)
+		require.Equal(t, full.ExternalURL, id.ExternalURL)
+		require.Len(t, id.Alerts, len(full.Alerts))
+		for i, a := range full.Alerts {
+			b := id.Alerts[i]
+			require.Equal(t, a.Status, b.Status)
+			require.Equal(t, a.Fingerprint, b.Fingerprint)
+			require.Equal(t, a.GeneratorURL, b.GeneratorURL)
+			require.Equal(t, stampOf(a.StartsAt), stampOf(b.StartsAt))
+			require.Equal(t, stampOf(a.EndsAt), stampOf(b.EndsAt))
+		}
 	})
 }
 
@@ -127,4 +185,12 @@ func normalise(t *testing.T, m *incident.Message) (incident.Message, []stamp) {
 	}
 	out.Data = &d
 	return out, stamps
+}
+
+func codeOf(err error) string {
+	var ie *incident.Error
+	if errors.As(err, &ie) {
+		return ie.Code
+	}
+	return ""
 }

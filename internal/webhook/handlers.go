@@ -29,11 +29,13 @@ type acceptResponse struct {
 // with them: it retries 5xx only, so 4xx is for input that can never succeed
 // and 503 for "storage could not commit, send it again".
 //
-// A body with the very bytes of one committed shortly before (an
-// Alertmanager retry; an HA peer's copy, when the peers share their
-// external URL) is not decoded again: what committing it needs (its group
-// key, receiver, state hash and alert statuses) is remembered by the
-// SHA-256 of the bytes. The same bytes decode and validate the same way, so
+// Committing needs only the identity of a message (its group key,
+// receiver, state hash and alert statuses), not its labels and
+// annotations: the body is decoded for that only (decode), and the store
+// decodes the whole of it when it applies it. A body with the very bytes of
+// one committed shortly before (an Alertmanager retry; an HA peer's copy,
+// when the peers share their external URL) is not decoded at all: its
+// identity is remembered by the SHA-256 of the bytes. The same bytes decode and validate the same way, so
 // nothing is accepted that would have been refused. It halves the CPU of
 // such a request (docs/benchmarks.md).
 func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics) echo.HandlerFunc {
@@ -48,14 +50,15 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 		}
 		digest := sha256.Sum256(body)
 		var (
-			msg   *incident.Message
-			state string
+			msg     *incident.Message
+			state   string
+			partial = true
 		)
 		kp, known := seen.Get(digest)
 		if known {
 			msg, state = kp.message(), kp.stateHash
 		} else {
-			if msg, err = incident.DecodeMessage(body); err != nil {
+			if msg, partial, err = decode(logger, body); err != nil {
 				m.rejected.WithLabelValues(reason(err)).Inc()
 				return err
 			}
@@ -65,7 +68,7 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 		// is bounded so that a wedged disk turns into 503s, not hung requests.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), opts.AcceptTimeout)
 		defer cancel()
-		rec, err := sink.Accept(ctx, incident.Delivery{Message: msg, Raw: body, ReceivedAt: received, Digest: digest, StateHash: state, Partial: known})
+		rec, err := sink.Accept(ctx, incident.Delivery{Message: msg, Raw: body, ReceivedAt: received, Digest: digest, StateHash: state, Partial: partial})
 		if err != nil {
 			m.rejected.WithLabelValues("storage_unavailable").Inc()
 			if incident.KindOf(err) != incident.Unavailable {
@@ -88,6 +91,25 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 		m.notifications.WithLabelValues(outcome).Inc()
 		return c.JSON(http.StatusOK, acceptResponse{Status: "success", NotificationID: rec.NotificationID, Duplicate: rec.Duplicate})
 	}
+}
+
+// decode decodes a body for committing: only what that needs
+// (incident.DecodeIdentity; partial is then true), unless the identity
+// decoder refuses it, when the whole decoder has the last word. The
+// identity decoder accepts nothing the whole one refuses, and is not known
+// to refuse anything it accepts (FuzzDecodeIdentity); if it ever does, the
+// notification is still accepted, and the disagreement logged.
+func decode(logger *slog.Logger, body []byte) (msg *incident.Message, partial bool, err error) {
+	msg, ierr := incident.DecodeIdentity(body)
+	if ierr == nil {
+		return msg, true, nil
+	}
+	msg, err = incident.DecodeMessage(body)
+	if err != nil {
+		return nil, false, err
+	}
+	logger.Warn("the identity decoder refused a payload the whole decoder accepts; accepted (please report)", "group_key", msg.GroupKey, "err", ierr)
+	return msg, false, nil
 }
 
 // seenPayloads is how many committed bodies the webhook remembers by their
