@@ -99,10 +99,7 @@ func (p *pruner) pass(ctx context.Context) {
 		for kind, n := range map[string]int64{"incidents": got.Incidents, "notifications": got.Notifications, "jobs": got.Jobs, "deployments": got.Deployments, "storms": got.Storms} {
 			p.pruned.WithLabelValues(kind).Add(float64(n))
 		}
-		total = store.Pruned{
-			Incidents: total.Incidents + got.Incidents, Notifications: total.Notifications + got.Notifications,
-			Jobs: total.Jobs + got.Jobs, Deployments: total.Deployments + got.Deployments, Storms: total.Storms + got.Storms,
-		}
+		total = total.Plus(got)
 		if max(got.Incidents, got.Notifications, got.Jobs, got.Deployments, got.Storms) < int64(p.batch) {
 			break
 		}

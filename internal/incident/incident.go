@@ -121,10 +121,10 @@ type Delivery struct {
 	// StateHash, when set, is Message.StateHash(), computed by the caller.
 	StateHash string
 	// Partial says that Message holds only what committing a delivery
-	// needs: the version, group key, receiver and status, and one alert per
-	// alert with its status only. The webhook knew these bytes from a
-	// committed delivery and did not decode them again; StateHash is then
-	// set, and whatever needs the rest decodes Raw.
+	// needs, no labels or annotations: what DecodeIdentity keeps, or, for
+	// bytes the webhook remembered from a committed delivery, the version,
+	// group key, receiver, status and one alert per alert with its status
+	// only. StateHash is then set, and whatever needs the rest decodes Raw.
 	Partial bool
 }
 

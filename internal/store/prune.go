@@ -30,6 +30,14 @@ type Pruned struct {
 	Busy bool
 }
 
+// Plus returns the sums of p's and o's counts.
+func (p Pruned) Plus(o Pruned) Pruned {
+	return Pruned{
+		Incidents: p.Incidents + o.Incidents, Notifications: p.Notifications + o.Notifications,
+		Jobs: p.Jobs + o.Jobs, Deployments: p.Deployments + o.Deployments, Storms: p.Storms + o.Storms,
+	}
+}
+
 // Total is how many rows of the kinds above were removed.
 func (p Pruned) Total() int64 {
 	return p.Incidents + p.Notifications + p.Jobs + p.Deployments + p.Storms
