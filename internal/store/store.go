@@ -253,6 +253,11 @@ func (s *Store) Close() error {
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 
+// Rebind turns the ?-placeholders of a query for DB() into what the engine
+// takes ($n on PostgreSQL). The query must not contain a literal question
+// mark.
+func (s *Store) Rebind(q string) string { return s.rebind(q) }
+
 // rebind turns ?-placeholders into $n for engines that need it. Queries in
 // this package never contain a literal question mark.
 func (s *Store) rebind(q string) string {

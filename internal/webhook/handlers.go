@@ -35,9 +35,9 @@ type acceptResponse struct {
 // decodes the whole of it when it applies it. A body with the very bytes of
 // one committed shortly before (an Alertmanager retry; an HA peer's copy,
 // when the peers share their external URL) is not decoded at all: its
-// identity is remembered by the SHA-256 of the bytes. The same bytes decode and validate the same way, so
-// nothing is accepted that would have been refused. It halves the CPU of
-// such a request (docs/benchmarks.md).
+// identity is remembered by the SHA-256 of the bytes. The same bytes decode
+// and validate the same way, so nothing is accepted that would have been
+// refused. It halves the CPU of such a request (docs/benchmarks.md).
 func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics) echo.HandlerFunc {
 	seen, _ := lru.New[[sha256.Size]byte, knownPayload](seenPayloads) // fails only for a size below 1
 	return func(c echo.Context) error {

@@ -326,10 +326,7 @@ func testAcceptBatch(t *testing.T, open Opener) {
 	}
 	wg.Wait()
 	close(results)
-	q := `SELECT group_key, status FROM notifications WHERE id = ?`
-	if s.Dialect().Dollar {
-		q = strings.Replace(q, "?", "$1", 1)
-	}
+	q := s.Rebind(`SELECT group_key, status FROM notifications WHERE id = ?`)
 	fresh := map[string]int{}
 	seen := map[int64]bool{}
 	for res := range results {
@@ -370,10 +367,7 @@ func testDuplicatePayload(t *testing.T, open Opener) {
 	}
 	row := func(id int64) (reason string, size int) {
 		t.Helper()
-		q := `SELECT reason, length(payload) FROM notifications WHERE id = ?`
-		if s.Dialect().Dollar {
-			q = strings.Replace(q, "?", "$1", 1)
-		}
+		q := s.Rebind(`SELECT reason, length(payload) FROM notifications WHERE id = ?`)
 		require.NoError(t, s.DB().QueryRowContext(ctx, q, id).Scan(&reason, &size))
 		return reason, size
 	}
@@ -846,15 +840,7 @@ func testPrune(t *testing.T, open Opener) {
 	s, r := openRecording(t, open, c)
 	ctx := context.Background()
 	db := s.DB()
-	q := func(query string) string {
-		if !s.Dialect().Dollar {
-			return query
-		}
-		for i := 1; strings.Contains(query, "?"); i++ {
-			query = strings.Replace(query, "?", fmt.Sprintf("$%d", i), 1)
-		}
-		return query
-	}
+	q := s.Rebind
 	count := func(table, where string, args ...any) int {
 		t.Helper()
 		var n int
