@@ -29,6 +29,12 @@ import (
 // Applying is idempotent: a notification that is no longer pending (applied
 // before a crash hid the job's completion) changes nothing.
 func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
+	return s.applyDue(ctx, n, 0)
+}
+
+// applyDue is ApplyDue that does not yield to waiting requests before slice
+// has passed.
+func (s *Store) applyDue(ctx context.Context, n int, slice time.Duration) (more bool, err error) {
 	now := s.opts.Now()
 	tx, err := s.beginLazy(ctx)
 	if err != nil {
@@ -59,10 +65,13 @@ func (s *Store) ApplyDue(ctx context.Context, n int) (more bool, err error) {
 	}
 	var applied []done
 	queued, yielded := false, false
+	start := time.Now()
 	for i, j := range jobs {
-		if i > 0 && (len(s.accepts) > 0 || s.gate.waitingLow()) {
+		if i > 0 && ((len(s.accepts) > 0 && time.Since(start) >= slice) ||
+			((len(s.lends) > 0 || s.gate.waitingLow()) && time.Since(start) >= applySlice)) {
 			// A request is waiting for its 200, or a job handler for the
-			// writer: commit what is done and let them go first.
+			// writer (for a slice): commit what is done and let them go
+			// first.
 			yielded = true
 			break
 		}

@@ -9,7 +9,9 @@ import (
 
 // writeGate orders the users of a single-writer engine's one writer
 // connection (SQLite): the writer loop, whose requests wait for their 200,
-// goes before the job handlers. Without it, database/sql hands the
+// goes before the job handlers. While the loop runs, handlers mostly write
+// inside its transactions instead (lend.go); the gate then orders the loop,
+// its flushless applies and the writers that cannot borrow. Without it, database/sql hands the
 // connection to a random waiter, and a webhook commit queued behind a dozen
 // job transactions, each with its own fsync, was most of the ingest p99 at
 // 1,000 new notifications/s. So that a writer loop busy for minutes (a
@@ -118,10 +120,13 @@ func (g *writeGate) broadcast() {
 }
 
 // wtx is a transaction on the writer pool that holds the gate until it
-// commits or rolls back.
+// commits or rolls back, or a savepoint in the writer loop's transaction
+// (lent, see lend.go).
 type wtx struct {
 	*sql.Tx
-	release func()
+	release  func()
+	lent     *lendReq
+	finished bool
 }
 
 // acquire takes the write gate and makes sure the writer connection is
@@ -141,8 +146,14 @@ func (s *Store) acquire(ctx context.Context, high bool) error {
 }
 
 // begin starts a transaction on the writer pool; high is for the writer
-// loop.
+// loop. Others get the writer loop's transaction while it runs (see
+// lend.go).
 func (s *Store) begin(ctx context.Context, high bool) (*wtx, error) {
+	if !high {
+		if tx, ok, err := s.borrow(ctx); ok {
+			return tx, err
+		}
+	}
 	if err := s.acquire(ctx, high); err != nil {
 		return nil, err
 	}
@@ -165,6 +176,9 @@ func (s *Store) beginHeld(ctx context.Context, release func()) (*wtx, error) {
 // beginLazy starts a writer-loop transaction whose commit need not wait for
 // its own flush (Dialect.LazyCommit): the next durable commit flushes it.
 func (s *Store) beginLazy(ctx context.Context) (*wtx, error) {
+	if s.flush != nil {
+		return s.beginGroup(ctx)
+	}
 	if s.dialect.LazyBegin == "" {
 		tx, err := s.begin(ctx, true)
 		if err != nil {
@@ -195,23 +209,32 @@ func (s *Store) beginLazy(ctx context.Context) (*wtx, error) {
 	})
 }
 
-// Commit commits and releases the gate.
+// Commit commits and releases the gate; a lent transaction returns when
+// its group is committed.
 func (t *wtx) Commit() error {
+	if t.lent != nil {
+		return t.lentCommit()
+	}
 	defer t.release()
 	return t.Tx.Commit()
 }
 
 // Rollback rolls back (a no-op after Commit) and releases the gate.
 func (t *wtx) Rollback() error {
+	if t.lent != nil {
+		return t.lentRollback()
+	}
 	defer t.release()
 	return t.Tx.Rollback()
 }
 
-// gatedRow is a one-row query's result that holds the gate until Scan, or
-// the error that kept the query from running.
+// gatedRow is a one-row query's result that holds the gate (or a lent
+// transaction) until Scan, or the error that kept the query from running.
 type gatedRow struct {
-	row     *sql.Row
-	release func()
+	row *sql.Row
+	// release ends the hold once the row is read; its error (a lent
+	// transaction's commit) is Scan's when the read succeeded.
+	release func(scanErr error) error
 	err     error
 }
 
@@ -220,6 +243,9 @@ func (r gatedRow) Scan(dest ...any) error {
 	if r.err != nil {
 		return r.err
 	}
-	defer r.release()
-	return r.row.Scan(dest...)
+	err := r.row.Scan(dest...)
+	if rerr := r.release(err); err == nil {
+		err = rerr
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 )
 
 // Statements outside transactions run prepared, each query text prepared
@@ -64,8 +65,20 @@ func (s *Store) rQueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 }
 
 // wExec runs a statement on the writer pool outside a transaction,
-// prepared, holding the write gate.
+// prepared, holding the write gate; while the writer loop runs, in its
+// transaction (see lend.go).
 func (s *Store) wExec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if tx, ok, err := s.borrow(ctx); ok {
+		if err != nil {
+			return nil, err
+		}
+		defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+		res, err := tx.exec(ctx, s, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		return res, tx.Commit()
+	}
 	if err := s.acquire(ctx, false); err != nil {
 		return nil, err
 	}
@@ -79,8 +92,22 @@ func (s *Store) wExec(ctx context.Context, q string, args ...any) (sql.Result, e
 
 // wQuery runs a query on the writer pool outside a transaction, prepared,
 // and calls each for every row, holding the write gate until the rows are
-// read.
+// read; while the writer loop runs, in its transaction.
 func (s *Store) wQuery(ctx context.Context, q string, args []any, each func(*sql.Rows) error) error {
+	if tx, ok, err := s.borrow(ctx); ok {
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+		rows, err := tx.query(ctx, s, q, args...)
+		if err != nil {
+			return err
+		}
+		if err := eachRow(rows, each); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
 	if err := s.acquire(ctx, false); err != nil {
 		return err
 	}
@@ -93,6 +120,11 @@ func (s *Store) wQuery(ctx context.Context, q string, args []any, each func(*sql
 	if err != nil {
 		return err
 	}
+	return eachRow(rows, each)
+}
+
+// eachRow calls each for every row and closes rows.
+func eachRow(rows *sql.Rows, each func(*sql.Rows) error) error {
 	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		if err := each(rows); err != nil {
@@ -103,17 +135,30 @@ func (s *Store) wQuery(ctx context.Context, q string, args []any, each func(*sql
 }
 
 // wQueryRow runs a one-row query on the writer pool outside a transaction,
-// prepared, holding the write gate until Scan. A failed prepare runs it
-// unprepared, so that its error surfaces in Scan.
+// prepared, holding the write gate (or the writer loop's transaction) until
+// Scan. A failed prepare runs it unprepared, so that its error surfaces in
+// Scan.
 func (s *Store) wQueryRow(ctx context.Context, q string, args ...any) gatedRow {
+	if tx, ok, err := s.borrow(ctx); ok {
+		if err != nil {
+			return gatedRow{err: err}
+		}
+		return gatedRow{row: tx.queryRow(ctx, s, q, args...), release: func(scanErr error) error {
+			if scanErr != nil && !errors.Is(scanErr, sql.ErrNoRows) {
+				return tx.Rollback()
+			}
+			return tx.Commit()
+		}}
+	}
 	if err := s.acquire(ctx, false); err != nil {
 		// Not run without the gate (nor at a lazy durability): Scan
 		// reports why.
 		return gatedRow{err: err}
 	}
+	unlock := func(error) error { s.gate.unlock(); return nil }
 	st, err := s.writeStmt(ctx, q)
 	if err != nil {
-		return gatedRow{row: s.w.QueryRowContext(ctx, s.rebind(q), args...), release: s.gate.unlock}
+		return gatedRow{row: s.w.QueryRowContext(ctx, s.rebind(q), args...), release: unlock}
 	}
-	return gatedRow{row: st.QueryRowContext(ctx, args...), release: s.gate.unlock}
+	return gatedRow{row: st.QueryRowContext(ctx, args...), release: unlock}
 }

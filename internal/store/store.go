@@ -109,6 +109,11 @@ type Store struct {
 	opts     Options
 	logger   *slog.Logger
 	accepts  chan acceptReq
+	lends    chan *lendReq // handlers asking for the writer loop's transaction
+	looping  atomic.Bool   // Run is serving accepts and lends
+	flush    func() error  // see SetFlush; nil: every commit flushes itself
+	flushes  chan flushed  // committed groups waiting for their flush
+	inflight chan struct{} // one slot per group committed and not yet answered
 	stmts    stmts
 	cache    sync.Map // query text → *sql.Stmt on the writer pool
 	missed   sync.Map // query texts to prepare
@@ -161,6 +166,7 @@ func New(w, r *sql.DB, d Dialect, opts Options) *Store {
 	return &Store{
 		w: w, r: r, gate: gate, dialect: d, opts: opts, logger: opts.Logger, payloads: payloads,
 		accepts:  make(chan acceptReq, 4096),
+		lends:    make(chan *lendReq, 1024),
 		stopped:  make(chan struct{}),
 		applyNow: make(chan struct{}, 1),
 		settle:   make(chan chan struct{}),
