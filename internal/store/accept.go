@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/responder/responder/internal/incident"
@@ -101,21 +100,6 @@ func (s *Store) Accept(ctx context.Context, d incident.Delivery) (incident.Recei
 // with Unavailable, so their senders retry.
 func (s *Store) Run(ctx context.Context) error {
 	defer s.stopOnce.Do(func() { close(s.stopped) })
-	if s.flush != nil {
-		// Every group is answered before Run returns. One group waits for
-		// its flush while the next commits, not more: the loop then does not
-		// outrun the disk at saturation, and its groups stay large (one
-		// commit's writes and CPU serve more requests).
-		s.flushes = make(chan flushed, 1)
-		s.inflight = make(chan struct{}, 1)
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go s.runFlusher(ctx, &wg)
-		defer func() {
-			close(s.flushes)
-			wg.Wait()
-		}()
-	}
 	s.looping.Store(true)
 	defer s.refuseLends()
 	defer s.looping.Store(false)
@@ -249,12 +233,13 @@ func (s *Store) Settle(ctx context.Context) error {
 
 // Deferred deliveries wait for a pause in the requests: applying one takes
 // a new incident's worth of writes (tens of pages), and a request arriving
-// meanwhile waits for it. With a pause of 5 ms, p99 at 1,000 new
-// notifications/s was 11.5 ms against 24.6 ms with 1 ms (the applies then
-// took the CPU the requests needed; medians of three 5 s runs, 2 cores);
-// Alertmanager's bursts end within seconds, and the applies catch up then.
-// Under a stream that never pauses, applyMaxWait bounds the wait: they then
-// run for applySlice before yielding again.
+// meanwhile waits for it; Alertmanager's bursts end within seconds, and the
+// applies catch up then. At 1,000 new notifications/s on 2 cores the median
+// p99 of three 4 s runs was 15.4 ms with a 5 ms pause, 19.1 ms with 1 ms and
+// 17.3 ms with none (differences within this machine's noise; 5 ms had the
+// lowest median). Under a
+// stream that never pauses, applyMaxWait bounds the wait: they then run for
+// applySlice before yielding again.
 const (
 	applyQuiet   = 5 * time.Millisecond
 	applyMaxWait = 50 * time.Millisecond
@@ -278,14 +263,17 @@ func (s *Store) refuseQueued() {
 }
 
 // commitBatch commits a batch, with the handlers' writes from l on (see
-// lend.go), and answers its requests, once flushed (see flush.go). It
-// reports whether deliveries were deferred to ingest jobs.
+// lend.go), and answers its requests. It reports whether deliveries were
+// deferred to ingest jobs.
 func (s *Store) commitBatch(ctx context.Context, batch []acceptReq, l *lendReq) (deferred bool) {
 	// The commit itself must not be cut short by shutdown: requests in this
 	// batch are waiting for an answer.
 	ctx = context.WithoutCancel(ctx)
 	defer s.prepareMissed(ctx)
 	res, kept, deferred, err := s.commit(ctx, batch, l)
+	for _, l := range kept {
+		l.result <- nil
+	}
 	if err != nil && (len(batch) > 1 || l != nil) && len(batch) > 0 {
 		// Isolate a bad delivery from the rest of its batch (and from
 		// the handlers' writes, which have had their answer).
@@ -296,25 +284,23 @@ func (s *Store) commitBatch(ctx context.Context, batch []acceptReq, l *lendReq) 
 				batch[i].reply <- acceptRes{err: err}
 				continue
 			}
-			s.answer(flushed{batch: slices.Clone(batch[i : i+1]), res: r})
+			batch[i].reply <- acceptRes{r: r[0]}
 		}
 		return deferred
 	}
-	if err != nil {
-		for i := range batch {
+	for i := range batch {
+		if err != nil {
 			batch[i].reply <- acceptRes{err: err}
+			continue
 		}
-		return deferred
+		batch[i].reply <- acceptRes{r: res[i]}
 	}
-	// The flusher may answer after the next batch reuses the slice.
-	s.answer(flushed{batch: slices.Clone(batch), res: res, lends: kept})
 	return deferred
 }
 
 // commit runs one group transaction: the handlers' writes from l on, and
 // the batch's deliveries. On success it returns the handlers whose writes
-// it carried, for commitBatch to answer with the batch; on failure it has
-// answered them.
+// it carried, for commitBatch to answer; on failure it has answered them.
 func (s *Store) commit(ctx context.Context, batch []acceptReq, l *lendReq) (_ []incident.Receipt, kept []*lendReq, _ bool, err error) {
 	unavailable := func(what string, err error) error {
 		return &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: " + what, Err: err}
@@ -327,7 +313,7 @@ func (s *Store) commit(ctx context.Context, batch []acceptReq, l *lendReq) (_ []
 			kept = nil
 		}
 	}()
-	tx, err := s.beginGroup(ctx)
+	tx, err := s.begin(ctx, true)
 	if err != nil {
 		err = unavailable("begin", err)
 		if l != nil && l.state.CompareAndSwap(lendQueued, lendGranted) {

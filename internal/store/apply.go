@@ -20,8 +20,8 @@ import (
 // first) and completes their jobs, all in one transaction that does not
 // wait for its own flush (beginLazy): the notifications were committed
 // durably before their 200, and the next durable commit flushes this one.
-// It stops early, committing what is done, when a request or a job handler
-// waits for the writer. Each delivery runs under its own savepoint, so a
+// It stops early, committing what is done, when a request waits for the
+// writer, or a job handler has waited for a slice (applySlice). Each delivery runs under its own savepoint, so a
 // failing one is rolled back alone and retried later with backoff (or
 // parked after its last attempt) while the others commit. It reports
 // whether more may be due.

@@ -176,9 +176,6 @@ func (s *Store) beginHeld(ctx context.Context, release func()) (*wtx, error) {
 // beginLazy starts a writer-loop transaction whose commit need not wait for
 // its own flush (Dialect.LazyCommit): the next durable commit flushes it.
 func (s *Store) beginLazy(ctx context.Context) (*wtx, error) {
-	if s.flush != nil {
-		return s.beginGroup(ctx)
-	}
 	if s.dialect.LazyBegin == "" {
 		tx, err := s.begin(ctx, true)
 		if err != nil {

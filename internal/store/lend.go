@@ -20,7 +20,10 @@ import (
 // touched; a new incident's route and context jobs made five or six of those
 // (claims, completions, the route decision, the context), against a fraction
 // of one for the notification itself, and a webhook commit waited for one
-// of them at each turn of the write gate.
+// of them at each turn of the write gate. Lent, at 1,000 new notifications/s
+// on 2 cores, 604 instead of 270 incidents were opened during a 4 s run
+// (medians of three), at the same ingest p99 (13.1 against 13.3 ms); the
+// 1,000-group storm test under -race took 83 s instead of 105 to 125.
 
 // lendReq is a handler's request for the writer loop's transaction.
 type lendReq struct {

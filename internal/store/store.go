@@ -111,9 +111,6 @@ type Store struct {
 	accepts  chan acceptReq
 	lends    chan *lendReq // handlers asking for the writer loop's transaction
 	looping  atomic.Bool   // Run is serving accepts and lends
-	flush    func() error  // see SetFlush; nil: every commit flushes itself
-	flushes  chan flushed  // committed groups waiting for their flush
-	inflight chan struct{} // one slot per group committed and not yet answered
 	stmts    stmts
 	cache    sync.Map // query text → *sql.Stmt on the writer pool
 	missed   sync.Map // query texts to prepare

@@ -1,6 +1,5 @@
 // Package sqlite opens responder's default store: one SQLite file in WAL
-// mode, fsynced before anything committed is acknowledged, using the pure-Go
-// modernc.org/sqlite driver.
+// mode, fsynced on every commit, using the pure-Go modernc.org/sqlite driver.
 package sqlite
 
 import (
@@ -11,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver.
@@ -24,10 +22,9 @@ import (
 var Dialect = store.Dialect{
 	Name:         "sqlite",
 	SingleWriter: true,
-	// The writer loop's transactions (group commits and deferred applies)
-	// commit without their own fsync; the flusher (walFile.sync) or the
-	// next commit at synchronous=FULL (any other writer's) makes them
-	// durable with the rest of the WAL.
+	// Deferred applies commit without their own fsync; the next commit at
+	// synchronous=FULL (a webhook's, a job claim's) flushes them with the
+	// rest of the WAL.
 	LazyBegin: "PRAGMA synchronous = NORMAL",
 	LazyEnd:   "PRAGMA synchronous = FULL",
 }
@@ -37,59 +34,7 @@ type DB struct {
 	*store.Store
 	path   string
 	ckpt   *sql.DB
-	wal    *walFile
 	logger *slog.Logger
-}
-
-// walFile fsyncs the WAL file for the store's flusher (store.SetFlush):
-// the writer loop commits its groups at synchronous=NORMAL, which writes
-// their frames to the WAL without an fsync, and answers them after sync.
-// On Linux an fsync flushes the file whatever descriptor wrote it. SQLite
-// stays consistent at NORMAL (it syncs the WAL header when it restarts the
-// WAL, and the WAL before a checkpoint); sync adds the durability of what it
-// answers.
-type walFile struct {
-	path string
-	mu   sync.Mutex
-	f    *os.File
-}
-
-// sync fsyncs the WAL file, reopening it if it is not the file at path any
-// more (the WAL is deleted when the last connection closes, and recreated
-// by the next).
-func (w *walFile) sync() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	fi, err := os.Stat(w.path)
-	if err != nil {
-		return fmt.Errorf("sync wal: %w", err)
-	}
-	if w.f != nil {
-		if cur, err := w.f.Stat(); err != nil || !os.SameFile(fi, cur) {
-			_ = w.f.Close() // replaced below; the old file has nothing of ours to flush
-			w.f = nil
-		}
-	}
-	if w.f == nil {
-		f, err := os.OpenFile(w.path, os.O_RDWR, 0)
-		if err != nil {
-			return fmt.Errorf("sync wal: %w", err)
-		}
-		w.f = f
-	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("sync wal: %w", err)
-	}
-	return nil
-}
-
-func (w *walFile) close() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.f != nil {
-		_ = w.f.Close() // read-only use: nothing to lose
-		w.f = nil
-	}
 }
 
 // Open opens (creating if needed) the database file at path, with its
@@ -101,8 +46,7 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	// synchronous=FULL fsyncs the WAL on every commit but the writer loop's,
-	// which the flusher fsyncs before it answers: a 200 means the
+	// synchronous=FULL fsyncs the WAL on every commit: a 200 means the
 	// notification is on disk. wal_autocheckpoint=0 keeps checkpoints off the
 	// commit path (they caused 15–70 ms p99 spikes); Run checkpoints instead.
 	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "temp_store(MEMORY)")
@@ -121,8 +65,7 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 		_ = reader.Close()
 		return nil, err
 	}
-	db := &DB{Store: store.New(writer, reader, Dialect, opts), path: path, ckpt: ckpt, logger: opts.Logger, wal: &walFile{path: path + "-wal"}}
-	db.SetFlush(db.wal.sync)
+	db := &DB{Store: store.New(writer, reader, Dialect, opts), path: path, ckpt: ckpt, logger: opts.Logger}
 	if err := db.Migrate(ctx); err != nil {
 		_ = db.Close() // the migration error is the one to report
 		return nil, err
@@ -189,6 +132,5 @@ func (db *DB) Close() error {
 	// the store's Close below is the error that matters.
 	_, _ = db.ckpt.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
 	_ = db.ckpt.Close()
-	db.wal.close()
 	return db.Store.Close()
 }

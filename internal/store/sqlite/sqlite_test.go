@@ -2,12 +2,14 @@ package sqlite_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/responder/responder/internal/incident"
 	"github.com/responder/responder/internal/store"
 	"github.com/responder/responder/internal/store/sqlite"
 	"github.com/responder/responder/internal/store/storetest"
@@ -49,6 +51,27 @@ func TestSQLite_Reopen(t *testing.T) {
 	db, err = sqlite.Open(ctx, path, store.Options{})
 	require.NoError(t, err, "reopening a migrated database works")
 	require.NoError(t, db.Close())
+}
+
+// Deferred applies commit at synchronous=NORMAL; the writer connection is
+// back at FULL for everything else, so a 200 still means fsynced.
+func TestSQLite_LazyApplyRestoresFullSync(t *testing.T) {
+	t.Parallel()
+	c := storetest.NewClock()
+	s := open(t, c, func(s *store.Store) { s.SetDeferApply(true) })
+	ctx := context.Background()
+	m := storetest.Payload(t, "am_v4_firing.json")
+	raw, err := json.Marshal(m)
+	require.NoError(t, err)
+	_, err = s.Accept(ctx, incident.Delivery{Message: m, Raw: raw, ReceivedAt: c.Now()})
+	require.NoError(t, err)
+	require.NoError(t, s.Settle(ctx))
+	counts, err := s.NotificationCounts(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, counts[incident.NotificationProcessed], "the writer loop applied the deferred delivery")
+	var level int
+	require.NoError(t, s.DB().QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level))
+	require.Equal(t, 2, level, "synchronous=FULL after a lazy apply")
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
