@@ -21,10 +21,10 @@ import (
 // wait for its own flush (beginLazy): the notifications were committed
 // durably before their 200, and the next durable commit flushes this one.
 // It stops early, committing what is done, when a request waits for the
-// writer, or a job handler has waited for a slice (applySlice). Each delivery runs under its own savepoint, so a
-// failing one is rolled back alone and retried later with backoff (or
-// parked after its last attempt) while the others commit. It reports
-// whether more may be due.
+// writer, or a job handler has waited for a slice (applySlice). Each
+// delivery runs under its own savepoint, so a failing one is rolled back
+// alone and retried later with backoff (or parked after its last attempt)
+// while the others commit. It reports whether more may be due.
 //
 // Applying is idempotent: a notification that is no longer pending (applied
 // before a crash hid the job's completion) changes nothing.
@@ -235,24 +235,15 @@ type applier struct {
 }
 
 func (a *applier) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	if st := a.s.cached(q); st != nil {
-		return a.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-	}
-	return a.tx.ExecContext(ctx, a.s.rebind(q), args...)
+	return a.s.execTx(ctx, a.tx, q, args)
 }
 
 func (a *applier) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	if st := a.s.cached(q); st != nil {
-		return a.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-	}
-	return a.tx.QueryContext(ctx, a.s.rebind(q), args...)
+	return a.s.queryTx(ctx, a.tx, q, args)
 }
 
 func (a *applier) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	if st := a.s.cached(q); st != nil {
-		return a.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
-	}
-	return a.tx.QueryRowContext(ctx, a.s.rebind(q), args...)
+	return a.s.queryRowTx(ctx, a.tx, q, args)
 }
 
 // change is one alert state to record.

@@ -9,9 +9,9 @@ import (
 
 // writeGate orders the users of a single-writer engine's one writer
 // connection (SQLite): the writer loop, whose requests wait for their 200,
-// goes before the job handlers. While the loop runs, handlers mostly write
-// inside its transactions instead (lend.go); the gate then orders the loop,
-// its flushless applies and the writers that cannot borrow. Without it, database/sql hands the
+// goes before the job handlers. (While the loop runs, handlers write inside
+// its transactions instead, see lend.go; the gate then orders the loop and
+// the writers that cannot borrow.) Without it, database/sql hands the
 // connection to a random waiter, and a webhook commit queued behind a dozen
 // job transactions, each with its own fsync, was most of the ingest p99 at
 // 1,000 new notifications/s. So that a writer loop busy for minutes (a

@@ -209,26 +209,3 @@ func (t *wtx) lentRollback() error {
 	t.lent.done <- false
 	return nil
 }
-
-// stmt returns q for this transaction: prepared when the writer pool has it
-// cached, else as text (see cached).
-func (t *wtx) exec(ctx context.Context, s *Store, q string, args ...any) (sql.Result, error) {
-	if st := s.cached(q); st != nil {
-		return t.StmtContext(ctx, st).ExecContext(ctx, args...)
-	}
-	return t.ExecContext(ctx, s.rebind(q), args...)
-}
-
-func (t *wtx) query(ctx context.Context, s *Store, q string, args ...any) (*sql.Rows, error) {
-	if st := s.cached(q); st != nil {
-		return t.StmtContext(ctx, st).QueryContext(ctx, args...)
-	}
-	return t.QueryContext(ctx, s.rebind(q), args...)
-}
-
-func (t *wtx) queryRow(ctx context.Context, s *Store, q string, args ...any) *sql.Row {
-	if st := s.cached(q); st != nil {
-		return t.StmtContext(ctx, st).QueryRowContext(ctx, args...)
-	}
-	return t.QueryRowContext(ctx, s.rebind(q), args...)
-}

@@ -73,7 +73,7 @@ func (s *Store) wExec(ctx context.Context, q string, args ...any) (sql.Result, e
 			return nil, err
 		}
 		defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-		res, err := tx.exec(ctx, s, q, args...)
+		res, err := s.execTx(ctx, tx.Tx, q, args)
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +99,7 @@ func (s *Store) wQuery(ctx context.Context, q string, args []any, each func(*sql
 			return err
 		}
 		defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-		rows, err := tx.query(ctx, s, q, args...)
+		rows, err := s.queryTx(ctx, tx.Tx, q, args)
 		if err != nil {
 			return err
 		}
@@ -143,7 +143,7 @@ func (s *Store) wQueryRow(ctx context.Context, q string, args ...any) gatedRow {
 		if err != nil {
 			return gatedRow{err: err}
 		}
-		return gatedRow{row: tx.queryRow(ctx, s, q, args...), release: func(scanErr error) error {
+		return gatedRow{row: s.queryRowTx(ctx, tx.Tx, q, args), release: func(scanErr error) error {
 			if scanErr != nil && !errors.Is(scanErr, sql.ErrNoRows) {
 				return tx.Rollback()
 			}
