@@ -18,7 +18,6 @@ type stmts struct {
 	insertState *sql.Stmt
 	markDup     *sql.Stmt
 	insertJob   *sql.Stmt
-	completeJob *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -38,7 +37,6 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.stmts.insertState, `INSERT INTO notification_states (state_hash, notification_id) VALUES (?, ?) ON CONFLICT DO NOTHING`},
 		{&s.stmts.markDup, `UPDATE notifications SET status = ?, reason = ? WHERE id = ?`},
 		{&s.stmts.insertJob, `INSERT INTO jobs (kind, ref_id, incident_id, args, state, max_attempts, run_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`},
-		{&s.stmts.completeJob, `UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?`},
 	} {
 		if err := prep(p.dst, p.q); err != nil {
 			return err

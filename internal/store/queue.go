@@ -83,23 +83,9 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 // Complete marks a job done if its owner still holds it. A job whose lease
 // was taken over is left to its new owner.
 func (s *Store) Complete(ctx context.Context, j incident.Job) error {
-	if tx, ok, err := s.borrow(ctx); ok {
-		if err == nil {
-			defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
-			if _, err = tx.StmtContext(ctx, s.stmts.completeJob).ExecContext(ctx, ns(s.opts.Now()), j.ID, j.Owner); err == nil {
-				err = tx.Commit()
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("complete job %d: %w", j.ID, err)
-		}
-		return nil
-	}
-	if err := s.acquire(ctx, false); err != nil {
-		return fmt.Errorf("complete job %d: %w", j.ID, err)
-	}
-	defer s.gate.unlock()
-	if _, err := s.stmts.completeJob.ExecContext(ctx, ns(s.opts.Now()), j.ID, j.Owner); err != nil {
+	_, err := s.wExec(ctx, `UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = ?
+		WHERE id = ? AND state = 'running' AND lease_owner = ?`, ns(s.opts.Now()), j.ID, j.Owner)
+	if err != nil {
 		return fmt.Errorf("complete job %d: %w", j.ID, err)
 	}
 	return nil

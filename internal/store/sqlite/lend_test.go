@@ -83,20 +83,26 @@ func TestSQLite_HandlerWritesWhileTheLoopIsBusyAndAfterItStops(t *testing.T) {
 	for range handlers + requests {
 		require.NoError(t, <-errs)
 	}
-	jobs, err := db.ListJobs(ctx, incident.JobQueued, 100)
-	require.NoError(t, err)
-	deliver := 0
-	for _, j := range jobs {
-		if j.Kind == incident.JobDeliver {
-			deliver++
-		}
-	}
-	require.Equal(t, handlers, deliver, "every handler's write committed")
+	require.Equal(t, handlers, queuedJobs(t, db.Store, incident.JobDeliver), "every handler's write committed")
 
 	cancel()
 	wg.Wait()
 	require.NoError(t, db.Enqueue(context.Background(), incident.JobDeliver, 999, 0, nil), "without the loop, through the gate")
-	jobs, err = db.ListJobs(context.Background(), incident.JobQueued, 100)
+	jobs, err := db.ListJobs(context.Background(), incident.JobQueued, 100)
 	require.NoError(t, err)
 	require.Equal(t, int64(999), jobs[0].RefID)
+}
+
+// queuedJobs counts the queued jobs of a kind.
+func queuedJobs(t *testing.T, s *store.Store, kind string) int {
+	t.Helper()
+	jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 100)
+	require.NoError(t, err)
+	n := 0
+	for _, j := range jobs {
+		if j.Kind == kind {
+			n++
+		}
+	}
+	return n
 }

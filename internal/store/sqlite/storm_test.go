@@ -70,15 +70,7 @@ func TestStore_Storm(t *testing.T) {
 	require.Equal(t, 0, st.PDConfigIndex)
 
 	// One queued storm job, however many joins.
-	jobs, err := s.ListJobs(ctx, incident.JobQueued, 100)
-	require.NoError(t, err)
-	n := 0
-	for _, j := range jobs {
-		if j.Kind == incident.JobStorm {
-			n++
-		}
-	}
-	require.Equal(t, 1, n)
+	require.Equal(t, 1, queuedJobs(t, s, incident.JobStorm))
 
 	// The lease keeps a second worker out.
 	_, err = s.LeaseStorm(ctx, id, "a", time.Minute)
