@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -27,12 +28,34 @@ var payloadMarker = []byte{0, 's', '2'}
 // allocate without bound.
 const maxPayload = 1 << 30
 
+// packScratch holds the buffers packPayload compresses into. S2 needs
+// MaxEncodedLen of the input (more than the input itself) to write into,
+// while what it writes is about a ninth of that: allocating the whole
+// buffer per notification, zeroed, and holding it until the batch
+// commits was a quarter of the bytes the webhook path allocated at
+// saturation. The result is copied out at its size instead.
+var packScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxScratch bounds the buffers packScratch keeps, so that one huge body
+// does not stay in the pool.
+const maxScratch = 256 << 10
+
 // packPayload is what is stored for a payload.
 func packPayload(raw []byte) []byte {
 	if len(raw) == 0 {
 		return raw
 	}
-	dst := make([]byte, len(payloadMarker)+s2.MaxEncodedLen(len(raw)))
+	need := len(payloadMarker) + s2.MaxEncodedLen(len(raw))
+	bp := packScratch.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxScratch {
+			packScratch.Put(bp)
+		}
+	}()
+	if cap(*bp) < need {
+		*bp = make([]byte, need)
+	}
+	dst := (*bp)[:need]
 	copy(dst, payloadMarker)
 	enc := s2.Encode(dst[len(payloadMarker):], raw)
 	n := len(payloadMarker) + len(enc)
@@ -41,7 +64,7 @@ func packPayload(raw []byte) []byte {
 	if n >= len(raw) && !bytes.HasPrefix(raw, payloadMarker) {
 		return raw
 	}
-	return dst[:n]
+	return bytes.Clone(dst[:n])
 }
 
 // errPayload says that a stored payload is marked compressed but cannot be

@@ -3,9 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/responder/responder/internal/incident"
 )
@@ -37,9 +38,12 @@ func scanIncident(row scanner) (*incident.Incident, error) {
 	return &inc, nil
 }
 
+// decodeKV decodes a label set written by mustJSON. It uses goccy/go-json,
+// like the webhook (decode.go in internal/incident): label sets are most
+// of what the job handlers' reads decode.
 func decodeKV(s string) map[string]string {
 	kv := map[string]string{}
-	_ = json.Unmarshal([]byte(s), &kv) // written by mustJSON; never malformed
+	_ = gojson.Unmarshal([]byte(s), &kv) // written by mustJSON; never malformed
 	return kv
 }
 
