@@ -32,8 +32,9 @@ const maxPayload = 1 << 30
 // MaxEncodedLen of the input (more than the input itself) to write into,
 // while what it writes is about a ninth of that: allocating the whole
 // buffer per notification, zeroed, and holding it until the batch
-// commits was a quarter of the bytes the webhook path allocated at
-// saturation. The result is copied out at its size instead.
+// commits was a quarter of all the bytes the server allocated at
+// saturation with new notifications. The result is copied out at its size
+// instead.
 var packScratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxScratch bounds the buffers packScratch keeps, so that one huge body
