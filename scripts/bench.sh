@@ -490,7 +490,25 @@ ratio() {
 		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
 	fi
 }
+# round_ratios PHASE TOOL: responder/baseline req/s of each round (the
+# k-th measurement of each is round k's), then their median. On a machine
+# whose speed drifts during the run, a round's pair was measured minutes
+# apart at most; the ratio of the medians above pairs the whole run.
+round_ratios() {
+	awk -F'\t' -v p="$1" -v t="$2" '
+		$4 == "rps" && $3 == t && $1 == "baseline" && $2 == "saturation" { b[++nb] = $5 }
+		$4 == "rps" && $3 == t && $1 == "responder" && $2 == p { r[++nr] = $5 }
+		END {
+			n = (nb < nr) ? nb : nr
+			if (n == 0) { print "-"; exit }
+			for (i = 1; i <= n; i++) { v[i] = r[i] / b[i]; out = out sprintf("%s%.2f", (i > 1 ? " " : ""), v[i]) }
+			for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { x = v[j]; v[j] = v[j - 1]; v[j - 1] = x }
+			m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+			printf "%.2fx (rounds: %s)", m, out
+		}' "$RESULTS"
+}
 echo "ratio responder/baseline, saturation, distinct payloads:  loadgen $(ratio saturation-distinct loadgen)x  wrk $(ratio saturation-distinct wrk)x   (target >= 1.00x)"
+echo "  the same, median of each round's own ratio: loadgen $(round_ratios saturation-distinct loadgen)  wrk $(round_ratios saturation-distinct wrk)"
 echo "ratio responder/baseline, saturation, identical payloads: loadgen $(ratio saturation-identical loadgen)x"
 echo "p99 at $RATE req/s open loop (distinct), from scheduled send time: $(median responder "open-$RATE-distinct" loadgen p99_ms) ms   (target <= 5 ms)"
 echo "p99 at $RATE req/s open loop (identical), from scheduled send time: $(median responder "open-$RATE-identical" loadgen p99_ms) ms"
