@@ -418,7 +418,7 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 		_, seen := first[hashes[i]]
 		if firstID, ok := known[hashes[i]]; ok {
 			status, reason = incident.NotificationDuplicate, fmt.Sprintf("same alert states as notification %d", firstID)
-			if ref, ok := s.payloads.Get(hashes[i]); ok && ref.digest == digests[i] {
+			if ref, ok := s.payloads.Get(hashes[i]); ok && ref.digest == digests[i] && d.ReceivedAt.Sub(ref.at) < MinRetention {
 				payload = []byte{}
 				reason += fmt.Sprintf("; payload identical to notification %d's, not stored again", ref.id)
 			}
@@ -447,7 +447,7 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 	for k, i := range order {
 		out[i].NotificationID = ids[k]
 		if full[i] {
-			refs[hashes[i]] = payloadRef{id: ids[k], digest: digests[i]}
+			refs[hashes[i]] = payloadRef{id: ids[k], digest: digests[i], at: batch[i].d.ReceivedAt}
 		}
 		if !out[i].Duplicate {
 			stateArgs = append(stateArgs, hashes[i], ids[k])
@@ -485,6 +485,11 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 type payloadRef struct {
 	id     int64
 	digest [sha256.Size]byte
+	// at is when the notification was received. Prune may delete it once
+	// it is older than the retention, and Prune on another replica does not
+	// clear this one's cache: a notification older than the shortest
+	// retention is not pointed to.
+	at time.Time
 }
 
 // payloadRefs is how many alert states' payloads are remembered for

@@ -124,6 +124,15 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (Pruned,
 		}
 		*d.n, _ = res.RowsAffected()
 	}
+	if out.Incidents > 0 || out.Notifications > 0 {
+		// The payloads cache may name a deleted notification: a later
+		// duplicate with its bytes would point to a payload that is gone
+		// instead of storing its own. Forgotten before the commit, since
+		// the writer loop commits deliveries in the same transaction as
+		// a lent Prune, after it (a failed commit only costs the cache,
+		// which fills again from new rows).
+		s.payloads.Purge()
+	}
 	if err := tx.Commit(); err != nil {
 		return Pruned{}, fmt.Errorf("prune: commit: %w", err)
 	}

@@ -74,7 +74,9 @@ func Run(t *testing.T, open Opener) {
 	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
 		t.Run("PartialDelivery"+name, func(t *testing.T) { testPartialDelivery(t, o) })
 	}
-	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
+	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
+		t.Run("Prune"+name, func(t *testing.T) { testPrune(t, o) })
+	}
 	t.Run("FollowUps", func(t *testing.T) { testFollowUps(t, open) })
 	t.Run("ParkIngest", func(t *testing.T) { testParkIngest(t, open) })
 	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
@@ -388,6 +390,21 @@ func testDuplicatePayload(t *testing.T, open Opener) {
 	reason, size = row(changed.NotificationID)
 	require.Positive(t, size, "other bytes are stored")
 	require.Less(t, size, len(otherRaw), "compressed")
+	require.NotContains(t, reason, "payload identical")
+	require.Contains(t, reason, fmt.Sprintf("same alert states as notification %d", first.NotificationID))
+	// A later duplicate names the first notification too, not the one
+	// whose payload the store remembers.
+	again := deliver(m, raw)
+	require.True(t, again.Duplicate)
+	reason, _ = row(again.NotificationID)
+	require.Contains(t, reason, fmt.Sprintf("same alert states as notification %d", first.NotificationID))
+	// Past the shortest retention, the notification with the bytes may be
+	// pruned (by another replica, unseen here): they are stored again.
+	c.Advance(store.MinRetention)
+	late := deliver(m, raw)
+	require.True(t, late.Duplicate)
+	reason, size = row(late.NotificationID)
+	require.Positive(t, size, "not pointed to: the notification with these bytes may be pruned")
 	require.NotContains(t, reason, "payload identical")
 	// The first notification keeps its payload; it was applied once.
 	_, size = row(first.NotificationID)
@@ -834,7 +851,7 @@ func testLeaseDelivery(t *testing.T, open Opener) {
 // everything recorded for them, duplicates of no incident, finished jobs
 // and deployments; it keeps firing incidents, incidents with queued work,
 // and everything after the cutoff. A state change redelivered after its
-// incident was pruned opens the group's next episode.
+// incident was pruned is new: it opens the group's next episode.
 func testPrune(t *testing.T, open Opener) {
 	c := NewClock()
 	s, r := openRecording(t, open, c)
@@ -879,6 +896,10 @@ func testPrune(t *testing.T, open Opener) {
 	// A copy of the firing group's notification: a duplicate of no
 	// incident, whose states belong to the kept notification.
 	require.True(t, accept(t, s, firingMsg, c.Now()).Duplicate)
+	// A copy with other bytes (a reworded annotation) stores its own.
+	reworded := clone(t, firingMsg)
+	reworded.CommonAnnotations = template.KV{"summary": "reworded"}
+	require.True(t, accept(t, s, reworded, c.Now()).Duplicate)
 	_, err = s.RecordDeployment(ctx, incident.Deployment{Service: "checkout", DeployedAt: c.Now()})
 	require.NoError(t, err)
 
@@ -891,8 +912,15 @@ func testPrune(t *testing.T, open Opener) {
 
 	got, err := s.Prune(ctx, c.Now().Add(-24*time.Hour), 100)
 	require.NoError(t, err)
-	require.Equal(t, store.Pruned{Incidents: 1, Notifications: 2, Jobs: 1, Deployments: 1}, got)
+	require.Equal(t, store.Pruned{Incidents: 1, Notifications: 3, Jobs: 1, Deployments: 1}, got)
 	require.Equal(t, 5, count("notification_states", "1 = 1"), "the old incident's two")
+	// The reworded copy went, and its bytes with it: the same bytes again
+	// are stored, not pointed to.
+	rec := accept(t, s, reworded, c.Now())
+	require.True(t, rec.Duplicate)
+	var size int
+	require.NoError(t, db.QueryRowContext(ctx, q(`SELECT length(payload) FROM notifications WHERE id = ?`), rec.NotificationID).Scan(&size))
+	require.Positive(t, size, "the notification that had these bytes was pruned")
 	require.True(t, accept(t, s, firingMsg, c.Now()).Duplicate, "the firing group's states are kept with their notification")
 	_, err = s.GetIncident(ctx, old)
 	require.Equal(t, incident.NotFound, incident.KindOf(err))
