@@ -454,9 +454,12 @@ done
 
 # --- report ---------------------------------------------------------------
 # median SERVER PHASE TOOL KEY
+# median_of: the median of the numbers on stdin, one a line ("-" for none).
+median_of() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 median() {
-	awk -F'\t' -v s="$1" -v p="$2" -v t="$3" -v k="$4" '$1 == s && $2 == p && $3 == t && $4 == k { print $5 }' "$RESULTS" |
-		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+	awk -F'\t' -v s="$1" -v p="$2" -v t="$3" -v k="$4" '$1 == s && $2 == p && $3 == t && $4 == k { print $5 }' "$RESULTS" | median_of
 }
 maxof() {
 	awk -F'\t' -v s="$1" -v k="$2" '$1 == s && $4 == k && $5 > m { m = $5 } END { print m + 0 }' "$RESULTS"
@@ -495,17 +498,17 @@ ratio() {
 # whose speed drifts during the run, a round's pair was measured minutes
 # apart at most; the ratio of the medians above pairs the whole run.
 round_ratios() {
-	awk -F'\t' -v p="$1" -v t="$2" '
+	local each m
+	each=$(awk -F'\t' -v p="$1" -v t="$2" '
 		$4 == "rps" && $3 == t && $1 == "baseline" && $2 == "saturation" { b[++nb] = $5 }
 		$4 == "rps" && $3 == t && $1 == "responder" && $2 == p { r[++nr] = $5 }
-		END {
-			n = (nb < nr) ? nb : nr
-			if (n == 0) { print "-"; exit }
-			for (i = 1; i <= n; i++) { v[i] = r[i] / b[i]; out = out sprintf("%s%.2f", (i > 1 ? " " : ""), v[i]) }
-			for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { x = v[j]; v[j] = v[j - 1]; v[j - 1] = x }
-			m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-			printf "%.2fx (rounds: %s)", m, out
-		}' "$RESULTS"
+		END { for (i = 1; i <= nb && i <= nr; i++) printf "%.6f\n", r[i] / b[i] }' "$RESULTS")
+	m=$(median_of <<<"$each")
+	if [[ -z $each || $m == - ]]; then
+		echo "-"
+	else
+		printf '%.2fx (rounds: %s)' "$m" "$(awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 }' <<<"$each")"
+	fi
 }
 echo "ratio responder/baseline, saturation, distinct payloads:  loadgen $(ratio saturation-distinct loadgen)x  wrk $(ratio saturation-distinct wrk)x   (target >= 1.00x)"
 echo "  the same, median of each round's own ratio: loadgen $(round_ratios saturation-distinct loadgen)  wrk $(round_ratios saturation-distinct wrk)"
