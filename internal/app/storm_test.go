@@ -222,10 +222,24 @@ func TestApp_Storm(t *testing.T) {
 	require.Len(t, st.parents, st.own)
 	require.GreaterOrEqual(t, st.joined, groups-threshold)
 	posts, _ := e.calls(routingtest.SlackPostMessage)
-	updates, _ := e.calls(routingtest.SlackUpdate)
 	require.LessOrEqual(t, posts, threshold+1, "the parents and one digest")
+	// The storm job reads the storm's version before its members, so a
+	// join in between shows in one update and causes one more, identical
+	// update (the other order could miss a join): the digest can be
+	// updated after it lists everyone, so the calls are compared with the
+	// digest as the fake holds it now, until they agree.
+	updates := 0
+	e.r.eventually(t, "every chat.update accepted is an update of the digest", func() (bool, any, error) {
+		updates, _ = e.calls(routingtest.SlackUpdate)
+		digest := 0
+		for _, m := range e.slack.Messages(e.channel) {
+			if strings.HasPrefix(m.Text, "[STORM") {
+				digest = m.Updates
+			}
+		}
+		return updates == digest, fmt.Sprintf("calls=%d digest=%d", updates, digest), nil
+	})
 	require.Less(t, updates, 30, "digest updates are paced, not one per incident")
-	require.Equal(t, updates, st.digests[0].Updates)
 	require.LessOrEqual(t, e.triggers(), threshold+1)
 
 	stormKey := ""
