@@ -12,6 +12,10 @@
 #       saturation with distinct payloads (loadgen, then wrk on a fresh one),
 #       saturation with identical payloads (Alertmanager retries/HA copies),
 #       open loop at RATE req/s with distinct, then identical payloads, for p99;
+#   - starts the floor (cmd/benchbaseline --floor.storage-path: the baseline's
+#     work with responder's decoder, plus an fsynced SQLite group commit of
+#     each body, and nothing else) beside the baseline, and drives it with the saturation and the
+#     open-loop loads, distinct payloads: what durability alone costs here;
 #   - samples the server's VmHWM/VmRSS and utime+stime around each phase.
 # It prints the medians, the ratio responder/baseline, p99 at RATE req/s,
 # peak RSS, CPU µs per request and the exact commands.
@@ -242,9 +246,15 @@ wait_listening() {
 	return 1
 }
 
+# start_baseline [NAME]: the baseline, or with a NAME the floor, on a fresh
+# database of its own.
 start_baseline() {
 	SERVER_LOG=$WORK/baseline.log
 	local cmd=("$BIN/benchbaseline" --web.listen-address=127.0.0.1:0)
+	if [[ -n ${1:-} ]]; then
+		SERVER_LOG=$WORK/$1.log
+		cmd+=(--floor.storage-path="$WORK/$1/floor.db")
+	fi
 	"${cmd[@]}" 2>"$SERVER_LOG" &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
@@ -381,9 +391,23 @@ run_baseline() {
 		measure baseline saturation wrk -- wrk_post 1 "" "$SERVER_URL"
 	fi
 	# The same open loop as responder's: what the load generator and the
-	# machine cost at that rate on their own (the floor of any p99).
+	# machine cost at that rate on their own (the least any p99 can be).
 	# shellcheck disable=SC2086
 	measure baseline "open-$RATE" loadgen -- loadgen --url="$SERVER_URL" $LG_RATE
+	stop_server
+}
+
+# run_floor ROUND: the floor's phases, each on a fresh database.
+run_floor() {
+	start_baseline "r$1-floor-distinct"
+	loadgen --url="$SERVER_URL" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
+	# shellcheck disable=SC2086
+	measure floor saturation-distinct loadgen -- loadgen --url="$SERVER_URL" $LG_SAT
+	stop_server
+	start_baseline "r$1-floor-rate"
+	loadgen --url="$SERVER_URL" --connections="$CONNS" --duration="$WARMUP" --distinct=false >/dev/null
+	# shellcheck disable=SC2086
+	measure floor "open-$RATE-distinct" loadgen -- loadgen --url="$SERVER_URL" $LG_RATE
 	stop_server
 }
 
@@ -445,9 +469,11 @@ for r in $(seq "$ROUNDS"); do
 	log "round $r/$ROUNDS"
 	if ((r % 2)); then
 		run_baseline
+		run_floor "$r"
 		run_engines "$r"
 	else
 		run_engines "$r"
+		run_floor "$r"
 		run_baseline
 	fi
 done
@@ -483,9 +509,11 @@ awk -F'\t' '{ print $1 "\t" $2 "\t" $3 }' "$RESULTS" | awk '!seen[$0]++' | while
 		"$(median "$s" "$p" "$t" vmhwm_mb)" "$(median "$s" "$p" "$t" vmrss_mb)" "$applied"
 done
 echo
+# ratio PHASE TOOL [SERVER]: SERVER's (responder's) median req/s over the
+# baseline's.
 ratio() {
 	local a b
-	a=$(median responder "$1" "$2" rps)
+	a=$(median "${3:-responder}" "$1" "$2" rps)
 	b=$(median baseline saturation "$2" rps)
 	if [[ $a == - || $b == - ]]; then
 		echo "-"
@@ -493,15 +521,16 @@ ratio() {
 		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
 	fi
 }
-# round_ratios PHASE TOOL: responder/baseline req/s of each round (the
-# k-th measurement of each is round k's), then their median. On a machine
-# whose speed drifts during the run, a round's pair was measured minutes
-# apart at most; the ratio of the medians above pairs the whole run.
+# round_ratios PHASE TOOL [SERVER]: SERVER's (responder's) req/s over the
+# baseline's in each round (the k-th measurement of each is round k's), then
+# their median. On a machine whose speed drifts during the run, a round's
+# pair was measured minutes apart at most; the ratio of the medians above
+# pairs the whole run.
 round_ratios() {
 	local each m
-	each=$(awk -F'\t' -v p="$1" -v t="$2" '
+	each=$(awk -F'\t' -v p="$1" -v t="$2" -v s="${3:-responder}" '
 		$4 == "rps" && $3 == t && $1 == "baseline" && $2 == "saturation" { b[++nb] = $5 }
-		$4 == "rps" && $3 == t && $1 == "responder" && $2 == p { r[++nr] = $5 }
+		$4 == "rps" && $3 == t && $1 == s && $2 == p { r[++nr] = $5 }
 		END { for (i = 1; i <= nb && i <= nr; i++) printf "%.6f\n", r[i] / b[i] }' "$RESULTS")
 	m=$(median_of <<<"$each")
 	if [[ -z $each || $m == - ]]; then
@@ -515,7 +544,10 @@ echo "  the same, median of each round's own ratio: loadgen $(round_ratios satur
 echo "ratio responder/baseline, saturation, identical payloads: loadgen $(ratio saturation-identical loadgen)x"
 echo "p99 at $RATE req/s open loop (distinct), from scheduled send time: $(median responder "open-$RATE-distinct" loadgen p99_ms) ms   (target <= 5 ms)"
 echo "p99 at $RATE req/s open loop (identical), from scheduled send time: $(median responder "open-$RATE-identical" loadgen p99_ms) ms"
-echo "p99 of the baseline at $RATE req/s (the load generator's and the machine's own floor): $(median baseline "open-$RATE" loadgen p99_ms) ms"
+echo "p99 of the baseline at $RATE req/s (what the load generator and the machine cost on their own): $(median baseline "open-$RATE" loadgen p99_ms) ms"
+echo "floor (benchbaseline --floor.storage-path: decode and an fsynced group commit, nothing else), distinct payloads:"
+echo "  ratio floor/baseline, saturation: loadgen $(ratio saturation-distinct loadgen floor)x; median of each round's own ratio: $(round_ratios saturation-distinct loadgen floor)"
+echo "  p99 at $RATE req/s: $(median floor "open-$RATE-distinct" loadgen p99_ms) ms; CPU µs/req at saturation: floor $(median floor saturation-distinct loadgen cpu_us_per_req), responder $(median responder saturation-distinct loadgen cpu_us_per_req), baseline $(median baseline saturation loadgen cpu_us_per_req)"
 echo "peak RSS (VmHWM) responder: $(maxof responder vmhwm_mb) MB, baseline: $(maxof baseline vmhwm_mb) MB   (target <= 60 MB)"
 echo "RSS at the end of a phase, responder, largest: anonymous $(maxof responder rssanon_mb) MB, file-backed (the mapped binary) $(maxof responder rssfile_mb) MB"
 if [[ " $ENGINES " == *" postgres "* ]]; then

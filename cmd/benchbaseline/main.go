@@ -3,6 +3,9 @@
 // encoding/json decoding into template.Data, with no storage, no
 // authentication and no middleware, and it answers 200 once the body has
 // decoded. Responder's durable ingest is measured against it in the same run.
+//
+// With --floor.storage-path it is the floor instead (see floor.go): the same
+// server, committing each body durably before the 200, and nothing else.
 package main
 
 import (
@@ -21,6 +24,8 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/template"
+
+	"github.com/responder/responder/internal/store/sqlite"
 )
 
 // maxBodySize matches responder's default webhook.max_body_size.
@@ -42,6 +47,7 @@ func main() {
 func run(args []string) int {
 	fs := flag.NewFlagSet("benchbaseline", flag.ContinueOnError)
 	listen := fs.String("web.listen-address", "127.0.0.1:9097", "Address to listen on; port 0 picks a free port (logged).")
+	floorPath := fs.String("floor.storage-path", "", "Run as the floor: commit each body to this SQLite file (created) before the 200.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,12 +55,25 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var handler http.Handler = http.HandlerFunc(handle)
+	if *floorPath != "" {
+		f, err := openFloor(ctx, *floorPath)
+		if err != nil {
+			logger.Error("cannot open the floor's database", "err", err)
+			return 1
+		}
+		defer f.close()
+		go f.run(ctx)
+		go sqlite.Checkpoint(ctx, f.ckpt, logger)
+		handler = f
+	}
+
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *listen)
 	if err != nil {
 		logger.Error("cannot listen", "err", err)
 		return 1
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(handle), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("listening", "address", ln.Addr().String())
@@ -75,13 +94,8 @@ func run(args []string) int {
 // handle answers every path: POST bodies are decoded, anything else is
 // healthy, so that the benchmark can poll any URL for readiness.
 func handle(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		_, _ = io.WriteString(w, "Healthy.\n")
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
-	if err != nil {
-		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+	body, ok := readPost(w, r)
+	if !ok {
 		return
 	}
 	var m message
@@ -96,4 +110,19 @@ func handle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	// A failed write means the client went away; there is no one left to tell.
 	_, _ = fmt.Fprintf(w, `{"status":"success","alerts":%d}`+"\n", len(m.Alerts))
+}
+
+// readPost reads a POST's body. Anything else is answered as healthy, and a
+// body that cannot be read as a bad request: ok is then false.
+func readPost(w http.ResponseWriter, r *http.Request) (body []byte, ok bool) {
+	if r.Method != http.MethodPost {
+		_, _ = io.WriteString(w, "Healthy.\n")
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
+	if err != nil {
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	return body, true
 }

@@ -108,10 +108,14 @@ func (db *DB) Run(ctx context.Context) error {
 	return err
 }
 
-// checkpoint copies the WAL back into the database file in the background
-// (PASSIVE: it never blocks the writer), so that the WAL stays small without
-// the writer ever checkpointing on a request's commit.
-func (db *DB) checkpoint(ctx context.Context) {
+func (db *DB) checkpoint(ctx context.Context) { Checkpoint(ctx, db.ckpt, db.logger) }
+
+// Checkpoint copies the WAL of the database that conn (a connection of its
+// own) opens back into the database file every second, in the background
+// (PASSIVE: it never blocks the writer), until ctx is cancelled, so that the
+// WAL stays small without the writer ever checkpointing on a request's
+// commit (the writer runs with wal_autocheckpoint=0).
+func Checkpoint(ctx context.Context, conn *sql.DB, logger *slog.Logger) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -119,8 +123,8 @@ func (db *DB) checkpoint(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := db.ckpt.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil && ctx.Err() == nil {
-				db.logger.WarnContext(ctx, "wal checkpoint failed, will retry in 1s", "err", err)
+			if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil && ctx.Err() == nil {
+				logger.WarnContext(ctx, "wal checkpoint failed, will retry in 1s", "err", err)
 			}
 		}
 	}

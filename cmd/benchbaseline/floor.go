@@ -1,0 +1,151 @@
+package main
+
+// The floor (--floor.storage-path): the cheapest durable Alertmanager webhook
+// receiver. It decodes what responder decodes before it commits
+// (incident.DecodeIdentity), compresses the body with S2 as responder stores
+// it, and commits one row per request to SQLite (WAL, synchronous=FULL,
+// checkpoints off the commit path, as responder's store does) in a group
+// commit of whatever is queued, before it answers 200. There is nothing
+// else: no authentication, no middleware, no metrics, no duplicate
+// detection, no incidents.
+//
+// Its ratio to the baseline is what durability alone costs on the machine;
+// the gap between it and responder is what responder's other work costs.
+// Its p99 at a given rate is the floor of any receiver built this way there.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/klauspost/compress/s2"
+	_ "modernc.org/sqlite" // the database/sql driver
+
+	"github.com/responder/responder/internal/incident"
+)
+
+// maxBatch bounds a group commit, as responder's store does by default.
+const maxBatch = 256
+
+// floor is the receiver: requests hand their row to one writer goroutine,
+// which commits whatever is queued in one transaction.
+type floor struct {
+	w, ckpt *sql.DB
+	queue   chan row
+}
+
+type row struct {
+	groupKey string
+	payload  []byte
+	done     chan error
+}
+
+func openFloor(ctx context.Context, path string) (*floor, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	q := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)"} {
+		q.Add("_pragma", p)
+	}
+	w, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode()+"&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS notifications (
+		id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, group_key TEXT NOT NULL, payload BLOB NOT NULL)`); err != nil {
+		_ = w.Close() // the create error is the one to report
+		return nil, fmt.Errorf("create table: %w", err)
+	}
+	ckpt, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		_ = w.Close() // the open error is the one to report
+		return nil, err
+	}
+	ckpt.SetMaxOpenConns(1)
+	return &floor{w: w, ckpt: ckpt, queue: make(chan row, maxBatch)}, nil
+}
+
+func (f *floor) close() {
+	_ = f.w.Close()
+	_ = f.ckpt.Close()
+}
+
+// run is the writer: it commits the queued rows, up to maxBatch at a time,
+// and answers each with the commit's outcome.
+func (f *floor) run(ctx context.Context) {
+	batch := make([]row, 0, maxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-f.queue:
+			batch = append(batch[:0], r)
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-f.queue:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		err := f.commit(context.WithoutCancel(ctx), batch)
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+func (f *floor) commit(ctx context.Context, batch []row) error {
+	tx, err := f.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO notifications (received_at, group_key, payload) VALUES (?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	for _, r := range batch {
+		if _, err := stmt.ExecContext(ctx, now, r.groupKey, r.payload); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// ServeHTTP answers every path: POST bodies are committed, anything else is
+// healthy, so that the benchmark can poll any URL for readiness.
+func (f *floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, ok := readPost(w, r)
+	if !ok {
+		return
+	}
+	m, err := incident.DecodeIdentity(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	done := make(chan error, 1)
+	select {
+	case f.queue <- row{groupKey: m.GroupKey, payload: s2.Encode(nil, body), done: done}:
+	case <-r.Context().Done():
+		return
+	}
+	if err := <-done; err != nil {
+		http.Error(w, "commit: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	// A failed write means the client went away; there is no one left to tell.
+	_, _ = fmt.Fprintf(w, `{"status":"success","alerts":%d}`+"\n", len(m.Alerts))
+}
