@@ -27,7 +27,7 @@
 # and the CPU per accepted notification of responder and of the PostgreSQL
 # server processes.
 #
-# Usage: scripts/bench.sh            (about 5-6 minutes)
+# Usage: scripts/bench.sh            (about 10 minutes)
 #        ROUNDS=1 DURATION=5s scripts/bench.sh   (a quick look)
 #        ENGINES="sqlite postgres" scripts/bench.sh
 set -euo pipefail
