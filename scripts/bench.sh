@@ -14,8 +14,9 @@
 #       open loop at RATE req/s with distinct, then identical payloads, for p99;
 #   - starts the floor (cmd/benchbaseline --floor.storage-path: the baseline's
 #     work with responder's decoder, plus an fsynced SQLite group commit of
-#     each body, and nothing else) beside the baseline, and drives it with the saturation and the
-#     open-loop loads, distinct payloads: what durability alone costs here;
+#     each body, and nothing else) beside the baseline, and drives it with the
+#     saturation and the open-loop loads, distinct payloads: what durability
+#     alone costs here;
 #   - samples the server's VmHWM/VmRSS and utime+stime around each phase.
 # It prints the medians, the ratio responder/baseline, p99 at RATE req/s,
 # peak RSS, CPU µs per request and the exact commands.
