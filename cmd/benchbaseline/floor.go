@@ -3,9 +3,9 @@ package main
 // The floor (--floor.storage-path): the cheapest durable Alertmanager webhook
 // receiver. It decodes what responder decodes before it commits
 // (incident.DecodeIdentity), compresses the body with S2 as responder stores
-// it, and commits one row per request to SQLite (WAL, synchronous=FULL,
-// checkpoints off the commit path, as responder's store does) in a group
-// commit of whatever is queued, before it answers 200. There is nothing
+// it, and commits one row per request to SQLite, on connections opened and
+// checkpointed as responder's store does (sqlite.OpenWriter, Checkpoint), in
+// a group commit of whatever is queued, before it answers 200. There is nothing
 // else: no authentication, no middleware, no metrics, no duplicate
 // detection, no incidents.
 //
@@ -18,15 +18,12 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/klauspost/compress/s2"
-	_ "modernc.org/sqlite" // the database/sql driver
 
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/store/sqlite"
 )
 
 // maxBatch bounds a group commit, as responder's store does by default.
@@ -46,29 +43,17 @@ type row struct {
 }
 
 func openFloor(ctx context.Context, path string) (*floor, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)"} {
-		q.Add("_pragma", p)
-	}
-	w, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode()+"&_txlock=immediate")
+	w, ckpt, err := sqlite.OpenWriter(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	w.SetMaxOpenConns(1)
 	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS notifications (
 		id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, group_key TEXT NOT NULL, payload BLOB NOT NULL)`); err != nil {
-		_ = w.Close() // the create error is the one to report
+		// The create error is the one to report.
+		_ = w.Close()
+		_ = ckpt.Close()
 		return nil, fmt.Errorf("create table: %w", err)
 	}
-	ckpt, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		_ = w.Close() // the open error is the one to report
-		return nil, err
-	}
-	ckpt.SetMaxOpenConns(1)
 	return &floor{w: w, ckpt: ckpt, queue: make(chan row, maxBatch)}, nil
 }
 

@@ -43,26 +43,15 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	// synchronous=FULL fsyncs the WAL on every commit: a 200 means the
-	// notification is on disk. wal_autocheckpoint=0 keeps checkpoints off the
-	// commit path (they caused 15–70 ms p99 spikes); Run checkpoints instead.
-	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "temp_store(MEMORY)")
+	writer, ckpt, err := OpenWriter(ctx, path)
 	if err != nil {
 		return nil, err
 	}
 	reader, err := openPool(ctx, path, 4, "", "query_only(1)")
 	if err != nil {
-		_ = writer.Close() // the open error is the one to report
-		return nil, err
-	}
-	ckpt, err := openPool(ctx, path, 1, "")
-	if err != nil {
 		// The open error is the one to report.
 		_ = writer.Close()
-		_ = reader.Close()
+		_ = ckpt.Close()
 		return nil, err
 	}
 	db := &DB{Store: store.New(writer, reader, Dialect, opts), path: path, ckpt: ckpt, logger: opts.Logger}
@@ -71,6 +60,28 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// OpenWriter opens (creating it and its directory if needed) the database
+// file at path for writing as the store does: writer is its one writer
+// connection, ckpt the connection for Checkpoint. synchronous=FULL fsyncs
+// the WAL on every commit: a 200 means the notification is on disk.
+// wal_autocheckpoint=0 keeps checkpoints off the commit path (they caused
+// 15–70 ms p99 spikes); Checkpoint runs them in the background instead.
+func OpenWriter(ctx context.Context, path string) (writer, ckpt *sql.DB, _ error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, nil, fmt.Errorf("create data directory: %w", err)
+	}
+	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "temp_store(MEMORY)")
+	if err != nil {
+		return nil, nil, err
+	}
+	ckpt, err = openPool(ctx, path, 1, "")
+	if err != nil {
+		_ = writer.Close() // the open error is the one to report
+		return nil, nil, err
+	}
+	return writer, ckpt, nil
 }
 
 func openPool(ctx context.Context, path string, conns int, txlock string, pragmas ...string) (*sql.DB, error) {
