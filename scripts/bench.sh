@@ -510,18 +510,17 @@ awk -F'\t' '{ print $1 "\t" $2 "\t" $3 }' "$RESULTS" | awk '!seen[$0]++' | while
 		"$(median "$s" "$p" "$t" vmhwm_mb)" "$(median "$s" "$p" "$t" vmrss_mb)" "$applied"
 done
 echo
-# ratio PHASE TOOL [SERVER]: SERVER's (responder's) median req/s over the
-# baseline's.
-ratio() {
-	local a b
-	a=$(median "${3:-responder}" "$1" "$2" rps)
-	b=$(median baseline saturation "$2" rps)
-	if [[ $a == - || $b == - ]]; then
+# quotient A B: A/B to two decimals, "-" when either is missing.
+quotient() {
+	if [[ $1 == - || $2 == - ]]; then
 		echo "-"
 	else
-		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
+		awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
 	fi
 }
+# ratio PHASE TOOL [SERVER]: SERVER's (responder's) median req/s over the
+# baseline's.
+ratio() { quotient "$(median "${3:-responder}" "$1" "$2" rps)" "$(median baseline saturation "$2" rps)"; }
 # round_ratios PHASE TOOL [SERVER]: SERVER's (responder's) req/s over the
 # baseline's in each round (the k-th measurement of each is round k's), then
 # their median. On a machine whose speed drifts during the run, a round's
@@ -553,16 +552,7 @@ echo "peak RSS (VmHWM) responder: $(maxof responder vmhwm_mb) MB, baseline: $(ma
 echo "RSS at the end of a phase, responder, largest: anonymous $(maxof responder rssanon_mb) MB, file-backed (the mapped binary) $(maxof responder rssfile_mb) MB"
 if [[ " $ENGINES " == *" postgres "* ]]; then
 	# pg_ratio PHASE TOOL: responder-pg/responder req/s.
-	pg_ratio() {
-		local a b
-		a=$(median responder-pg "$1" "$2" rps)
-		b=$(median responder "$1" "$2" rps)
-		if [[ $a == - || $b == - ]]; then
-			echo "-"
-		else
-			awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
-		fi
-	}
+	pg_ratio() { quotient "$(median responder-pg "$1" "$2" rps)" "$(median responder "$1" "$2" rps)"; }
 	echo
 	echo "PostgreSQL/SQLite, one replica, same run (target >= 0.70x), and CPU per accepted notification:"
 	for p in saturation-distinct saturation-identical "open-$RATE-distinct" "open-$RATE-identical"; do
