@@ -18,6 +18,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -34,6 +35,9 @@ const maxBatch = 256
 type floor struct {
 	w, ckpt *sql.DB
 	queue   chan row
+	// mu is held for each commit, and by the checkpointer's last pass, as
+	// responder's write gate is (sqlite.Checkpoint).
+	mu sync.Mutex
 }
 
 type row struct {
@@ -82,11 +86,19 @@ func (f *floor) run(ctx context.Context) {
 				break more
 			}
 		}
+		f.mu.Lock()
 		err := f.commit(context.WithoutCancel(ctx), batch)
+		f.mu.Unlock()
 		for _, r := range batch {
 			r.done <- err
 		}
 	}
+}
+
+// pause holds the writer off for the checkpointer (sqlite.Checkpoint).
+func (f *floor) pause(context.Context) (resume func(), _ error) {
+	f.mu.Lock()
+	return f.mu.Unlock, nil
 }
 
 func (f *floor) commit(ctx context.Context, batch []row) error {

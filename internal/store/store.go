@@ -242,6 +242,17 @@ func (s *Store) prepareMissed(ctx context.Context) {
 	})
 }
 
+// PauseWriter holds off the writer loop and every other writer until
+// resume is called, on an engine with a single writer (SQLite's
+// checkpointer pauses it for the last pass of a checkpoint); elsewhere it
+// returns at once. The pause begins between transactions.
+func (s *Store) PauseWriter(ctx context.Context) (resume func(), _ error) {
+	if err := s.gate.lock(ctx, true); err != nil {
+		return nil, err
+	}
+	return s.gate.unlock, nil
+}
+
 // Close closes both pools.
 func (s *Store) Close() error {
 	err := s.w.Close()

@@ -68,11 +68,13 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 // the WAL on every commit: a 200 means the notification is on disk.
 // wal_autocheckpoint=0 keeps checkpoints off the commit path (they caused
 // 15–70 ms p99 spikes); Checkpoint runs them in the background instead.
+// journal_size_limit cuts a WAL that a burst grew past 64 MiB back to that
+// size when it starts over (see checkpointOnce).
 func OpenWriter(ctx context.Context, path string) (writer, ckpt *sql.DB, _ error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
-	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "temp_store(MEMORY)")
+	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "journal_size_limit(67108864)", "temp_store(MEMORY)")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,26 +121,101 @@ func (db *DB) Run(ctx context.Context) error {
 	return err
 }
 
-func (db *DB) checkpoint(ctx context.Context) { Checkpoint(ctx, db.ckpt, db.logger) }
+func (db *DB) checkpoint(ctx context.Context) {
+	Checkpoint(ctx, db.ckpt, db.logger, db.PauseWriter)
+}
 
 // Checkpoint copies the WAL of the database that conn (a connection of its
-// own) opens back into the database file every second, in the background
-// (PASSIVE: it never blocks the writer), until ctx is cancelled, so that the
-// WAL stays small without the writer ever checkpointing on a request's
-// commit (the writer runs with wal_autocheckpoint=0).
-func Checkpoint(ctx context.Context, conn *sql.DB, logger *slog.Logger) {
-	t := time.NewTicker(time.Second)
+// own) opens back into the database file every second, in the background,
+// until ctx is cancelled, so that the writer never checkpoints on a
+// request's commit (it runs with wal_autocheckpoint=0). See checkpointOnce
+// for pause; with a nil pause the WAL may grow for as long as the writer
+// commits back to back.
+func Checkpoint(ctx context.Context, conn *sql.DB, logger *slog.Logger, pause func(context.Context) (resume func(), err error)) {
+	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil && ctx.Err() == nil {
+			if err := checkpointOnce(ctx, conn, logger, pause); err != nil && ctx.Err() == nil {
 				logger.WarnContext(ctx, "wal checkpoint failed, will retry in 1s", "err", err)
 			}
 		}
 	}
+}
+
+const (
+	checkpointEvery = time.Second
+	// checkpointPasses is how many PASSIVE passes run while the writer
+	// goes on, each copying what was committed during the one before.
+	checkpointPasses = 3
+	// pausedFrames: once no more than this many frames (4 MiB at SQLite's
+	// 4 KiB pages) are left to copy, the passes stop and the last one runs.
+	pausedFrames = 1024
+	// slowPause is how long a paused pass may hold the writer before it is
+	// logged as a warning.
+	slowPause = 100 * time.Millisecond
+)
+
+// checkpointOnce copies the WAL into the database file: PASSIVE passes
+// (they never block the writer) copy the bulk, then, with the writer paused
+// (pause; nil skips it), a last pass copies what was committed meanwhile.
+//
+// The last pass is what lets the WAL start over. SQLite rewinds the WAL to
+// its beginning only when a write transaction begins with every frame
+// already copied; a writer that commits back to back (a sustained burst)
+// always has new frames past the copy of a pass it does not wait for, so
+// without the pause the WAL only grows: 255–333 MB after 10 s of 1,000 new
+// notifications/s, where a WAL rewound every second stays within the
+// frames of about a second, and an fsync that overwrites the WAL cost half
+// of one that extends it on the disks measured (docs/benchmarks.md). The
+// writer waits for the copy of what it committed during the passes before,
+// not for the whole WAL; if the disk cannot keep up, that wait is the
+// back-pressure that bounds the WAL.
+func checkpointOnce(ctx context.Context, conn *sql.DB, logger *slog.Logger, pause func(context.Context) (func(), error)) error {
+	for range checkpointPasses {
+		frames, left, err := checkpointPassive(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if frames == 0 {
+			return nil // empty: it has just started over
+		}
+		if left <= pausedFrames {
+			// Even with nothing left, a transaction the writer began
+			// before the copy ended will not start the WAL over.
+			break
+		}
+	}
+	if pause == nil {
+		return nil
+	}
+	resume, err := pause(ctx)
+	if err != nil {
+		return fmt.Errorf("pause the writer: %w", err)
+	}
+	start := time.Now()
+	_, left, err := checkpointPassive(ctx, conn)
+	resume()
+	if took := time.Since(start); took > slowPause {
+		logger.WarnContext(ctx, "the wal checkpoint held the writer back", "took", took, "frames_left", left)
+	}
+	return err
+}
+
+// checkpointPassive runs one PASSIVE checkpoint and returns how many frames
+// the WAL has and how many of them it left uncopied.
+func checkpointPassive(ctx context.Context, conn *sql.DB) (frames, left int, _ error) {
+	var busy, copied int
+	if err := conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
+		return 0, 0, err
+	}
+	if frames < 0 { // not in WAL mode
+		return 0, 0, nil
+	}
+	return frames, frames - copied, nil
 }
 
 // Close checkpoints what it can and closes the database.

@@ -1,0 +1,86 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A writer that commits back to back never begins a transaction with the
+// whole WAL copied, unless the checkpointer's last pass pauses it: only then
+// does the WAL start over (its header's checkpoint sequence moves on)
+// instead of growing for as long as the writes go on.
+func TestCheckpoint_RewindsTheWALUnderBackToBackCommits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "w.db")
+	w, ckpt, err := OpenWriter(ctx, path)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, w.Close()); require.NoError(t, ckpt.Close()) }()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	_, err = w.ExecContext(ctx, `CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)`)
+	require.NoError(t, err)
+
+	var (
+		mu      sync.Mutex
+		commits int
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			mu.Lock()
+			_, err := w.ExecContext(ctx, `INSERT INTO t (b) VALUES (randomblob(3000))`)
+			commits++
+			mu.Unlock()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	pause := func(context.Context) (func(), error) {
+		mu.Lock()
+		return mu.Unlock, nil
+	}
+	// The writer is stopped (deferred above) before the database closes.
+	// Let the writer get going, so that the WAL has frames to copy.
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return commits >= 20 }, 10*time.Second, time.Millisecond)
+	for i := range 5 {
+		seq := walCheckpointSeq(t, path)
+		require.NoError(t, checkpointOnce(ctx, ckpt, slog.New(slog.DiscardHandler), pause))
+		mu.Lock()
+		before := commits
+		mu.Unlock()
+		// The writer's next commit starts the WAL over.
+		require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return commits > before+1 }, 10*time.Second, time.Millisecond)
+		require.NotEqual(t, seq, walCheckpointSeq(t, path), "checkpoint %d: the WAL did not start over while the writer committed back to back", i+1)
+	}
+}
+
+// walCheckpointSeq is the checkpoint sequence number in the header of the
+// database's WAL file: SQLite moves it on each time the WAL starts over.
+func walCheckpointSeq(t *testing.T, db string) uint32 {
+	t.Helper()
+	f, err := os.Open(db + "-wal")
+	require.NoError(t, err)
+	defer func() { _ = f.Close() }()
+	hdr := make([]byte, 16)
+	_, err = f.ReadAt(hdr, 0)
+	require.NoError(t, err)
+	return binary.BigEndian.Uint32(hdr[12:16])
+}
