@@ -95,10 +95,14 @@ func (n *notifier) storm(ctx context.Context, j incident.Job) error {
 			n.console.stormEnded(ctx, st)
 		}
 	}
-	members, err := n.db.StormIncidents(ctx, st.ID)
+	members, version, err := n.db.StormIncidents(ctx, st.ID)
 	if err != nil {
 		return err
 	}
+	// A join since the lease is in members already: the digest shows it,
+	// and is marked as showing it, so that the job the join queued finds
+	// nothing left to update.
+	st.Version = max(st.Version, version)
 	digest := slack.Digest{StormID: st.ID, Channel: st.Target, StartedAt: st.StartedAt, EndedAt: st.EndedAt}
 	firing := 0
 	for _, m := range members {

@@ -440,28 +440,44 @@ func (s *Store) GetStorm(ctx context.Context, id int64) (*Storm, error) {
 	return st, nil
 }
 
-// StormIncidents returns the incidents in a storm's digest, newest first.
-func (s *Store) StormIncidents(ctx context.Context, id int64) ([]StormIncident, error) {
-	rows, err := s.rQuery(ctx, `SELECT i.id, i.common_labels, i.common_annotations, i.status FROM incidents i
-		WHERE i.id IN (SELECT d.incident_id FROM deliveries d WHERE d.storm_id = ? AND d.integration = ?) ORDER BY i.id DESC`,
-		id, incident.IntegrationSlack)
+// StormIncidents returns the incidents in a storm's digest, newest first,
+// and the storm's version they are as of: both are read in one statement,
+// so one snapshot. What a version stands for (a join, an incident's status)
+// is committed with the version's bump or before it, so a digest built from
+// these incidents shows everything up to that version. Version is 0 if the
+// storm is gone.
+func (s *Store) StormIncidents(ctx context.Context, id int64) (_ []StormIncident, version int64, _ error) {
+	rows, err := s.rQuery(ctx, `SELECT 0, version, '', '', '' FROM storms WHERE id = ?
+		UNION ALL
+		SELECT 1, i.id, i.common_labels, i.common_annotations, i.status FROM incidents i
+		WHERE i.id IN (SELECT d.incident_id FROM deliveries d WHERE d.storm_id = ? AND d.integration = ?)
+		ORDER BY 1, 2 DESC`,
+		id, id, incident.IntegrationSlack)
 	if err != nil {
-		return nil, fmt.Errorf("read incidents of storm %d: %w", id, err)
+		return nil, 0, fmt.Errorf("read incidents of storm %d: %w", id, err)
 	}
 	defer func() { _ = rows.Close() }()
 	var out []StormIncident
 	for rows.Next() {
 		var (
-			si     StormIncident
+			member int
+			v      int64
 			cl, ca string
+			status string
 		)
-		if err := rows.Scan(&si.ID, &cl, &ca, &si.Status); err != nil {
-			return nil, fmt.Errorf("read incidents of storm %d: %w", id, err)
+		if err := rows.Scan(&member, &v, &cl, &ca, &status); err != nil {
+			return nil, 0, fmt.Errorf("read incidents of storm %d: %w", id, err)
 		}
-		si.Alertname, si.Summary = decodeKV(cl)["alertname"], decodeKV(ca)["summary"]
-		out = append(out, si)
+		if member == 0 {
+			version = v
+			continue
+		}
+		out = append(out, StormIncident{ID: v, Status: status, Alertname: decodeKV(cl)["alertname"], Summary: decodeKV(ca)["summary"]})
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("read incidents of storm %d: %w", id, err)
+	}
+	return out, version, nil
 }
 
 // StormStats counts the storms ever started and returns the channels with

@@ -340,6 +340,11 @@ func TestPostgres_StormAcrossReplicas(t *testing.T) {
 		stores[i] = openDSN(t, dsn, c, nil)
 	}
 	policy := store.StormPolicy{Enabled: true, Threshold: threshold, Window: time.Hour}
+	for id := range incidents {
+		_, err := stores[0].DB().ExecContext(t.Context(), `INSERT INTO incidents (id, group_key, episode, status, receiver, group_labels, common_labels, common_annotations, external_url, opened_at, updated_at)
+			VALUES ($1, $2, 1, 'firing', 'incidents', '{}', '{}', '{}', '', 0, 0)`, id+1, fmt.Sprintf("g%d", id+1))
+		require.NoError(t, err)
+	}
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -378,6 +383,14 @@ func TestPostgres_StormAcrossReplicas(t *testing.T) {
 	var members int
 	require.NoError(t, stores[0].DB().QueryRowContext(t.Context(), `SELECT count(DISTINCT incident_id) FROM deliveries WHERE storm_id <> 0`).Scan(&members))
 	require.Equal(t, incidents, members, "joined or folded, each once")
+	var id int64
+	require.NoError(t, stores[0].DB().QueryRowContext(t.Context(), `SELECT id FROM storms`).Scan(&id))
+	st, err := stores[0].GetStorm(t.Context(), id)
+	require.NoError(t, err)
+	digest, version, err := stores[1].StormIncidents(t.Context(), id)
+	require.NoError(t, err)
+	require.Equal(t, st.Version, version, "the digest's incidents come with the version they are as of")
+	require.Len(t, digest, incidents, "joined or folded, in the digest")
 }
 
 // TestPostgres_NoPasswordInErrors: a DSN's password never shows in an error.

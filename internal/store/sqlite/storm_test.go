@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,6 +29,11 @@ func TestStore_Storm(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, planned)
 		return joins
+	}
+	for id := range 4 {
+		_, err := s.DB().ExecContext(ctx, `INSERT INTO incidents (id, group_key, episode, status, receiver, group_labels, common_labels, common_annotations, external_url, opened_at, updated_at)
+			VALUES (?, ?, 1, 'firing', 'incidents', '{}', ?, '{"summary":"s"}', '', 0, 0)`, id+1, fmt.Sprintf("g%d", id+1), fmt.Sprintf(`{"alertname":"A%d"}`, id+1))
+		require.NoError(t, err)
 	}
 	require.Empty(t, plan(1))
 	// Incident 1's parent is posted before the storm; incident 2's is not,
@@ -68,6 +74,20 @@ func TestStore_Storm(t *testing.T) {
 	require.Equal(t, 3, st.IncidentCount, "incidents 2 (folded), 3 and 4")
 	require.Equal(t, "pd", st.PDReceiver)
 	require.Equal(t, 0, st.PDConfigIndex)
+
+	// The digest's incidents, newest first, and the version they are as of.
+	members, version, err := s.StormIncidents(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, st.Version, version)
+	var ids []int64
+	for _, m := range members {
+		ids = append(ids, m.ID)
+	}
+	require.Equal(t, []int64{4, 3, 2}, ids, "incident 1 was posted before the storm")
+	require.Equal(t, store.StormIncident{ID: 4, Alertname: "A4", Summary: "s", Status: incident.StatusFiring}, members[0])
+	_, version, err = s.StormIncidents(ctx, id+1)
+	require.NoError(t, err)
+	require.Zero(t, version, "no such storm")
 
 	// One queued storm job, however many joins.
 	require.Equal(t, 1, queuedJobs(t, s, incident.JobStorm))
