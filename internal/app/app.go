@@ -112,6 +112,9 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.db = db
 	reg.MustRegister(newQueueCollector(db.Store))
+	if db.walBytes != nil {
+		reg.MustRegister(newWALGauge(db.walBytes, opts.Logger))
+	}
 
 	a.pipeline = incident.NewPipeline(opts.Logger.With("component", "queue"), db, incident.PipelineOptions{
 		Owner: opts.Owner, Workers: q.Workers, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff,

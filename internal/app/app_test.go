@@ -132,6 +132,7 @@ func TestApp_Endpoints(t *testing.T) {
 		{"ready", "/-/ready", "", http.StatusOK, "Ready"},
 		{"metrics", "/metrics", "", http.StatusOK, "responder_build_info"},
 		{"queue metrics", "/metrics", "", http.StatusOK, `responder_queue_jobs{state="parked"} 0`},
+		{"wal metric", "/metrics", "", http.StatusOK, "# TYPE responder_sqlite_wal_bytes gauge"},
 		{"incidents need the token", "/api/v1/incidents", "", http.StatusUnauthorized, `"error"`},
 		{"incidents", "/api/v1/incidents", "first-token", http.StatusOK, `"incidents":[]`},
 		{"bad status filter", "/api/v1/incidents?status=open", "first-token", http.StatusBadRequest, "status must be"},

@@ -119,6 +119,21 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, st.OldestDue.Seconds())
 }
 
+// newWALGauge reports the size of SQLite's WAL file at scrape time.
+func newWALGauge(size func() (int64, error), logger *slog.Logger) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "responder_sqlite_wal_bytes",
+		Help: "Size of the SQLite WAL file. The checkpointer starts it over about every second; one that keeps growing means something holds a read snapshot open.",
+	}, func() float64 {
+		n, err := size()
+		if err != nil {
+			logger.Warn("cannot read the size of the SQLite WAL", "err", err)
+			return 0
+		}
+		return float64(n)
+	})
+}
+
 // routed logs an incident's routing decision, once per incident.
 func (c *console) routed(ctx context.Context, incidentID int64, receivers []string, reason string) {
 	names := strings.Join(receivers, ",")

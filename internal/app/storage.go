@@ -18,6 +18,8 @@ type storage struct {
 		Run(ctx context.Context) error
 		Close() error
 	}
+	// walBytes is the size of SQLite's WAL file; nil on other engines.
+	walBytes func() (int64, error)
 }
 
 // Run runs the engine until ctx is cancelled.
@@ -39,7 +41,7 @@ func openStorage(ctx context.Context, dsn string, opts store.Options) (*storage,
 		if err != nil {
 			return nil, fmt.Errorf("open storage: %w", err)
 		}
-		return &storage{Store: db.Store, engine: db}, nil
+		return &storage{Store: db.Store, engine: db, walBytes: db.WALBytes}, nil
 	case "postgres":
 		// Errors name the server and database, never the DSN (it may hold
 		// a password).

@@ -5,7 +5,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -216,6 +218,18 @@ func checkpointPassive(ctx context.Context, conn *sql.DB) (frames, left int, _ e
 		return 0, 0, nil
 	}
 	return frames, frames - copied, nil
+}
+
+// WALBytes is the size of the database's WAL file; 0 when there is none.
+func (db *DB) WALBytes() (int64, error) {
+	fi, err := os.Stat(db.path + "-wal")
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
 
 // Close checkpoints what it can and closes the database.
