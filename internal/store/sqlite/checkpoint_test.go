@@ -34,9 +34,7 @@ func TestCheckpoint_RewindsTheWALUnderBackToBackCommits(t *testing.T) {
 		mu      sync.Mutex
 		commits int
 	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for {
 			select {
 			case <-stop:
@@ -52,7 +50,7 @@ func TestCheckpoint_RewindsTheWALUnderBackToBackCommits(t *testing.T) {
 				return
 			}
 		}
-	}()
+	})
 	pause := func(context.Context) (func(), error) {
 		mu.Lock()
 		return mu.Unlock, nil
@@ -76,7 +74,7 @@ func TestCheckpoint_RewindsTheWALUnderBackToBackCommits(t *testing.T) {
 // database's WAL file: SQLite moves it on each time the WAL starts over.
 func walCheckpointSeq(t *testing.T, db string) uint32 {
 	t.Helper()
-	f, err := os.Open(db + "-wal")
+	f, err := os.Open(db + "-wal") //nolint:gosec // G304: the test's own database in its temp dir.
 	require.NoError(t, err)
 	defer func() { _ = f.Close() }()
 	hdr := make([]byte, 16)
