@@ -94,7 +94,7 @@ func (s *Store) applyDue(ctx context.Context, n int, slice time.Duration) (more 
 			continue
 		}
 		if j.ID != 0 {
-			if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?`), ns(now), j.ID); err != nil {
+			if _, err := s.txExec(ctx, tx, `UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?`, ns(now), j.ID); err != nil {
 				return false, fmt.Errorf("complete job %d: %w", j.ID, err)
 			}
 		}
@@ -119,7 +119,7 @@ func (s *Store) applyDue(ctx context.Context, n int, slice time.Duration) (more 
 // pendingTx reads up to n pending notifications as ingest work without a
 // job row (ID 0).
 func (s *Store) pendingTx(ctx context.Context, tx *sql.Tx, n int) ([]incident.Job, error) {
-	rows, err := tx.QueryContext(ctx, s.rebind(`SELECT id FROM notifications WHERE status = 'pending' ORDER BY id LIMIT ?`+s.dialect.SkipLocked), n)
+	rows, err := s.txQuery(ctx, tx, `SELECT id FROM notifications WHERE status = 'pending' ORDER BY id LIMIT ?`+s.dialect.SkipLocked, n)
 	if err != nil {
 		return nil, fmt.Errorf("read pending notifications: %w", err)
 	}
@@ -152,7 +152,7 @@ func (s *Store) failIngest(ctx context.Context, tx *sql.Tx, j incident.Job, caus
 		s.logger.WarnContext(ctx, "applying a notification failed; will retry", "notification_id", j.RefID, "attempt", attempts, "err", cause)
 	}
 	retryAt := now.Add(incident.Backoff(attempts, s.opts.MinBackoff, s.opts.MaxBackoff))
-	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE jobs SET state = ?, attempts = ?, run_at = ?, last_error = ?, updated_at = ? WHERE id = ?`),
+	if _, err := s.txExec(ctx, tx, `UPDATE jobs SET state = ?, attempts = ?, run_at = ?, last_error = ?, updated_at = ? WHERE id = ?`,
 		state, attempts, ns(retryAt), truncateError(cause), ns(now), j.ID); err != nil {
 		return fmt.Errorf("record failed job %d: %w", j.ID, err)
 	}
@@ -166,7 +166,7 @@ func (s *Store) applyJob(ctx context.Context, tx *sql.Tx, j incident.Job) (incid
 		status  string
 		payload []byte
 	)
-	err := tx.QueryRowContext(ctx, s.rebind(`SELECT status, payload FROM notifications WHERE id = ?`), j.RefID).Scan(&status, &payload)
+	err := s.txQueryRow(ctx, tx, `SELECT status, payload FROM notifications WHERE id = ?`, j.RefID).Scan(&status, &payload)
 	if errors.Is(err, sql.ErrNoRows) {
 		return out, incident.Permanent(fmt.Errorf("notification %d does not exist", j.RefID))
 	}

@@ -50,9 +50,9 @@ func (s *Store) QueueDeliveries(ctx context.Context, incidentID int64) (int, err
 }
 
 func (s *Store) queueDeliveries(ctx context.Context, tx *sql.Tx, incidentID int64) (int, error) {
-	rows, err := tx.QueryContext(ctx, s.rebind(`SELECT d.id FROM deliveries d WHERE d.incident_id = ? AND NOT EXISTS (
+	rows, err := s.txQuery(ctx, tx, `SELECT d.id FROM deliveries d WHERE d.incident_id = ? AND NOT EXISTS (
 			SELECT 1 FROM jobs j WHERE j.incident_id = d.incident_id AND j.kind = ? AND j.ref_id = d.id AND j.state = 'queued')
-		ORDER BY d.id`), incidentID, incident.JobDeliver)
+		ORDER BY d.id`, incidentID, incident.JobDeliver)
 	if err != nil {
 		return 0, fmt.Errorf("read deliveries of incident %d: %w", incidentID, err)
 	}

@@ -11,12 +11,6 @@ import (
 	"github.com/responder/responder/internal/incident"
 )
 
-// querier is what *sql.DB and *sql.Tx have in common.
-type querier interface {
-	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
-}
-
 const incidentColumns = `id, group_key, episode, status, receiver, group_labels, common_labels, common_annotations,
 	external_url, opened_at, updated_at, resolved_at, firing_alerts, resolved_alerts, version`
 
@@ -47,8 +41,16 @@ func decodeKV(s string) map[string]string {
 	return kv
 }
 
-func (s *Store) readIncident(ctx context.Context, q querier, id int64) (*incident.Incident, error) {
-	inc, err := scanIncident(q.QueryRowContext(ctx, s.rebind(`SELECT `+incidentColumns+` FROM incidents WHERE id = ?`), id))
+// readIncident reads an incident in tx, or on the reader pool if tx is nil.
+func (s *Store) readIncident(ctx context.Context, tx txConn, id int64) (*incident.Incident, error) {
+	const q = `SELECT ` + incidentColumns + ` FROM incidents WHERE id = ?`
+	var row *sql.Row
+	if tx != nil {
+		row = s.txQueryRow(ctx, tx, q, id)
+	} else {
+		row = s.rQueryRow(ctx, q, id)
+	}
+	inc, err := scanIncident(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, incident.Errorf(incident.NotFound, "incident %d not found", id)
 	}
@@ -112,7 +114,7 @@ func (s *Store) GetIncident(ctx context.Context, id int64) (*incident.Incident, 
 // ReadIncident returns one incident with the parts asked for; the others
 // are left empty. Job handlers ask for what they use: each part is a query.
 func (s *Store) ReadIncident(ctx context.Context, id int64, parts Part) (*incident.Incident, error) {
-	inc, err := s.readIncident(ctx, s.r, id)
+	inc, err := s.readIncident(ctx, nil, id)
 	if err != nil {
 		return nil, err
 	}

@@ -133,7 +133,7 @@ func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d inc
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
 	// The partial unique index decisions_route_once makes a second route
 	// decision for the incident a no-op.
-	res, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+	res, err := s.txExec(ctx, tx, `INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		incidentID, d.Kind, d.Summary, detail, ns(d.At))
 	if err != nil {
 		return false, nil, fmt.Errorf("record route decision of incident %d: %w", incidentID, err)
@@ -146,8 +146,8 @@ func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d inc
 	var joins []StormJoin
 	if planned {
 		for _, p := range plans {
-			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO deliveries (incident_id, receiver, integration, config_index, target, updated_at, planned_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+			if _, err := s.txExec(ctx, tx, `INSERT INTO deliveries (incident_id, receiver, integration, config_index, target, updated_at, planned_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 				incidentID, p.Receiver, p.Integration, p.ConfigIndex, p.Target, ns(now), ns(now)); err != nil {
 				return false, nil, fmt.Errorf("plan %s delivery to %s of incident %d: %w", p.Integration, p.Receiver, incidentID, err)
 			}
@@ -188,26 +188,26 @@ func (s *Store) joinStorms(ctx context.Context, tx *sql.Tx, incidentID int64, pl
 		// consistent channel: lock each, in one order so that two plans
 		// sharing channels cannot deadlock.
 		for _, target := range slices.Sorted(slices.Values(targets)) {
-			if _, err := tx.ExecContext(ctx, s.rebind(s.dialect.TargetLock), target); err != nil {
+			if _, err := s.txExec(ctx, tx, s.dialect.TargetLock, target); err != nil {
 				return nil, fmt.Errorf("lock channel %s: %w", target, err)
 			}
 		}
 	}
 	for _, target := range targets {
 		var recent int
-		if err := tx.QueryRowContext(ctx, s.rebind(`SELECT count(DISTINCT incident_id) FROM deliveries
-			WHERE integration = ? AND target = ? AND planned_at >= ?`),
+		if err := s.txQueryRow(ctx, tx, `SELECT count(DISTINCT incident_id) FROM deliveries
+			WHERE integration = ? AND target = ? AND planned_at >= ?`,
 			incident.IntegrationSlack, target, ns(now.Add(-p.Window))).Scan(&recent); err != nil {
 			return nil, fmt.Errorf("count new incidents on %s: %w", target, err)
 		}
 		j := StormJoin{Target: target, Recent: recent}
-		err := tx.QueryRowContext(ctx, s.rebind(`SELECT id FROM storms WHERE target = ? AND ended_at IS NULL`), target).Scan(&j.StormID)
+		err := s.txQueryRow(ctx, tx, `SELECT id FROM storms WHERE target = ? AND ended_at IS NULL`, target).Scan(&j.StormID)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			if recent <= p.Threshold {
 				continue
 			}
-			if err := tx.QueryRowContext(ctx, s.rebind(`INSERT INTO storms (target, started_at, last_incident_at) VALUES (?, ?, ?) RETURNING id`),
+			if err := s.txQueryRow(ctx, tx, `INSERT INTO storms (target, started_at, last_incident_at) VALUES (?, ?, ?) RETURNING id`,
 				target, ns(now), ns(now)).Scan(&j.StormID); err != nil {
 				return nil, fmt.Errorf("start storm on %s: %w", target, err)
 			}
@@ -218,16 +218,16 @@ func (s *Store) joinStorms(ctx context.Context, tx *sql.Tx, incidentID int64, pl
 		case err != nil:
 			return nil, fmt.Errorf("read storm on %s: %w", target, err)
 		}
-		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE storms SET last_incident_at = ?, incident_count = incident_count + 1, version = version + 1 WHERE id = ?`),
+		if _, err := s.txExec(ctx, tx, `UPDATE storms SET last_incident_at = ?, incident_count = incident_count + 1, version = version + 1 WHERE id = ?`,
 			ns(now), j.StormID); err != nil {
 			return nil, fmt.Errorf("join storm %d: %w", j.StormID, err)
 		}
-		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND target = ?`),
+		if _, err := s.txExec(ctx, tx, `UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND target = ?`,
 			j.StormID, incidentID, incident.IntegrationSlack, target); err != nil {
 			return nil, fmt.Errorf("join storm %d: %w", j.StormID, err)
 		}
 		reason := fmt.Sprintf("in storm #%d on %s: %d new incidents in %s", j.StormID, target, recent, shortDuration(p.Window))
-		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, '{}', ?)`),
+		if _, err := s.txExec(ctx, tx, `INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, '{}', ?)`,
 			incidentID, incident.DecisionStorm, reason, ns(now)); err != nil {
 			return nil, fmt.Errorf("record storm decision of incident %d: %w", incidentID, err)
 		}
@@ -246,11 +246,11 @@ func (s *Store) joinStorms(ctx context.Context, tx *sql.Tx, incidentID int64, pl
 		if d.Integration != incident.IntegrationPagerDuty {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND receiver = ? AND config_index = ?`),
+		if _, err := s.txExec(ctx, tx, `UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND receiver = ? AND config_index = ?`,
 			first, incidentID, incident.IntegrationPagerDuty, d.Receiver, d.ConfigIndex); err != nil {
 			return nil, fmt.Errorf("join storm %d: %w", first, err)
 		}
-		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE storms SET pd_receiver = ?, pd_config_index = ? WHERE id = ? AND pd_config_index < 0`),
+		if _, err := s.txExec(ctx, tx, `UPDATE storms SET pd_receiver = ?, pd_config_index = ? WHERE id = ? AND pd_config_index < 0`,
 			d.Receiver, d.ConfigIndex, first); err != nil {
 			return nil, fmt.Errorf("join storm %d: %w", first, err)
 		}
@@ -263,9 +263,9 @@ func (s *Store) joinStorms(ctx context.Context, tx *sql.Tx, incidentID int64, pl
 // waiting for the channel's one call per second, they are shown at once in
 // the digest.
 func (s *Store) foldUnposted(ctx context.Context, tx *sql.Tx, stormID, incidentID int64, target string, p StormPolicy, now time.Time) error {
-	rows, err := tx.QueryContext(ctx, s.rebind(`SELECT DISTINCT incident_id FROM deliveries
+	rows, err := s.txQuery(ctx, tx, `SELECT DISTINCT incident_id FROM deliveries
 		WHERE integration = ? AND target = ? AND storm_id = 0 AND ts = '' AND planned_at >= ? AND incident_id <> ?
-		AND (lease_owner = '' OR lease_until < ?)`),
+		AND (lease_owner = '' OR lease_until < ?)`,
 		incident.IntegrationSlack, target, ns(now.Add(-p.Window)), incidentID, ns(now))
 	if err != nil {
 		return fmt.Errorf("find unposted incidents on %s: %w", target, err)
@@ -289,8 +289,8 @@ func (s *Store) foldUnposted(ctx context.Context, tx *sql.Tx, stormID, incidentI
 		// The lease is checked again as the row is written: on PostgreSQL a
 		// deliver job of another replica may have leased it since the
 		// select above, and then posts it itself.
-		res, err := tx.ExecContext(ctx, s.rebind(`UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND target = ? AND ts = ''
-			AND storm_id = 0 AND (lease_owner = '' OR lease_until < ?)`),
+		res, err := s.txExec(ctx, tx, `UPDATE deliveries SET storm_id = ? WHERE incident_id = ? AND integration = ? AND target = ? AND ts = ''
+			AND storm_id = 0 AND (lease_owner = '' OR lease_until < ?)`,
 			stormID, id, incident.IntegrationSlack, target, ns(now))
 		if err != nil {
 			return fmt.Errorf("fold incident %d into storm %d: %w", id, stormID, err)
@@ -303,12 +303,12 @@ func (s *Store) foldUnposted(ctx context.Context, tx *sql.Tx, stormID, incidentI
 			continue
 		}
 		folded++
-		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, '{}', ?)`),
+		if _, err := s.txExec(ctx, tx, `INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, '{}', ?)`,
 			id, incident.DecisionStorm, reason, ns(now)); err != nil {
 			return fmt.Errorf("record storm decision of incident %d: %w", id, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE storms SET incident_count = incident_count + ? WHERE id = ?`), folded, stormID); err != nil {
+	if _, err := s.txExec(ctx, tx, `UPDATE storms SET incident_count = incident_count + ? WHERE id = ?`, folded, stormID); err != nil {
 		return fmt.Errorf("fold into storm %d: %w", stormID, err)
 	}
 	return nil
@@ -331,16 +331,16 @@ func shortDuration(d time.Duration) string {
 // it reads the storm when it runs.
 func (s *Store) queueStorm(ctx context.Context, tx *sql.Tx, stormID int64, runAt time.Time) error {
 	now := s.opts.Now()
-	res, err := tx.ExecContext(ctx, s.rebind(`UPDATE jobs SET run_at = CASE WHEN run_at > ? THEN ? ELSE run_at END, updated_at = ?
-		WHERE kind = ? AND ref_id = ? AND state = 'queued'`), ns(runAt), ns(runAt), ns(now), incident.JobStorm, stormID)
+	res, err := s.txExec(ctx, tx, `UPDATE jobs SET run_at = CASE WHEN run_at > ? THEN ? ELSE run_at END, updated_at = ?
+		WHERE kind = ? AND ref_id = ? AND state = 'queued'`, ns(runAt), ns(runAt), ns(now), incident.JobStorm, stormID)
 	if err != nil {
 		return fmt.Errorf("queue storm %d job: %w", stormID, err)
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO jobs (kind, ref_id, incident_id, args, state, max_attempts, run_at, created_at, updated_at)
-		VALUES (?, ?, NULL, NULL, 'queued', ?, ?, ?, ?)`), incident.JobStorm, stormID, s.opts.MaxAttempts, ns(runAt), ns(now), ns(now)); err != nil {
+	if _, err := s.txExec(ctx, tx, `INSERT INTO jobs (kind, ref_id, incident_id, args, state, max_attempts, run_at, created_at, updated_at)
+		VALUES (?, ?, NULL, NULL, 'queued', ?, ?, ?, ?)`, incident.JobStorm, stormID, s.opts.MaxAttempts, ns(runAt), ns(now), ns(now)); err != nil {
 		return fmt.Errorf("queue storm %d job: %w", stormID, err)
 	}
 	return nil
@@ -356,7 +356,7 @@ func (s *Store) QueueStorm(ctx context.Context, stormID int64, runAt time.Time, 
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
 	if changed {
-		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE storms SET version = version + 1 WHERE id = ?`), stormID); err != nil {
+		if _, err := s.txExec(ctx, tx, `UPDATE storms SET version = version + 1 WHERE id = ?`, stormID); err != nil {
 			return fmt.Errorf("touch storm %d: %w", stormID, err)
 		}
 	}
