@@ -72,6 +72,7 @@ bench:
 	$(GO) test -run='^$$' -bench='Notify|Storm' -benchtime=1x ./internal/app/
 	$(GO) test -run='^$$' -bench=Gather -benchtime=200x -count=3 ./internal/context/gather/
 	scripts/bench.sh
+	scripts/bench-drain.sh
 
 ## tidy-check: go.mod and go.sum are tidy
 tidy-check:
