@@ -516,7 +516,7 @@ func queryColumn[T any](ctx context.Context, s *Store, tx *sql.Tx, q string, arg
 }
 
 // queryTx runs q in tx, prepared when its text is cached (see cached).
-func (s *Store) queryTx(ctx context.Context, tx *sql.Tx, q string, args []any) (*sql.Rows, error) {
+func (s *Store) queryTx(ctx context.Context, tx txConn, q string, args []any) (*sql.Rows, error) {
 	if st := s.cached(q); st != nil {
 		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
@@ -524,7 +524,7 @@ func (s *Store) queryTx(ctx context.Context, tx *sql.Tx, q string, args []any) (
 }
 
 // execTx is queryTx for a statement.
-func (s *Store) execTx(ctx context.Context, tx *sql.Tx, q string, args []any) (sql.Result, error) {
+func (s *Store) execTx(ctx context.Context, tx txConn, q string, args []any) (sql.Result, error) {
 	if st := s.cached(q); st != nil {
 		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -532,7 +532,7 @@ func (s *Store) execTx(ctx context.Context, tx *sql.Tx, q string, args []any) (s
 }
 
 // queryRowTx is queryTx for one row.
-func (s *Store) queryRowTx(ctx context.Context, tx *sql.Tx, q string, args []any) *sql.Row {
+func (s *Store) queryRowTx(ctx context.Context, tx txConn, q string, args []any) *sql.Row {
 	if st := s.cached(q); st != nil {
 		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}

@@ -179,37 +179,27 @@ type txConn interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// txStmt is q prepared for tx, or nil where it runs as text.
-func (s *Store) txStmt(ctx context.Context, tx txConn, q string) *sql.Stmt {
-	if !s.dialect.SingleWriter {
-		return nil
-	}
-	if st := s.cached(q); st != nil {
-		return tx.StmtContext(ctx, st)
-	}
-	return nil
-}
-
-// txExec runs a statement in tx (see txStmt).
+// txExec runs a statement in tx: on SQLite through the statement cache
+// (execTx), elsewhere as text.
 func (s *Store) txExec(ctx context.Context, tx txConn, q string, args ...any) (sql.Result, error) {
-	if st := s.txStmt(ctx, tx, q); st != nil {
-		return st.ExecContext(ctx, args...)
+	if s.dialect.SingleWriter {
+		return s.execTx(ctx, tx, q, args)
 	}
 	return tx.ExecContext(ctx, s.rebind(q), args...)
 }
 
-// txQuery runs a query in tx (see txStmt).
+// txQuery is txExec for a query (queryTx).
 func (s *Store) txQuery(ctx context.Context, tx txConn, q string, args ...any) (*sql.Rows, error) {
-	if st := s.txStmt(ctx, tx, q); st != nil {
-		return st.QueryContext(ctx, args...)
+	if s.dialect.SingleWriter {
+		return s.queryTx(ctx, tx, q, args)
 	}
 	return tx.QueryContext(ctx, s.rebind(q), args...)
 }
 
-// txQueryRow runs a one-row query in tx (see txStmt).
+// txQueryRow is txExec for one row (queryRowTx).
 func (s *Store) txQueryRow(ctx context.Context, tx txConn, q string, args ...any) *sql.Row {
-	if st := s.txStmt(ctx, tx, q); st != nil {
-		return st.QueryRowContext(ctx, args...)
+	if s.dialect.SingleWriter {
+		return s.queryRowTx(ctx, tx, q, args)
 	}
 	return tx.QueryRowContext(ctx, s.rebind(q), args...)
 }
