@@ -22,6 +22,8 @@ RATE=${RATE:-2000}
 TOKEN=bench-token-not-a-secret
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PAYLOAD=${PAYLOAD:-$ROOT/testdata/am_v4_firing_10.json}
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 WORK=$(mktemp -d /tmp/responder-drain.XXXXXX)
 PID=
@@ -35,8 +37,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
 log "building into $WORK/bin"
 (cd "$ROOT" && go build -o "$WORK/bin/responder-this" ./cmd/responder && go build -o "$WORK/bin/loadgen" ./cmd/loadgen)
 builds=(this)
@@ -46,33 +46,19 @@ if [[ -n ${OTHER:-} ]]; then
 fi
 duration_ms=$((COUNT * 1000 / RATE))
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 # run_round BUILD: one fresh responder, one burst; prints "seconds cpu_seconds".
 run_round() {
-	local build=$1 dir port ready=
+	local build=$1 dir addr
 	dir=$(mktemp -d "$WORK/round.XXXXXX")
-	cat >"$dir/responder.yml" <<EOF
-storage:
-  dsn: sqlite://$dir/responder.db
-webhook:
-  authorization: { credentials: $TOKEN }
-EOF
+	responder_config "$dir/responder.yml" "sqlite://$dir/responder.db" "$TOKEN"
 	"$WORK/bin/responder-$build" serve --config.file="$dir/responder.yml" --web.listen-address=127.0.0.1:0 >"$dir/log" 2>&1 &
 	PID=$!
-	for _ in $(seq 200); do
-		port=$(sed -n 's/.*msg=listening.*address=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/log" | head -1)
-		if [[ -n $port ]] && curl -sf -o /dev/null "http://127.0.0.1:$port/-/ready"; then
-			ready=1
-			break
-		fi
-		sleep 0.05
-	done
-	[[ -n $ready ]] || { log "responder did not become ready:"; cat "$dir/log" >&2; exit 1; }
+	addr=$(wait_listening "$dir/log" "$PID")
+	wait_ready "$addr" || { log "responder did not become ready:"; cat "$dir/log" >&2; exit 1; }
 	local c0 t0 c1 t1 n=0
 	c0=$(cpu_ticks "$PID")
 	t0=$(date +%s.%N)
-	"$WORK/bin/loadgen" --payload="$PAYLOAD" --json --url="http://127.0.0.1:$port/webhook/alertmanager" --token=$TOKEN \
+	"$WORK/bin/loadgen" --payload="$PAYLOAD" --json --url="http://$addr/webhook/alertmanager" --token=$TOKEN \
 		--connections=64 --rate="$RATE" --duration="${duration_ms}ms" >"$dir/loadgen.json"
 	for _ in $(seq 1200); do
 		n=$(grep -c 'msg="incident routed"' "$dir/log" || true)
@@ -89,8 +75,6 @@ EOF
 		'BEGIN { printf "%.2f %.2f\n", t1 - t0, (c1 - c0) / hz }'
 }
 
-median() { sort -n | awk '{a[NR] = $1} END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
 declare -A secs cpus
 for r in $(seq "$ROUNDS"); do
 	for b in "${builds[@]}"; do
@@ -103,7 +87,7 @@ done
 
 echo "# drain: $COUNT new notifications at $RATE req/s, until all are routed (medians of $ROUNDS rounds)"
 for b in "${builds[@]}"; do
-	s=$(tr ' ' '\n' <<<"${secs[$b]}" | grep . | median)
-	c=$(tr ' ' '\n' <<<"${cpus[$b]}" | grep . | median)
+	s=$(tr ' ' '\n' <<<"${secs[$b]}" | grep . | median_of)
+	c=$(tr ' ' '\n' <<<"${cpus[$b]}" | grep . | median_of)
 	printf '%-6s wall %6.2f s   responder CPU %6.2f s   CPU per notification %6.0f µs\n' "$b" "$s" "$c" "$(awk -v c="$c" -v n="$COUNT" 'BEGIN { print c * 1e6 / n }')"
 done

@@ -43,6 +43,8 @@ TOKEN=bench-token-not-a-secret
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PAYLOAD=${PAYLOAD:-$ROOT/testdata/am_v4_firing_10.json}
 ENGINES=${ENGINES:-sqlite}
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 WORK=$(mktemp -d /tmp/responder-bench.XXXXXX)
 PIDS=()
@@ -63,8 +65,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
 # --- build ----------------------------------------------------------------
 log "building into $WORK/bin"
@@ -228,25 +228,6 @@ SERVER_URL=
 SERVER_LOG=
 CMDS=()
 
-# wait_listening LOGFILE PID: print the address from the "listening" line.
-wait_listening() {
-	local logf=$1 pid=$2 addr=
-	for _ in $(seq 100); do
-		addr=$(grep -o 'msg=listening address=[0-9.:]*' "$logf" 2>/dev/null | head -1 | sed 's/.*address=//') || true
-		if [[ -n $addr ]]; then
-			echo "$addr"
-			return 0
-		fi
-		if ! kill -0 "$pid" 2>/dev/null; then
-			break
-		fi
-		sleep 0.1
-	done
-	log "server did not start; its log:"
-	cat "$logf" >&2
-	return 1
-}
-
 # start_baseline [NAME]: the baseline, or with a NAME the floor, on a fresh
 # database of its own.
 start_baseline() {
@@ -272,17 +253,7 @@ start_responder() {
 	if [[ ${2:-sqlite} == postgres ]]; then
 		dsn=$(pg_db "$(tr -c 'a-z0-9\n' _ <<<"$1")")
 	fi
-	cat >"$dir/responder.yml" <<EOF
-storage:
-  dsn: $dsn
-webhook:
-  authorization:
-    credentials: $TOKEN
-route:
-  receiver: console
-receivers:
-  - name: console
-EOF
+	responder_config "$dir/responder.yml" "$dsn" "$TOKEN"
 	SERVER_LOG=$dir/responder.log
 	local cmd=("$BIN/responder" serve --config.file="$dir/responder.yml" --web.listen-address=127.0.0.1:0)
 	"${cmd[@]}" 2>"$SERVER_LOG" &
@@ -291,10 +262,7 @@ EOF
 	local addr
 	addr=$(wait_listening "$SERVER_LOG" "$SERVER_PID")
 	SERVER_URL="http://$addr/webhook/alertmanager"
-	for _ in $(seq 50); do
-		curl -fsS -o /dev/null "http://$addr/-/ready" && break
-		sleep 0.1
-	done
+	wait_ready "$addr" || true
 	CMDS+=("${cmd[*]}")
 }
 
@@ -304,8 +272,6 @@ stop_server() {
 	SERVER_PID=
 }
 
-# cpu_ticks PID: utime+stime in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # mem_kb PID FIELD: VmHWM or VmRSS in kB.
 mem_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
@@ -481,10 +447,6 @@ done
 
 # --- report ---------------------------------------------------------------
 # median SERVER PHASE TOOL KEY
-# median_of: the median of the numbers on stdin, one a line ("-" for none).
-median_of() {
-	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 median() {
 	awk -F'\t' -v s="$1" -v p="$2" -v t="$3" -v k="$4" '$1 == s && $2 == p && $3 == t && $4 == k { print $5 }' "$RESULTS" | median_of
 }
