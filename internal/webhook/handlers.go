@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/labstack/echo/v4"
@@ -43,11 +44,22 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 	return func(c echo.Context) error {
 		req := c.Request()
 		received := opts.Now()
-		body, err := readBody(req, int64(opts.Config().MaxBodySize))
+		buf := bodies.Get().(*bytes.Buffer)
+		body, err := readBodyInto(buf, req, int64(opts.Config().MaxBodySize))
 		if err != nil {
+			recycle(buf)
 			m.rejected.WithLabelValues(reason(err)).Inc()
 			return err
 		}
+		// Until the sink has answered, the store's writer may still read
+		// body (an Accept that timed out may yet commit): the buffer is
+		// recycled only once it has, and nothing below reads body after.
+		committed := false
+		defer func() {
+			if committed {
+				recycle(buf)
+			}
+		}()
 		digest := sha256.Sum256(body)
 		var (
 			msg     *incident.Message
@@ -77,6 +89,7 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 			logger.Warn("notification not committed; answered 503 so that Alertmanager retries", "group_key", msg.GroupKey, "err", err)
 			return err
 		}
+		committed = true
 		if !known {
 			// Only committed bytes are remembered.
 			seen.Add(digest, rememberPayload(msg, state))
@@ -152,8 +165,35 @@ func (k knownPayload) message() *incident.Message {
 	}
 }
 
-// readBody reads at most limit bytes of the request body.
+// readBody reads at most limit bytes of the request body into a buffer
+// of its own.
 func readBody(req *http.Request, limit int64) ([]byte, error) {
+	return readBodyInto(new(bytes.Buffer), req, limit)
+}
+
+// bodies recycles the buffers that webhook bodies are read into: at
+// saturation they were a third of the bytes the server allocated
+// (docs/benchmarks.md). See recycle.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer put back in bodies, so that one large
+// body does not stay pinned in memory; Alertmanager's bodies are a few KiB
+// per alert.
+const maxPooledBody = 256 << 10
+
+// recycle puts b back in bodies. Its caller must not use the bytes read
+// into it afterwards, nor have handed them to anyone who may (a Sink keeps
+// nothing of a delivery's Raw once it has answered).
+func recycle(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBody {
+		b.Reset()
+		bodies.Put(b)
+	}
+}
+
+// readBodyInto reads at most limit bytes of the request body into b,
+// which it empties first, and returns them (b's bytes).
+func readBodyInto(b *bytes.Buffer, req *http.Request, limit int64) ([]byte, error) {
 	if limit <= 0 {
 		limit = int64(DefaultMaxBodySize)
 	}
@@ -165,7 +205,7 @@ func readBody(req *http.Request, limit int64) ([]byte, error) {
 	if size <= 0 {
 		size = 16 << 10
 	}
-	var b bytes.Buffer
+	b.Reset()
 	b.Grow(int(size) + bytes.MinRead)
 	if _, err := b.ReadFrom(io.LimitReader(req.Body, limit+1)); err != nil {
 		return nil, &incident.Error{Kind: incident.Invalid, Code: "malformed_json", Msg: "read request body", Err: err}

@@ -19,7 +19,9 @@ import (
 )
 
 // Sink durably commits a delivery; the webhook answers 200 only after it
-// returns without error.
+// returns without error. Once Accept has returned without error, the
+// webhook reuses the memory of d.Raw: a Sink that keeps the bytes copies
+// them.
 type Sink interface {
 	Accept(ctx context.Context, d incident.Delivery) (incident.Receipt, error)
 }

@@ -504,6 +504,7 @@ type recorder struct {
 }
 
 func (r *recorder) Accept(ctx context.Context, d incident.Delivery) (incident.Receipt, error) {
+	d.Raw = bytes.Clone(d.Raw) // the webhook reuses it once Accept has returned
 	r.mu.Lock()
 	r.got = append(r.got, d)
 	r.mu.Unlock()
