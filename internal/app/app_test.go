@@ -133,6 +133,8 @@ func TestApp_Endpoints(t *testing.T) {
 		{"metrics", "/metrics", "", http.StatusOK, "responder_build_info"},
 		{"queue metrics", "/metrics", "", http.StatusOK, `responder_queue_jobs{state="parked"} 0`},
 		{"wal metric", "/metrics", "", http.StatusOK, "# TYPE responder_sqlite_wal_bytes gauge"},
+		{"ingest backlog metric", "/metrics", "", http.StatusOK, "responder_notifications_pending 0"},
+		{"ingest backlog age metric", "/metrics", "", http.StatusOK, "responder_notifications_oldest_pending_seconds 0"},
 		{"incidents need the token", "/api/v1/incidents", "", http.StatusUnauthorized, `"error"`},
 		{"incidents", "/api/v1/incidents", "first-token", http.StatusOK, `"incidents":[]`},
 		{"bad status filter", "/api/v1/incidents?status=open", "first-token", http.StatusBadRequest, "status must be"},

@@ -81,10 +81,12 @@ func oneLine(s string, n int) string {
 
 // queueCollector reports the work queue's depth from storage at scrape time.
 type queueCollector struct {
-	s      *store.Store
-	jobs   *prometheus.Desc
-	oldest *prometheus.Desc
-	up     *prometheus.Desc
+	s             *store.Store
+	jobs          *prometheus.Desc
+	oldest        *prometheus.Desc
+	pending       *prometheus.Desc
+	oldestPending *prometheus.Desc
+	up            *prometheus.Desc
 }
 
 func newQueueCollector(s *store.Store) *queueCollector {
@@ -92,7 +94,11 @@ func newQueueCollector(s *store.Store) *queueCollector {
 		s:      s,
 		jobs:   prometheus.NewDesc("responder_queue_jobs", "Jobs in the work queue by state (queued, running, parked).", []string{"state"}, nil),
 		oldest: prometheus.NewDesc("responder_queue_oldest_due_seconds", "Age of the oldest job that is due and not yet started.", nil, nil),
-		up:     prometheus.NewDesc("responder_storage_up", "1 when storage answered the last scrape's queue query.", nil, nil),
+		pending: prometheus.NewDesc("responder_notifications_pending",
+			"Committed webhook notifications not yet applied to their incidents (the ingest backlog; one whose apply failed is a job in responder_queue_jobs instead).", nil, nil),
+		oldestPending: prometheus.NewDesc("responder_notifications_oldest_pending_seconds",
+			"Age of the oldest committed webhook notification not yet applied to its incident; 0 when none.", nil, nil),
+		up: prometheus.NewDesc("responder_storage_up", "1 when storage answered the last scrape's queue query.", nil, nil),
 	}
 }
 
@@ -100,6 +106,8 @@ func newQueueCollector(s *store.Store) *queueCollector {
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.jobs
 	ch <- c.oldest
+	ch <- c.pending
+	ch <- c.oldestPending
 	ch <- c.up
 }
 
@@ -117,6 +125,8 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(st.ByState[state]), state)
 	}
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, st.OldestDue.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(st.Pending))
+	ch <- prometheus.MustNewConstMetric(c.oldestPending, prometheus.GaugeValue, st.OldestPending.Seconds())
 }
 
 // newWALGauge reports the size of SQLite's WAL file at scrape time.

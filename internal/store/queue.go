@@ -235,6 +235,12 @@ func (s *Store) queryJobs(ctx context.Context, q string, args ...any) ([]inciden
 type QueueStats struct {
 	ByState   map[string]int
 	OldestDue time.Duration
+	// Pending counts the committed notifications not yet applied to their
+	// incidents, and OldestPending is the age of the oldest of them (0 when
+	// none): the ingest backlog, which has no job rows (a notification gets
+	// an ingest job only when its apply fails) and so is not in ByState.
+	Pending       int
+	OldestPending time.Duration
 }
 
 // Stats reads the queue's counters, for metrics.
@@ -263,6 +269,18 @@ func (s *Store) Stats(ctx context.Context) (QueueStats, error) {
 	}
 	if oldest.Valid {
 		st.OldestDue = now.Sub(fromNS(oldest.Int64))
+	}
+	// Both read the small partial index of pending notifications; ids grow
+	// with received_at, so the lowest id is the oldest.
+	if err := s.rQueryRow(ctx, `SELECT count(*) FROM notifications WHERE status = 'pending'`).Scan(&st.Pending); err != nil {
+		return st, fmt.Errorf("queue stats: %w", err)
+	}
+	var received sql.NullInt64
+	if err := s.rQueryRow(ctx, `SELECT received_at FROM notifications WHERE id = (SELECT min(id) FROM notifications WHERE status = 'pending')`).Scan(&received); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("queue stats: %w", err)
+	}
+	if received.Valid {
+		st.OldestPending = max(now.Sub(fromNS(received.Int64)), 0)
 	}
 	return st, nil
 }

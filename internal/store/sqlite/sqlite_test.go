@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -75,3 +76,40 @@ func TestSQLite_LazyApplyRestoresFullSync(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Stats counts the ingest backlog (pending notifications, which have no job
+// rows) apart from the jobs, with the age of its oldest notification. The
+// writer loop does not run here, so nothing is applied meanwhile.
+func TestSQLite_StatsCountsPendingNotifications(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := storetest.NewClock()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "responder.db"), store.Options{Now: c.Now})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	st, err := db.Stats(ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Pending)
+	require.Zero(t, st.OldestPending)
+
+	now := c.Now()
+	for _, n := range []struct {
+		status string
+		age    time.Duration
+	}{
+		{incident.NotificationProcessed, 300 * time.Second}, // applied: not backlog
+		{incident.NotificationRetry, 200 * time.Second},     // failed once: an ingest job counts it
+		{incident.NotificationPending, 90 * time.Second},
+		{incident.NotificationDuplicate, 50 * time.Second},
+		{incident.NotificationPending, 10 * time.Second},
+	} {
+		_, err := db.DB().ExecContext(ctx, `INSERT INTO notifications (received_at, group_key, state_hash, status, receiver, alerts, payload)
+			VALUES (?, 'g', ?, ?, 'r', 1, x'00')`, now.Add(-n.age).UnixNano(), n.status+n.age.String(), n.status)
+		require.NoError(t, err)
+	}
+	st, err = db.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, st.Pending)
+	require.Equal(t, 90*time.Second, st.OldestPending)
+	require.Zero(t, st.ByState[incident.JobQueued], "pending notifications are not jobs")
+}
