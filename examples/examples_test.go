@@ -59,6 +59,7 @@ func TestPrometheusRules(t *testing.T) {
 	promtool := testenv.Binary(t, PromtoolEnv, "promtool")
 	run(t, promtool, append([]string{"check", "rules"}, ruleFiles(t)...)...)
 	run(t, promtool, "check", "rules", filepath.Join("..", "docs", "responder-alerts.rules.yml")) // responder's own alerts, docs/operations.md
+	run(t, promtool, "test", "rules", filepath.Join("..", "docs", "responder-alerts.test.yml"))
 	for _, rules := range ruleFiles(t) {
 		test := strings.TrimSuffix(rules, ".rules.yml") + ".test.yml"
 		t.Run(filepath.Base(test), func(t *testing.T) {
