@@ -44,22 +44,20 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 	return func(c echo.Context) error {
 		req := c.Request()
 		received := opts.Now()
-		buf := bodies.Get().(*bytes.Buffer)
-		body, err := readBodyInto(buf, req, int64(opts.Config().MaxBodySize))
-		if err != nil {
-			recycle(buf)
-			m.rejected.WithLabelValues(reason(err)).Inc()
-			return err
-		}
-		// Until the sink has answered, the store's writer may still read
-		// body (an Accept that timed out may yet commit): the buffer is
-		// recycled only once it has, and nothing below reads body after.
-		committed := false
+		// The buffer goes back to the pool when the handler returns, unless
+		// the store may still read it: an Accept that failed (timed out) may
+		// yet commit. Nothing here keeps body after returning.
+		buf, held := bodies.Get().(*bytes.Buffer), false
 		defer func() {
-			if committed {
+			if !held {
 				recycle(buf)
 			}
 		}()
+		body, err := readBodyInto(buf, req, int64(opts.Config().MaxBodySize))
+		if err != nil {
+			m.rejected.WithLabelValues(reason(err)).Inc()
+			return err
+		}
 		digest := sha256.Sum256(body)
 		var (
 			msg     *incident.Message
@@ -82,6 +80,7 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 		defer cancel()
 		rec, err := sink.Accept(ctx, incident.Delivery{Message: msg, Raw: body, ReceivedAt: received, Digest: digest, StateHash: state, Partial: partial})
 		if err != nil {
+			held = true
 			m.rejected.WithLabelValues("storage_unavailable").Inc()
 			if incident.KindOf(err) != incident.Unavailable {
 				err = &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
@@ -89,7 +88,6 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 			logger.Warn("notification not committed; answered 503 so that Alertmanager retries", "group_key", msg.GroupKey, "err", err)
 			return err
 		}
-		committed = true
 		if !known {
 			// Only committed bytes are remembered.
 			seen.Add(digest, rememberPayload(msg, state))
