@@ -579,3 +579,44 @@ func TestWebhookKnownBytes(t *testing.T) {
 	require.Equal(t, map[string]float64{"storage_unavailable": 1, "unsupported_version": 2}, e.rejected(t))
 	require.Len(t, rec.deliveries(), 3, "refused bytes never reach the store")
 }
+
+// lateSink stands for a store whose commit outlives the request: it keeps
+// the bytes of a delivery it refused without copying them, as a writer that
+// timed out may still read them.
+type lateSink struct {
+	next webhook.Sink
+	mu   sync.Mutex
+	kept []byte
+}
+
+func (l *lateSink) Accept(ctx context.Context, d incident.Delivery) (incident.Receipt, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kept == nil {
+		l.kept = d.Raw
+		return incident.Receipt{}, &incident.Error{Kind: incident.Unavailable, Msg: "did not commit in time"}
+	}
+	return l.next.Accept(ctx, d)
+}
+
+// TestWebhook_BodyOfAFailedAcceptIsNotReused: the body buffer of a request
+// whose Accept failed stays out of the pool; the requests after it (whose
+// buffers are reused) do not write over it.
+func TestWebhook_BodyOfAFailedAcceptIsNotReused(t *testing.T) {
+	t.Parallel()
+	late := &lateSink{}
+	e := newEnv(t, envOptions{cfg: bearerConfig, wrap: func(s webhook.Sink) webhook.Sink {
+		late.next = s
+		return late
+	}})
+	first := fixture(t, "am_v4_firing.json")
+	require.Equal(t, http.StatusServiceUnavailable, e.post(t, bytes.NewReader(first), bearer(token)).code)
+	other := fixture(t, "am_v4_resolved.json")
+	for range 30 {
+		require.Equal(t, http.StatusOK, e.post(t, bytes.NewReader(other), bearer(token)).code)
+		require.Equal(t, http.StatusBadRequest, e.post(t, strings.NewReader(`{"version":"4"`), bearer(token)).code)
+	}
+	late.mu.Lock()
+	defer late.mu.Unlock()
+	require.Equal(t, string(first), string(late.kept))
+}
