@@ -514,6 +514,12 @@ func (r *recorder) Accept(ctx context.Context, d incident.Delivery) (incident.Re
 	return r.next.Accept(ctx, d)
 }
 
+// wrap puts r between the server and next (envOptions.wrap).
+func (r *recorder) wrap(next webhook.Sink) webhook.Sink {
+	r.next = next
+	return r
+}
+
 func (r *recorder) deliveries() []incident.Delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -527,10 +533,7 @@ func (r *recorder) deliveries() []incident.Delivery {
 func TestWebhookKnownBytes(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	e := newEnv(t, envOptions{cfg: bearerConfig, wrap: func(s webhook.Sink) webhook.Sink {
-		rec.next = s
-		return rec
-	}})
+	e := newEnv(t, envOptions{cfg: bearerConfig, wrap: rec.wrap})
 	body := fixture(t, "am_v4_firing.json")
 	full, err := incident.DecodeMessage(body)
 	require.NoError(t, err)
@@ -589,6 +592,12 @@ type lateSink struct {
 	kept []byte
 }
 
+// wrap puts l between the server and next (envOptions.wrap).
+func (l *lateSink) wrap(next webhook.Sink) webhook.Sink {
+	l.next = next
+	return l
+}
+
 func (l *lateSink) Accept(ctx context.Context, d incident.Delivery) (incident.Receipt, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -605,10 +614,7 @@ func (l *lateSink) Accept(ctx context.Context, d incident.Delivery) (incident.Re
 func TestWebhook_BodyOfAFailedAcceptIsNotReused(t *testing.T) {
 	t.Parallel()
 	late := &lateSink{}
-	e := newEnv(t, envOptions{cfg: bearerConfig, wrap: func(s webhook.Sink) webhook.Sink {
-		late.next = s
-		return late
-	}})
+	e := newEnv(t, envOptions{cfg: bearerConfig, wrap: late.wrap})
 	first := fixture(t, "am_v4_firing.json")
 	require.Equal(t, http.StatusServiceUnavailable, e.post(t, bytes.NewReader(first), bearer(token)).code)
 	other := fixture(t, "am_v4_resolved.json")
