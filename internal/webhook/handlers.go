@@ -181,7 +181,8 @@ const maxPooledBody = 256 << 10
 
 // recycle puts b back in bodies. Its caller must not use the bytes read
 // into it afterwards, nor have handed them to anyone who may (a Sink keeps
-// nothing of a delivery's Raw once it has answered).
+// nothing of a delivery's Raw once it has answered without error; after an
+// error it may still read them, and the handler does not recycle).
 func recycle(b *bytes.Buffer) {
 	if b.Cap() <= maxPooledBody {
 		b.Reset()
