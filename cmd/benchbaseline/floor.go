@@ -18,6 +18,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ const maxBatch = 256
 // which commits whatever is queued in one transaction.
 type floor struct {
 	w, ckpt *sql.DB
+	file    *os.File // for the checkpointer (sqlite.OpenSyncFile)
 	queue   chan row
 	// mu is held for each commit, and by the checkpointer's last pass, as
 	// responder's write gate is (sqlite.Checkpoint).
@@ -58,12 +60,20 @@ func openFloor(ctx context.Context, path string) (*floor, error) {
 		_ = ckpt.Close()
 		return nil, fmt.Errorf("create table: %w", err)
 	}
-	return &floor{w: w, ckpt: ckpt, queue: make(chan row, maxBatch)}, nil
+	file, err := sqlite.OpenSyncFile(path)
+	if err != nil {
+		// The open error is the one to report.
+		_ = w.Close()
+		_ = ckpt.Close()
+		return nil, err
+	}
+	return &floor{w: w, ckpt: ckpt, file: file, queue: make(chan row, maxBatch)}, nil
 }
 
 func (f *floor) close() {
 	_ = f.w.Close()
 	_ = f.ckpt.Close()
+	_ = f.file.Close() // last (see sqlite.OpenSyncFile)
 }
 
 // run is the writer: it commits the queued rows, up to maxBatch at a time,

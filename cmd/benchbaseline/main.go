@@ -64,7 +64,7 @@ func run(args []string) int {
 		}
 		defer f.close()
 		go f.run(ctx)
-		go sqlite.Checkpoint(ctx, f.ckpt, logger, f.pause)
+		go sqlite.Checkpoint(ctx, f.ckpt, f.file, logger, f.pause)
 		handler = f
 	}
 

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,7 +24,13 @@ func TestCheckpoint_RewindsTheWALUnderBackToBackCommits(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "w.db")
 	w, ckpt, err := OpenWriter(ctx, path)
 	require.NoError(t, err)
-	defer func() { require.NoError(t, w.Close()); require.NoError(t, ckpt.Close()) }()
+	file, err := OpenSyncFile(path)
+	require.NoError(t, err)
+	defer func() {
+		require.NoError(t, w.Close())
+		require.NoError(t, ckpt.Close())
+		require.NoError(t, file.Close()) // last (see OpenSyncFile)
+	}()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer func() { close(stop); wg.Wait() }()
@@ -60,7 +67,7 @@ func TestCheckpoint_RewindsTheWALUnderBackToBackCommits(t *testing.T) {
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return commits >= 20 }, 10*time.Second, time.Millisecond)
 	for i := range 5 {
 		seq := walCheckpointSeq(t, path)
-		require.NoError(t, checkpointOnce(ctx, ckpt, slog.New(slog.DiscardHandler), pause))
+		require.NoError(t, checkpointOnce(ctx, ckpt, file, slog.New(slog.DiscardHandler), pause))
 		mu.Lock()
 		before := commits
 		mu.Unlock()
@@ -81,4 +88,48 @@ func walCheckpointSeq(t *testing.T, db string) uint32 {
 	_, err = f.ReadAt(hdr, 0)
 	require.NoError(t, err)
 	return binary.BigEndian.Uint32(hdr[12:16])
+}
+
+// The paused pass flushes the database file before SQLite counts the frames
+// as copied, and the passes before it flush nothing while the writer goes
+// on: so the file is flushed before the writer is paused, and the pause
+// only waits for what was copied since. A flush that fails pauses nothing.
+func TestCheckpoint_FlushesTheFileBeforePausingTheWriter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "w.db")
+	w, ckpt, err := OpenWriter(ctx, path)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, w.Close()); require.NoError(t, ckpt.Close()) }()
+	_, err = w.ExecContext(ctx, `CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)`)
+	require.NoError(t, err)
+	_, err = w.ExecContext(ctx, `INSERT INTO t (b) VALUES (randomblob(3000))`)
+	require.NoError(t, err)
+
+	var events []string
+	pause := func(context.Context) (func(), error) {
+		events = append(events, "pause")
+		return func() { events = append(events, "resume") }, nil
+	}
+	file := &recordingSyncer{events: &events}
+	require.NoError(t, checkpointOnce(ctx, ckpt, file, slog.New(slog.DiscardHandler), pause))
+	require.Equal(t, []string{"sync", "pause", "resume"}, events)
+
+	events = nil
+	file.err = errors.New("disk gone")
+	_, err = w.ExecContext(ctx, `INSERT INTO t (b) VALUES (randomblob(3000))`)
+	require.NoError(t, err)
+	err = checkpointOnce(ctx, ckpt, file, slog.New(slog.DiscardHandler), pause)
+	require.ErrorContains(t, err, "disk gone")
+	require.Equal(t, []string{"sync"}, events, "the writer was paused although the flush failed")
+}
+
+type recordingSyncer struct {
+	events *[]string
+	err    error
+}
+
+func (r *recordingSyncer) Sync() error {
+	*r.events = append(*r.events, "sync")
+	return r.err
 }
