@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,6 +85,7 @@ func Run(t *testing.T, open Opener) {
 		t.Run("ApplyFailure"+name, func(t *testing.T) { testApplyFailure(t, o) })
 	}
 	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
+	t.Run("ClaimOrder", func(t *testing.T) { testClaimOrder(t, open) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
 	t.Run("PlanDeliveries", func(t *testing.T) { testPlanDeliveries(t, open) })
@@ -674,6 +676,47 @@ func testQueue(t *testing.T, open Opener) {
 	require.Len(t, back, 1, "a released job is due at once")
 	require.Equal(t, 1, back[0].Attempts, "a released attempt does not count")
 	require.Equal(t, incident.NotFound, incident.KindOf(s.Retry(ctx, 12345)))
+}
+
+// A claim takes the jobs due longest, whatever their kinds, and those whose
+// lease expired count as due since their run_at.
+func testClaimOrder(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c, nil)
+	ctx := context.Background()
+	enqueue := func(kind string, ref int64) {
+		t.Helper()
+		require.NoError(t, s.Enqueue(ctx, kind, ref, ref, nil))
+		c.Advance(time.Second)
+	}
+	refs := func(jobs []incident.Job) []int64 {
+		var out []int64
+		for _, j := range jobs {
+			out = append(out, j.RefID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	claim := func(n int) []int64 {
+		t.Helper()
+		jobs, err := s.Claim(ctx, "w", n, time.Minute, kinds...)
+		require.NoError(t, err)
+		return refs(jobs)
+	}
+	enqueue("something-else", 9)
+	enqueue(incident.JobRoute, 1)
+	enqueue(incident.JobDeliver, 2)
+	enqueue(incident.JobRoute, 3)
+	enqueue(incident.JobDeliver, 4)
+	require.Equal(t, []int64{1, 2}, claim(2), "the two due longest, of either kind")
+	require.Equal(t, []int64{3}, claim(1))
+
+	// The leases of 1, 2 and 3 expire; 5 and 6 are queued after them.
+	c.Advance(61 * time.Second)
+	enqueue(incident.JobRoute, 5)
+	enqueue(incident.JobRoute, 6)
+	require.Equal(t, []int64{1, 2}, claim(2), "expired leases are due since their run_at")
+	require.Equal(t, []int64{3, 4, 5, 6}, claim(10), "and no job of another kind")
 }
 
 func testConcurrentClaims(t *testing.T, open Opener) {
