@@ -51,10 +51,11 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 		return nil, err
 	}
 	// The readers keep page caches of 512 KiB, not SQLite's 2 MiB each: the
-	// OS page cache holds the file anyway, and the writer's cache is the one
-	// that saves work. Peak RSS at saturation went down by 2-3 MB (median
-	// of three paired runs, 73.5 -> 71.8 MB) with ingest and the drain of
-	// a burst unchanged within the noise (docs/benchmarks.md).
+	// OS page cache holds the file anyway, and the writer's cache (1 MiB,
+	// see OpenWriter) is the one that saves work. Peak RSS at saturation
+	// went down by 2-3 MB (median of three paired runs, 73.5 -> 71.8 MB)
+	// with ingest and the drain of a burst unchanged within the noise
+	// (docs/benchmarks.md).
 	reader, err := openPool(ctx, path, 4, "", "query_only(1)", "cache_size(-512)")
 	if err != nil {
 		// The open error is the one to report.
@@ -85,12 +86,17 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 // wal_autocheckpoint=0 keeps checkpoints off the commit path (they caused
 // 15–70 ms p99 spikes); Checkpoint runs them in the background instead.
 // journal_size_limit cuts a WAL that a burst grew past 64 MiB back to that
-// size when it starts over (see checkpointOnce).
+// size when it starts over (see checkpointOnce). The writer's page cache is
+// 1 MiB, not SQLite's 2: SQLite asks 4,368 bytes per cached page, which
+// the allocator of modernc.org/sqlite serves from an 8 KiB slot, and
+// halving the cache lowered peak RSS at saturation by 2-3 MB (four paired
+// runs, 71.7-73.2 -> 69.2-69.6 MB) with ingest and the drain of a burst
+// unchanged within the noise (docs/benchmarks.md).
 func OpenWriter(ctx context.Context, path string) (writer, ckpt *sql.DB, _ error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
-	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "journal_size_limit(67108864)", "temp_store(MEMORY)")
+	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "journal_size_limit(67108864)", "temp_store(MEMORY)", "cache_size(-1024)")
 	if err != nil {
 		return nil, nil, err
 	}
