@@ -27,9 +27,11 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 	in := placeholders(len(kinds))
 	// Look first, on a reader: several pipelines are woken by every commit
 	// and most find nothing of their kinds, which must not cost a write
-	// on the one writer.
-	probe := `SELECT 1 FROM jobs WHERE (kind IN (` + in + `) AND state = 'queued' AND run_at <= ?)
-		OR (kind IN (` + in + `) AND state = 'running' AND lease_until < ?) LIMIT 1`
+	// on the one writer. Each EXISTS stops at its first index entry; one
+	// OR condition made PostgreSQL read every due job's (a bitmap scan,
+	// 0.7 ms among 10,000).
+	probe := `SELECT EXISTS (SELECT 1 FROM jobs WHERE kind IN (` + in + `) AND state = 'queued' AND run_at <= ?)
+		OR EXISTS (SELECT 1 FROM jobs WHERE kind IN (` + in + `) AND state = 'running' AND lease_until < ?)`
 	pargs := make([]any, 0, 2*len(kinds)+2)
 	for _, k := range kinds {
 		pargs = append(pargs, k)
@@ -39,12 +41,12 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 		pargs = append(pargs, k)
 	}
 	pargs = append(pargs, ns(now))
-	var one int
-	switch err := s.rQueryRow(ctx, probe, pargs...).Scan(&one); {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, nil
+	var due bool
+	switch err := s.rQueryRow(ctx, probe, pargs...).Scan(&due); {
 	case err != nil:
 		return nil, fmt.Errorf("claim jobs: %w", err)
+	case !due:
+		return nil, nil
 	}
 	q, args := s.claimQuery(owner, n, lease, now, kinds)
 	var jobs []incident.Job
@@ -71,19 +73,27 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 // claimQuery is Claim's UPDATE: it leases the n due jobs of kinds that are
 // oldest by run_at (queued and due, or running with an expired lease).
 //
-// On SQLite each kind's due jobs are read in index order (jobs_kind_due),
-// n at most, and only those are sorted. One condition over all kinds made
-// SQLite collect and sort every due job of them for each claim, on the
-// writer, while a burst's incidents waited to be routed: a claim among
-// 10,000 queued jobs took 3.7-5.8 ms, now 0.5-0.8 ms like one among 100
-// (BenchmarkClaim, two runs), and claims went from 12% to 2% of the CPU
-// of draining a burst (docs/benchmarks.md). PostgreSQL locks what it
-// claims (FOR UPDATE SKIP LOCKED), which a compound query cannot; it keeps
-// the one condition.
+// Each kind's due jobs are read in index order (jobs_kind_due), n at most,
+// and only those are sorted with the expired leases. One condition over all
+// kinds made the engines collect and sort every due job of those kinds for
+// each claim, while a burst's incidents waited to be routed: with 10,000
+// queued, a claim took 3.7-5.8 ms on SQLite (on the writer) and 6.6 ms on
+// PostgreSQL, and takes 0.5-0.9 ms now, as with 100 (BenchmarkClaim, the
+// commit included; docs/benchmarks.md). Claims were 12% of the CPU of
+// draining a burst on SQLite, 2% after.
+//
+// PostgreSQL locks what it reads (FOR UPDATE SKIP LOCKED), which a compound
+// query cannot carry: there each kind is a LATERAL subquery, and the rows
+// it locked but the final LIMIT left out stay queued, locked until the
+// claim commits. Its subquery orders by run_at alone, which the index
+// gives (ties come in the index's order): with "run_at, id", a table not
+// yet analysed got a plan that sorted every due job of the kind (5.2 ms
+// with 10,000 queued).
 func (s *Store) claimQuery(owner string, n int, lease time.Duration, now time.Time, kinds []string) (string, []any) {
 	in := placeholders(len(kinds))
-	args := []any{owner, ns(now.Add(lease)), ns(now)}
+	var args []any
 	if s.dialect.SingleWriter {
+		args = append(args, owner, ns(now.Add(lease)), ns(now))
 		var due []string
 		for _, k := range kinds {
 			due = append(due, `SELECT id, run_at FROM (SELECT id, run_at FROM jobs WHERE kind = ? AND state = 'queued' AND run_at <= ? ORDER BY run_at, id LIMIT ?)`)
@@ -99,18 +109,24 @@ func (s *Store) claimQuery(owner string, n int, lease time.Duration, now time.Ti
 		ORDER BY run_at, id LIMIT ?)
 		RETURNING id, kind, ref_id, incident_id, args, attempts, max_attempts, run_at, created_at`, args
 	}
-	for _, k := range kinds {
-		args = append(args, k)
-	}
-	args = append(args, ns(now))
-	for _, k := range kinds {
+	values := make([]string, len(kinds))
+	for i, k := range kinds {
+		values[i] = "(CAST(? AS TEXT))"
 		args = append(args, k)
 	}
 	args = append(args, ns(now), n)
-	return `UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
-		WHERE id IN (SELECT id FROM jobs WHERE (kind IN (` + in + `) AND state = 'queued' AND run_at <= ?)
-			OR (kind IN (` + in + `) AND state = 'running' AND lease_until < ?)
-		ORDER BY run_at, id LIMIT ?` + s.dialect.SkipLocked + `)
+	for _, k := range kinds {
+		args = append(args, k)
+	}
+	args = append(args, ns(now), n, n, owner, ns(now.Add(lease)), ns(now))
+	return `WITH due AS (SELECT d.id, d.run_at FROM (VALUES ` + strings.Join(values, ", ") + `) AS k (kind),
+			LATERAL (SELECT id, run_at FROM jobs WHERE jobs.kind = k.kind AND state = 'queued' AND run_at <= ?
+				ORDER BY run_at LIMIT ?` + s.dialect.SkipLocked + `) AS d),
+		expired AS (SELECT id, run_at FROM jobs WHERE kind IN (` + in + `) AND state = 'running' AND lease_until < ?
+			ORDER BY run_at, id LIMIT ?` + s.dialect.SkipLocked + `),
+		pick AS (SELECT id, run_at FROM due UNION ALL SELECT id, run_at FROM expired ORDER BY run_at, id LIMIT ?)
+		UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
+		WHERE id IN (SELECT id FROM pick)
 		RETURNING id, kind, ref_id, incident_id, args, attempts, max_attempts, run_at, created_at`, args
 }
 

@@ -25,7 +25,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(testenv.WithPostgres(m)) }
 
 // run opens db's store and runs its writer loop until the test ends.
-func run(t *testing.T, db *postgres.DB) {
+func run(t testing.TB, db *postgres.DB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -435,4 +435,13 @@ func TestPostgres_PruneOneReplicaAtATime(t *testing.T) {
 	got, err = s.Prune(ctx, time.Now(), 10)
 	require.NoError(t, err)
 	require.False(t, got.Busy)
+}
+
+func BenchmarkClaim(b *testing.B) {
+	storetest.BenchmarkClaim(b, func(b *testing.B) *store.Store {
+		db, err := postgres.Open(context.Background(), testenv.StartPostgres(b), store.Options{})
+		require.NoError(b, err)
+		run(b, db)
+		return db.Store
+	})
 }
