@@ -89,9 +89,12 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (Pruned,
 	// Notifications of no incident: duplicates, and those whose apply
 	// found nothing new while no incident was open. The alert states a
 	// notification carried first go with it.
+	// The statuses are literals, as in the WHERE of SQLite's partial index
+	// notifications_orphans: SQLite uses a partial index only for a query
+	// whose WHERE implies the index's, which bound values cannot.
 	orphans, err := queryColumn[int64](ctx, s, tx.Tx, `SELECT id FROM notifications
-		WHERE incident_id IS NULL AND status IN (?, ?) AND received_at < ? ORDER BY id LIMIT ?`,
-		[]any{incident.NotificationDuplicate, incident.NotificationProcessed, before, limit})
+		WHERE incident_id IS NULL AND status IN ('`+incident.NotificationDuplicate+`', '`+incident.NotificationProcessed+`') AND received_at < ? ORDER BY id LIMIT ?`,
+		[]any{before, limit})
 	if err != nil {
 		return out, fmt.Errorf("prune: select notifications: %w", err)
 	}
