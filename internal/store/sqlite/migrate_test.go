@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -14,10 +15,12 @@ import (
 	"github.com/responder/responder/internal/store/storetest"
 )
 
-// schemaBefore0010 turns a migrated database back into what 0009 left:
-// the alert states in a rowid table with an index on the hash, and the
-// notifications' index on their incident over every row.
-const schemaBefore0010 = `
+// schemaOf0009 turns a migrated database back into what migration 0009
+// left, rows included: the alert states, the alert groups and the context
+// tables as rowid tables with an index on their keys, and the
+// notifications' index on their incident over every row. It adds an
+// incident context and a context post, which the tests here do not make.
+const schemaOf0009 = `
 CREATE TABLE notification_states_old (
     state_hash      TEXT    PRIMARY KEY,
     notification_id INTEGER NOT NULL
@@ -28,14 +31,43 @@ ALTER TABLE notification_states_old RENAME TO notification_states;
 DROP INDEX notifications_orphans;
 DROP INDEX notifications_incident;
 CREATE INDEX notifications_incident ON notifications (incident_id);
-DELETE FROM schema_migrations WHERE name = '0010_ingest_pages.sql';
+
+CREATE TABLE alert_groups_old (
+    group_key   TEXT    PRIMARY KEY,
+    episode     INTEGER NOT NULL DEFAULT 0,
+    incident_id INTEGER
+);
+INSERT INTO alert_groups_old SELECT group_key, episode, incident_id FROM alert_groups;
+DROP TABLE alert_groups;
+ALTER TABLE alert_groups_old RENAME TO alert_groups;
+
+DROP TABLE incident_context;
+CREATE TABLE incident_context (
+    incident_id BIGINT  PRIMARY KEY,
+    gathered_at BIGINT  NOT NULL,
+    body        TEXT    NOT NULL
+);
+INSERT INTO incident_context VALUES (1, 5, '{"sections":[]}');
+DROP TABLE context_posts;
+CREATE TABLE context_posts (
+    delivery_id BIGINT  PRIMARY KEY,
+    incident_id BIGINT  NOT NULL,
+    step        INTEGER NOT NULL DEFAULT 0,
+    done        INTEGER NOT NULL DEFAULT 0,
+    updated_at  BIGINT  NOT NULL
+);
+INSERT INTO context_posts VALUES (7, 1, 2, 0, 5);
+
+DELETE FROM schema_migrations WHERE name IN ('0010_ingest_pages.sql', '0011_table_keys.sql');
 `
 
-// TestSQLite_Migration0010KeepsTheAlertStates upgrades a database with
-// notifications in it: the alert states survive the new table, so what
-// was delivered before the upgrade is a duplicate after it, and the
-// notifications' indexes are the new ones.
-func TestSQLite_Migration0010KeepsTheAlertStates(t *testing.T) {
+// TestSQLite_UpgradeFrom0009KeepsEveryRow upgrades a database with
+// notifications, an incident, its context and a context post in it:
+// what was delivered before the upgrade is a duplicate after it, the
+// group's next notification updates the same incident, the context and
+// the post are where they were, and the tables and indexes are the new
+// ones.
+func TestSQLite_UpgradeFrom0009KeepsEveryRow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "responder.db")
@@ -66,7 +98,7 @@ func TestSQLite_Migration0010KeepsTheAlertStates(t *testing.T) {
 		require.False(t, accept(db, firing).Duplicate)
 		require.True(t, accept(db, firing).Duplicate)
 		require.NoError(t, db.Settle(ctx))
-		_, err := db.DB().ExecContext(ctx, schemaBefore0010)
+		_, err := db.DB().ExecContext(ctx, schemaOf0009)
 		require.NoError(t, err)
 	})
 	schema := func(name string) string {
@@ -81,6 +113,10 @@ func TestSQLite_Migration0010KeepsTheAlertStates(t *testing.T) {
 	require.Contains(t, schema("notification_states"), "WITHOUT ROWID", "reopening ran 0010 again")
 	require.Contains(t, schema("notifications_incident"), "WHERE incident_id IS NOT NULL")
 	require.Contains(t, schema("notifications_orphans"), "WHERE incident_id IS NULL")
+	require.Contains(t, schema("alert_groups"), "WITHOUT ROWID", "and 0011")
+	require.Contains(t, schema("incident_context"), "incident_id INTEGER PRIMARY KEY")
+	require.Contains(t, schema("context_posts"), "delivery_id INTEGER PRIMARY KEY")
+	require.Contains(t, schema("context_posts_incident"), "(incident_id)")
 	run(func(db *sqlite.DB) {
 		var states, linked int
 		require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT count(*) FROM notification_states`).Scan(&states))
@@ -88,11 +124,46 @@ func TestSQLite_Migration0010KeepsTheAlertStates(t *testing.T) {
 		require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT count(*) FROM notifications INDEXED BY notifications_incident WHERE incident_id > 0`).Scan(&linked))
 		require.Equal(t, 1, linked, "the applied notification is in the index on incidents; its duplicate is not")
 		require.True(t, accept(db, firing).Duplicate, "delivered before the upgrade")
+
 		resolved := *firing
 		data := *firing.Data
 		resolved.Data = &data
 		resolved.Alerts = append(firing.Alerts[:0:0], firing.Alerts...)
-		resolved.Alerts[0].Status = incident.StatusResolved
+		for i := range resolved.Alerts {
+			resolved.Alerts[i].Status = incident.StatusResolved
+		}
 		require.False(t, accept(db, &resolved).Duplicate, "a new state")
+		require.NoError(t, db.Settle(ctx))
+		list, err := db.ListIncidents(ctx, incident.ListFilter{})
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+		require.Equal(t, incident.StatusResolved, list[0].Status)
+		// The group fires again: its next episode, which the group's row
+		// counts (episode 1 again would collide with the first incident).
+		again := resolved
+		data2 := *firing.Data
+		again.Data = &data2
+		again.Alerts = append(firing.Alerts[:0:0], firing.Alerts...)
+		for i := range again.Alerts {
+			again.Alerts[i].StartsAt = again.Alerts[i].StartsAt.Add(time.Hour)
+		}
+		require.False(t, accept(db, &again).Duplicate)
+		require.NoError(t, db.Settle(ctx))
+		list, err = db.ListIncidents(ctx, incident.ListFilter{})
+		require.NoError(t, err)
+		require.Len(t, list, 2, "a second episode")
+		episodes := []int{list[0].Episode, list[1].Episode}
+		require.ElementsMatch(t, []int{1, 2}, episodes, "the group's row kept its episode count")
+
+		var body string
+		require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT body FROM incident_context WHERE incident_id = 1`).Scan(&body))
+		require.JSONEq(t, `{"sections":[]}`, body)
+		posts, err := db.ContextPosts(ctx, 1)
+		require.NoError(t, err)
+		require.Equal(t, map[int64]store.ContextPost{7: {DeliveryID: 7, Step: 2}}, posts)
+		require.NoError(t, db.SaveContextPost(ctx, 1, store.ContextPost{DeliveryID: 7, Step: 3, Done: true}))
+		posts, err = db.ContextPosts(ctx, 1)
+		require.NoError(t, err)
+		require.Equal(t, map[int64]store.ContextPost{7: {DeliveryID: 7, Step: 3, Done: true}}, posts, "an upsert on the new key")
 	})
 }
