@@ -17,9 +17,10 @@ import (
 
 // schemaOf0009 turns a migrated database back into what migration 0009
 // left, rows included: the alert states, the alert groups and the context
-// tables as rowid tables with an index on their keys, and the
-// notifications' index on their incident over every row. It adds an
-// incident context and a context post, which the tests here do not make.
+// tables as rowid tables with an index on their keys, the notifications'
+// index on their incident over every row, and the jobs' indexes of 0005.
+// It adds an incident context and a context post, which the tests here do
+// not make.
 const schemaOf0009 = `
 CREATE TABLE notification_states_old (
     state_hash      TEXT    PRIMARY KEY,
@@ -58,7 +59,11 @@ CREATE TABLE context_posts (
 );
 INSERT INTO context_posts VALUES (7, 1, 2, 0, 5);
 
-DELETE FROM schema_migrations WHERE name IN ('0010_ingest_pages.sql', '0011_table_keys.sql');
+DROP INDEX jobs_kind_due;
+CREATE INDEX jobs_kind_due ON jobs (kind, state, run_at);
+CREATE INDEX jobs_leases ON jobs (state, lease_until);
+
+DELETE FROM schema_migrations WHERE name IN ('0010_ingest_pages.sql', '0011_table_keys.sql', '0012_lease_in_kind_index.sql');
 `
 
 // TestSQLite_UpgradeFrom0009KeepsEveryRow upgrades a database with
@@ -107,7 +112,7 @@ func TestSQLite_UpgradeFrom0009KeepsEveryRow(t *testing.T) {
 		require.NoError(t, err)
 		defer func() { require.NoError(t, db.Close()) }()
 		var sql string
-		require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE name = ?`, name).Scan(&sql))
+		require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT coalesce(max(sql), '') FROM sqlite_master WHERE name = ?`, name).Scan(&sql))
 		return sql
 	}
 	require.Contains(t, schema("notification_states"), "WITHOUT ROWID", "reopening ran 0010 again")
@@ -117,6 +122,8 @@ func TestSQLite_UpgradeFrom0009KeepsEveryRow(t *testing.T) {
 	require.Contains(t, schema("incident_context"), "incident_id INTEGER PRIMARY KEY")
 	require.Contains(t, schema("context_posts"), "delivery_id INTEGER PRIMARY KEY")
 	require.Contains(t, schema("context_posts_incident"), "(incident_id)")
+	require.Contains(t, schema("jobs_kind_due"), "(kind, state, run_at, lease_until)", "and 0012")
+	require.Empty(t, schema("jobs_leases"))
 	run(func(db *sqlite.DB) {
 		var states, linked int
 		require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT count(*) FROM notification_states`).Scan(&states))
