@@ -17,7 +17,8 @@
 #     each body, and nothing else) beside the baseline, and drives it with the
 #     saturation and the open-loop loads, distinct payloads: what durability
 #     alone costs here;
-#   - samples the server's VmHWM/VmRSS and utime+stime around each phase.
+#   - samples the server's VmHWM/VmRSS and utime+stime around each phase,
+#     and the machine's steal time (a busy host shows there first).
 # It prints the medians, the ratio responder/baseline, p99 at RATE req/s,
 # peak RSS, CPU µs per request and the exact commands.
 #
@@ -285,6 +286,11 @@ stop_server() {
 # mem_kb PID FIELD: VmHWM or VmRSS in kB.
 mem_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
+# steal_ticks: the machine's steal time so far (/proc/stat), in ticks: the
+# time a virtual machine's CPUs were ready to run but the host ran someone
+# else. On a shared host it moves every number here, the baseline's too.
+steal_ticks() { awk '$1 == "cpu" { print $9; exit }' /proc/stat; }
+NCPU=$(nproc)
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
@@ -301,7 +307,12 @@ measure() {
 		pg0=$(pg_cpu_ticks)
 	fi
 	t0=$(cpu_ticks "$SERVER_PID")
+	local st0 st1 w0 w1
+	st0=$(steal_ticks)
+	w0=$(date +%s%N)
 	out=$("$@")
+	w1=$(date +%s%N)
+	st1=$(steal_ticks)
 	t1=$(cpu_ticks "$SERVER_PID")
 	if [[ $server == responder-pg ]]; then
 		pg1=$(pg_cpu_ticks)
@@ -334,6 +345,9 @@ measure() {
 			record "$server" "$phase" "$tool" pg_cpu_us_per_req "$(((pg1 - pg0) * 1000000 / CLK_TCK / reqs))"
 		fi
 	fi
+	# Steal time as a share of all CPUs' time during the load.
+	local steal_pct=$(((st1 - st0) * 1000000000 / CLK_TCK * 100 / ((w1 - w0) * NCPU)))
+	record "$server" "$phase" "$tool" steal_pct "$steal_pct"
 	record "$server" "$phase" "$tool" vmhwm_mb "$(($(mem_kb "$SERVER_PID" VmHWM) / 1024))"
 	record "$server" "$phase" "$tool" vmrss_mb "$(($(mem_kb "$SERVER_PID" VmRSS) / 1024))"
 	# Of the RSS: anonymous memory (heap, stacks, SQLite's page cache) and
@@ -346,7 +360,7 @@ measure() {
 		record "$server" "$phase" "$tool" applied "$(grep -c 'msg="incident opened"' "$SERVER_LOG" || true)"
 		record "$server" "$phase" "$tool" accepted "$reqs"
 	fi
-	log "$server $phase $tool: rps=$rps p50=${p50}ms p99=${p99}ms max=${mx}ms errors=$errs cpu=$((reqs > 0 ? cpu_us / reqs : 0))us/req"
+	log "$server $phase $tool: rps=$rps p50=${p50}ms p99=${p99}ms max=${mx}ms errors=$errs cpu=$((reqs > 0 ? cpu_us / reqs : 0))us/req steal=${steal_pct}%"
 }
 
 loadgen() { "$BIN/loadgen" --payload="$PAYLOAD" --json "$@"; }
@@ -517,6 +531,7 @@ echo "ratio responder/baseline, saturation, identical payloads: loadgen $(ratio 
 echo "p99 at $RATE req/s open loop (distinct), from scheduled send time: $(median responder "open-$RATE-distinct" loadgen p99_ms) ms   (target <= 5 ms)"
 echo "p99 at $RATE req/s open loop (identical), from scheduled send time: $(median responder "open-$RATE-identical" loadgen p99_ms) ms"
 echo "p99 of the baseline at $RATE req/s (what the load generator and the machine cost on their own): $(median baseline "open-$RATE" loadgen p99_ms) ms"
+echo "steal time (the host running others on this machine's CPUs), % of the CPUs' time during a phase: median $(awk -F'\t' '$4 == "steal_pct" { print $5 }' "$RESULTS" | median_of), most $(awk -F'\t' '$4 == "steal_pct" && $5 > m { m = $5 } END { print m + 0 }' "$RESULTS")"
 echo "floor (benchbaseline --floor.storage-path: decode and an fsynced group commit, nothing else), distinct payloads:"
 echo "  ratio floor/baseline, saturation: loadgen $(ratio saturation-distinct loadgen floor)x; median of each round's own ratio: $(round_ratios saturation-distinct loadgen floor)"
 echo "  p99 at $RATE req/s: $(median floor "open-$RATE-distinct" loadgen p99_ms) ms; CPU µs/req at saturation: floor $(median floor saturation-distinct loadgen cpu_us_per_req), responder $(median responder saturation-distinct loadgen cpu_us_per_req), baseline $(median baseline saturation loadgen cpu_us_per_req)"
