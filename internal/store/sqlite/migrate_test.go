@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/alertmanager/template"
 	"github.com/stretchr/testify/require"
 
 	"github.com/responder/responder/internal/incident"
@@ -99,6 +100,16 @@ func TestSQLite_UpgradeFrom0009KeepsEveryRow(t *testing.T) {
 		require.NoError(t, err)
 		return rec
 	}
+	// variant is firing with each alert changed by change.
+	variant := func(change func(a *template.Alert)) *incident.Message {
+		m, data := *firing, *firing.Data
+		m.Data = &data
+		m.Alerts = append(firing.Alerts[:0:0], firing.Alerts...)
+		for i := range m.Alerts {
+			change(&m.Alerts[i])
+		}
+		return &m
+	}
 	run(func(db *sqlite.DB) {
 		require.False(t, accept(db, firing).Duplicate)
 		require.True(t, accept(db, firing).Duplicate)
@@ -106,24 +117,24 @@ func TestSQLite_UpgradeFrom0009KeepsEveryRow(t *testing.T) {
 		_, err := db.DB().ExecContext(ctx, schemaOf0009)
 		require.NoError(t, err)
 	})
-	schema := func(name string) string {
-		t.Helper()
-		db, err := sqlite.Open(ctx, path, store.Options{Now: c.Now})
-		require.NoError(t, err)
-		defer func() { require.NoError(t, db.Close()) }()
-		var sql string
-		require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT coalesce(max(sql), '') FROM sqlite_master WHERE name = ?`, name).Scan(&sql))
-		return sql
-	}
-	require.Contains(t, schema("notification_states"), "WITHOUT ROWID", "reopening ran 0010 again")
-	require.Contains(t, schema("notifications_incident"), "WHERE incident_id IS NOT NULL")
-	require.Contains(t, schema("notifications_orphans"), "WHERE incident_id IS NULL")
-	require.Contains(t, schema("alert_groups"), "WITHOUT ROWID", "and 0011")
-	require.Contains(t, schema("incident_context"), "incident_id INTEGER PRIMARY KEY")
-	require.Contains(t, schema("context_posts"), "delivery_id INTEGER PRIMARY KEY")
-	require.Contains(t, schema("context_posts_incident"), "(incident_id)")
-	require.Contains(t, schema("jobs_kind_due"), "(kind, state, run_at, lease_until)", "and 0012")
-	require.Empty(t, schema("jobs_leases"))
+	// Reopening runs 0010-0012 again; the schema is read once, after.
+	run(func(db *sqlite.DB) {
+		schema := func(name string) string {
+			t.Helper()
+			var sql string
+			require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT coalesce(max(sql), '') FROM sqlite_master WHERE name = ?`, name).Scan(&sql))
+			return sql
+		}
+		require.Contains(t, schema("notification_states"), "WITHOUT ROWID", "0010")
+		require.Contains(t, schema("notifications_incident"), "WHERE incident_id IS NOT NULL")
+		require.Contains(t, schema("notifications_orphans"), "WHERE incident_id IS NULL")
+		require.Contains(t, schema("alert_groups"), "WITHOUT ROWID", "0011")
+		require.Contains(t, schema("incident_context"), "incident_id INTEGER PRIMARY KEY")
+		require.Contains(t, schema("context_posts"), "delivery_id INTEGER PRIMARY KEY")
+		require.Contains(t, schema("context_posts_incident"), "(incident_id)")
+		require.Contains(t, schema("jobs_kind_due"), "(kind, state, run_at, lease_until)", "0012")
+		require.Empty(t, schema("jobs_leases"))
+	})
 	run(func(db *sqlite.DB) {
 		var states, linked int
 		require.NoError(t, db.DB().QueryRowContext(ctx, `SELECT count(*) FROM notification_states`).Scan(&states))
@@ -132,14 +143,8 @@ func TestSQLite_UpgradeFrom0009KeepsEveryRow(t *testing.T) {
 		require.Equal(t, 1, linked, "the applied notification is in the index on incidents; its duplicate is not")
 		require.True(t, accept(db, firing).Duplicate, "delivered before the upgrade")
 
-		resolved := *firing
-		data := *firing.Data
-		resolved.Data = &data
-		resolved.Alerts = append(firing.Alerts[:0:0], firing.Alerts...)
-		for i := range resolved.Alerts {
-			resolved.Alerts[i].Status = incident.StatusResolved
-		}
-		require.False(t, accept(db, &resolved).Duplicate, "a new state")
+		resolved := variant(func(a *template.Alert) { a.Status = incident.StatusResolved })
+		require.False(t, accept(db, resolved).Duplicate, "a new state")
 		require.NoError(t, db.Settle(ctx))
 		list, err := db.ListIncidents(ctx, incident.ListFilter{})
 		require.NoError(t, err)
@@ -147,14 +152,8 @@ func TestSQLite_UpgradeFrom0009KeepsEveryRow(t *testing.T) {
 		require.Equal(t, incident.StatusResolved, list[0].Status)
 		// The group fires again: its next episode, which the group's row
 		// counts (episode 1 again would collide with the first incident).
-		again := resolved
-		data2 := *firing.Data
-		again.Data = &data2
-		again.Alerts = append(firing.Alerts[:0:0], firing.Alerts...)
-		for i := range again.Alerts {
-			again.Alerts[i].StartsAt = again.Alerts[i].StartsAt.Add(time.Hour)
-		}
-		require.False(t, accept(db, &again).Duplicate)
+		again := variant(func(a *template.Alert) { a.StartsAt = a.StartsAt.Add(time.Hour) })
+		require.False(t, accept(db, again).Duplicate)
 		require.NoError(t, db.Settle(ctx))
 		list, err = db.ListIncidents(ctx, incident.ListFilter{})
 		require.NoError(t, err)
