@@ -50,13 +50,16 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pageCacheErr != nil {
+		opts.Logger.WarnContext(ctx, "SQLite's page caches are not in their shared buffer; at saturation they take about 3 MB more memory", "err", pageCacheErr)
+	}
 	// The readers keep page caches of 512 KiB, not SQLite's 2 MiB each: the
 	// OS page cache holds the file anyway, and the writer's cache (1 MiB,
 	// see OpenWriter) is the one that saves work. Peak RSS at saturation
 	// went down by 2-3 MB (median of three paired runs, 73.5 -> 71.8 MB)
 	// with ingest and the drain of a burst unchanged within the noise
 	// (docs/benchmarks.md).
-	reader, err := openPool(ctx, path, 4, "", "query_only(1)", "cache_size(-512)")
+	reader, err := openPool(ctx, path, readers, "", "query_only(1)", cacheSize(readerCacheKiB))
 	if err != nil {
 		// The open error is the one to report.
 		_ = writer.Close()
@@ -87,22 +90,22 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 // 15–70 ms p99 spikes); Checkpoint runs them in the background instead.
 // journal_size_limit cuts a WAL that a burst grew past 64 MiB back to that
 // size when it starts over (see checkpointOnce). The writer's page cache is
-// 1 MiB, not SQLite's 2: SQLite asks 4,368 bytes per cached page, which
-// the allocator of modernc.org/sqlite serves from an 8 KiB slot, and
-// halving the cache lowered peak RSS at saturation by 2-3 MB (four paired
-// runs, 71.7-73.2 -> 69.2-69.6 MB) with ingest and the drain of a burst
-// unchanged within the noise (docs/benchmarks.md).
+// 1 MiB, not SQLite's 2: halving it lowered peak RSS at saturation by 2-3 MB
+// (four paired runs, 71.7-73.2 -> 69.2-69.6 MB, when each cached page still
+// took an 8 KiB slot of modernc.org/sqlite's allocator; see
+// configurePageCache) with ingest and the drain of a burst unchanged within
+// the noise (docs/benchmarks.md).
 func OpenWriter(ctx context.Context, path string) (writer, ckpt *sql.DB, _ error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
-	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "journal_size_limit(67108864)", "temp_store(MEMORY)", "cache_size(-1024)")
+	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "journal_size_limit(67108864)", "temp_store(MEMORY)", cacheSize(writerCacheKiB))
 	if err != nil {
 		return nil, nil, err
 	}
 	// The checkpointer copies WAL frames into the file; it reads little
 	// through its own page cache.
-	ckpt, err = openPool(ctx, path, 1, "", "cache_size(-128)")
+	ckpt, err = openPool(ctx, path, 1, "", cacheSize(ckptCacheKiB))
 	if err != nil {
 		_ = writer.Close() // the open error is the one to report
 		return nil, nil, err
@@ -124,6 +127,9 @@ func OpenSyncFile(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// cacheSize is the pragma that sets a connection's page cache to kib KiB.
+func cacheSize(kib int) string { return fmt.Sprintf("cache_size(-%d)", kib) }
 
 func openPool(ctx context.Context, path string, conns int, txlock string, pragmas ...string) (*sql.DB, error) {
 	q := url.Values{}
