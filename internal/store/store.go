@@ -162,7 +162,12 @@ func New(w, r *sql.DB, d Dialect, opts Options) *Store {
 	}
 	return &Store{
 		w: w, r: r, gate: gate, dialect: d, opts: opts, logger: opts.Logger, payloads: payloads,
-		accepts:  make(chan acceptReq, 4096),
+		// A group commit takes at most MaxBatch deliveries from accepts, so
+		// a longer queue would only hold more requests' memory: with 4,096
+		// the queue's buffer alone was 0.48 MB of live heap (about 120 bytes
+		// a delivery). Beyond it, requests wait in Accept's send, as they
+		// would for their turn in the queue.
+		accepts:  make(chan acceptReq, opts.MaxBatch),
 		lends:    make(chan *lendReq, 1024),
 		stopped:  make(chan struct{}),
 		applyNow: make(chan struct{}, 1),
