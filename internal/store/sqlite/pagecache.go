@@ -17,7 +17,7 @@ import (
 // of every statement prepared on the pool and of its lookaside memory
 // (about 270 KB besides its page cache), and the reads are short (probes,
 // API pages, metrics). Peak RSS at saturation was lower in 7 of 8 paired
-// runs (median 61.8 against 63.1 MB) with no difference in CPU per request
+// runs (median 61.9 against 63.3 MB) with no difference in CPU per request
 // (docs/benchmarks.md).
 const (
 	readers        = 2
