@@ -39,7 +39,7 @@ var pageHeaderSize int32
 // the caches of one store's connections. SQLite asks 4,368 bytes for each
 // cached page (a 4 KiB page and its headers), and the allocator of
 // modernc.org/sqlite serves that from an 8 KiB slot: the caches' 3.3 MB
-// took about 7 MB of memory at saturation. In the buffer a page takes its
+// (with four readers then) took about 7 MB of memory at saturation. In the buffer a page takes its
 // 4,368 bytes; when the buffer is full (several stores in one process, as
 // in the tests, or pages larger than 4 KiB) SQLite falls back to its
 // allocator. Peak RSS at saturation went down by about 3 MB (three paired
