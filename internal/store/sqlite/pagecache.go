@@ -49,7 +49,10 @@ var pageHeaderSize int32
 // It must run before SQLite initialises, which modernc.org/sqlite does on
 // the first open of a database: so from a package variable, which Go
 // initialises before anything in the program can open one. The buffer is
-// never freed: SQLite keeps it for the life of the process.
+// never freed: SQLite keeps it for the life of the process. Its pages are
+// touched only when SQLite initialises (it threads its free list through
+// the slots then), so a process that never opens a SQLite database, such as
+// responder on PostgreSQL, has only the address space reserved.
 func configurePageCache() error {
 	tls := libc.NewTLS()
 	defer tls.Close()
