@@ -440,7 +440,8 @@ run_responder() {
 	stop_server
 }
 
-log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-)"
+MACHINE="$NCPU cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-)"
+log "machine: $MACHINE"
 if [[ " $ENGINES " == *" postgres "* ]]; then
 	start_postgres
 fi
@@ -480,7 +481,7 @@ maxof() {
 
 echo
 echo "# responder benchmark: medians of $ROUNDS rounds ($(date -u +%FT%TZ))"
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-), payload $(basename "$PAYLOAD") ($(wc -c <"$PAYLOAD") bytes)"
+echo "machine: $MACHINE, payload $(basename "$PAYLOAD") ($(wc -c <"$PAYLOAD") bytes)"
 echo
 printf '| %-12s | %-22s | %-7s | %9s | %8s | %8s | %8s | %6s | %9s | %8s | %8s | %14s |\n' \
 	server phase tool "req/s" "p50 ms" "p99 ms" "max ms" errors "CPU µs/req" "HWM MB" "RSS MB" "applied/accepted"
