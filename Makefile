@@ -58,12 +58,16 @@ vet:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeWebhook$$' -fuzztime=$(FUZZTIME) ./internal/incident/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeIdentity$$' -fuzztime=$(FUZZTIME) ./internal/incident/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDeployment$$' -fuzztime=$(FUZZTIME) ./internal/webhook/
+	$(GO) test -run='^$$' -fuzz='^FuzzSlackInteractions$$' -fuzztime=$(FUZZTIME) ./internal/webhook/
+	$(GO) test -run='^$$' -fuzz='^FuzzVerifySlackSignature$$' -fuzztime=$(FUZZTIME) ./internal/webhook/
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config/
 	$(GO) test -run='^$$' -fuzz='^FuzzRoute$$' -fuzztime=$(FUZZTIME) ./internal/routing/
 	$(GO) test -run='^$$' -fuzz='^FuzzExprFromGeneratorURL$$' -fuzztime=$(FUZZTIME) ./internal/context/promql/
 	$(GO) test -run='^$$' -fuzz='^FuzzEscapeString$$' -fuzztime=$(FUZZTIME) ./internal/context/promql/
 	$(GO) test -run='^$$' -fuzz='^FuzzFold$$' -fuzztime=$(FUZZTIME) ./internal/context/logs/
 	$(GO) test -run='^$$' -fuzz='^FuzzResolveParams$$' -fuzztime=$(FUZZTIME) ./internal/remediation/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRunbook$$' -fuzztime=$(FUZZTIME) ./internal/remediation/
 	$(GO) test -run='^$$' -fuzz='^FuzzPayload$$' -fuzztime=$(FUZZTIME) ./internal/store/
 
 ## bench: Go benchmarks, the notification benchmarks, and the loopback load test against a baseline (see docs/benchmarks.md)

@@ -31,29 +31,37 @@ func mustParse(t *testing.T, text string) *Runbook {
 	return rb
 }
 
+const rejectHead = "name: rb\nmatch: ['alertname=\"A\"']\nparams:\n  host: { label: host, pattern: '^[a-z]+$' }\n"
+
+// rejectedRunbooks are runbooks Parse refuses, each with a part of the
+// error it gives.
+var rejectedRunbooks = map[string]struct{ text, want string }{
+	"unknown nested key":           {rejectHead + "steps:\n  - name: s\n    exec: { command: /bin/true, shell: true }\n", "field shell not found"},
+	"labels in exec args":          {rejectHead + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ .Labels.host }}'] }\n", ".Labels may not be used here"},
+	"labels in http url":           {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: 'https://a.example/{{ .Labels.host }}' }\n", ".Labels may not be used here"},
+	"labels in kubernetes name":    {rejectHead + "steps:\n  - name: s\n    kubernetes: { action: delete_pod, namespace: ns, pod: '{{ .Labels.host }}' }\n", ".Labels may not be used here"},
+	"templated host":               {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: 'https://{{ .Params.host }}.example/' }\n", "host must be literal"},
+	"credentials in host":          {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: 'https://u:p@a.example/' }\n", "host must be literal"},
+	"relative command":             {rejectHead + "steps:\n  - name: s\n    exec: { command: bin/true }\n", "clean absolute path"},
+	"templated command":            {rejectHead + "steps:\n  - name: s\n    exec: { command: '/bin/{{ .Params.host }}' }\n", "must not be templated"},
+	"undefined param":              {rejectHead + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ .Params.nope }}'] }\n", "undefined parameter"},
+	"template function":            {rejectHead + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ printf \"%s\" .Params.host }}'] }\n", "not defined"},
+	"index on root":                {rejectHead + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ index . \"Labels\" }}'] }\n", "not defined"},
+	"scale without bounds":         {rejectHead + "steps:\n  - name: s\n    kubernetes: { action: scale, namespace: ns, deployment: d, delta: 1 }\n", "min_replicas and max_replicas"},
+	"two kinds":                    {rejectHead + "steps:\n  - name: s\n    wait: { duration: 1s }\n    exec: { command: /bin/true }\n", "exactly one of"},
+	"pattern matching empty":       {"name: rb\nmatch: ['a=\"b\"']\nparams:\n  x: { label: x, pattern: '.*' }\nsteps:\n  - name: s\n    wait: { duration: 1s }\n", "matches the empty string"},
+	"no match":                     {"name: rb\nsteps:\n  - name: s\n    wait: { duration: 1s }\n", "at least one matcher"},
+	"step timeout too long":        {rejectHead + "steps:\n  - name: s\n    exec: { command: /bin/true, timeout: 1h }\n", "timeout"},
+	"exec env templated":           {rejectHead + "steps:\n  - name: s\n    exec: { command: /bin/true, env: { X: '{{ .Params.host }}' } }\n", "must not be templated"},
+	"namespace with a dot":         {rejectHead + "steps:\n  - name: s\n    kubernetes: { action: rollout_restart, namespace: a.b, deployment: d }\n", "kubernetes.namespace"},
+	"url with a bad escape":        {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: 'https://a.example/%zz?q={{ .Params.host }}' }\n", "not a valid URL"},
+	"url with a control character": {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: \"https://a.example/\\x7f\" }\n", "not a valid URL"},
+	"silence label name templated": {rejectHead + "steps:\n  - name: s\n    silence: { matchers: ['{{ .Params.host }}=\"x\"'], duration: 1h }\n", "silence.matchers[0]"},
+}
+
 func TestParse_Rejects(t *testing.T) {
 	t.Parallel()
-	const head = "name: rb\nmatch: ['alertname=\"A\"']\nparams:\n  host: { label: host, pattern: '^[a-z]+$' }\n"
-	for name, tc := range map[string]struct{ text, want string }{
-		"unknown nested key":           {head + "steps:\n  - name: s\n    exec: { command: /bin/true, shell: true }\n", "field shell not found"},
-		"labels in exec args":          {head + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ .Labels.host }}'] }\n", ".Labels may not be used here"},
-		"labels in http url":           {head + "steps:\n  - name: s\n    http: { method: GET, url: 'https://a.example/{{ .Labels.host }}' }\n", ".Labels may not be used here"},
-		"labels in kubernetes name":    {head + "steps:\n  - name: s\n    kubernetes: { action: delete_pod, namespace: ns, pod: '{{ .Labels.host }}' }\n", ".Labels may not be used here"},
-		"templated host":               {head + "steps:\n  - name: s\n    http: { method: GET, url: 'https://{{ .Params.host }}.example/' }\n", "host must be literal"},
-		"credentials in host":          {head + "steps:\n  - name: s\n    http: { method: GET, url: 'https://u:p@a.example/' }\n", "host must be literal"},
-		"relative command":             {head + "steps:\n  - name: s\n    exec: { command: bin/true }\n", "clean absolute path"},
-		"templated command":            {head + "steps:\n  - name: s\n    exec: { command: '/bin/{{ .Params.host }}' }\n", "must not be templated"},
-		"undefined param":              {head + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ .Params.nope }}'] }\n", "undefined parameter"},
-		"template function":            {head + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ printf \"%s\" .Params.host }}'] }\n", "not defined"},
-		"index on root":                {head + "steps:\n  - name: s\n    exec: { command: /bin/true, args: ['{{ index . \"Labels\" }}'] }\n", "not defined"},
-		"scale without bounds":         {head + "steps:\n  - name: s\n    kubernetes: { action: scale, namespace: ns, deployment: d, delta: 1 }\n", "min_replicas and max_replicas"},
-		"two kinds":                    {head + "steps:\n  - name: s\n    wait: { duration: 1s }\n    exec: { command: /bin/true }\n", "exactly one of"},
-		"pattern matching empty":       {"name: rb\nmatch: ['a=\"b\"']\nparams:\n  x: { label: x, pattern: '.*' }\nsteps:\n  - name: s\n    wait: { duration: 1s }\n", "matches the empty string"},
-		"no match":                     {"name: rb\nsteps:\n  - name: s\n    wait: { duration: 1s }\n", "at least one matcher"},
-		"step timeout too long":        {head + "steps:\n  - name: s\n    exec: { command: /bin/true, timeout: 1h }\n", "timeout"},
-		"exec env templated":           {head + "steps:\n  - name: s\n    exec: { command: /bin/true, env: { X: '{{ .Params.host }}' } }\n", "must not be templated"},
-		"silence label name templated": {head + "steps:\n  - name: s\n    silence: { matchers: ['{{ .Params.host }}=\"x\"'], duration: 1h }\n", "silence.matchers[0]"},
-	} {
+	for name, tc := range rejectedRunbooks {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			_, err := Parse([]byte(tc.text))

@@ -399,6 +399,12 @@ func (h *HTTPStep) validate(rb *Runbook) error {
 	if err != nil {
 		return fmt.Errorf("http.url: %w", err)
 	}
+	// Values are escaped where they land, so the text as written must
+	// already parse: a stray '%' or a control character would fail every
+	// run. The error leaves the URL out, as it may hold a token.
+	if _, err := url.Parse(h.URL); err != nil {
+		return errors.New("http.url: not a valid URL: a '%' must start an escape like %2F, and control characters are not allowed")
+	}
 	if err := checkTemplate(rest, rb, false); err != nil {
 		return fmt.Errorf("http.url: %w", err)
 	}
@@ -448,7 +454,12 @@ func (k *KubernetesStep) validate(rb *Runbook) error {
 		if err := checkTemplate(f.v, rb, false); err != nil {
 			return fmt.Errorf("kubernetes.%s: %w", f.name, err)
 		}
-		if f.v != "" && !strings.Contains(f.v, "{{") && !dnsNameRE.MatchString(f.v) {
+		// A namespace is an RFC 1123 label: no dots, at most 63.
+		re := dnsNameRE
+		if f.name == "namespace" {
+			re = namespaceRE
+		}
+		if f.v != "" && !strings.Contains(f.v, "{{") && !re.MatchString(f.v) {
 			return fmt.Errorf("kubernetes.%s: %q is not a valid name", f.name, f.v)
 		}
 	}

@@ -3,6 +3,8 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -68,11 +70,17 @@ func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
 }
 
 // ParseDeployment decodes and validates a deployment request: service is
-// required, every field is short, valid UTF-8 text, url is http(s) and
-// deployed_at is RFC 3339 and not in the future (now when absent).
+// required, the body and every field are valid UTF-8, every field is one
+// short line, url is http(s) and deployed_at is RFC 3339, not in the future
+// and not before 1970 (now when absent).
 func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 	invalid := func(msg string) error {
 		return &incident.Error{Kind: incident.Invalid, Code: "invalid_deployment", Msg: msg}
+	}
+	// encoding/json would turn invalid bytes into U+FFFD and record
+	// something the pipeline never sent.
+	if !utf8.Valid(body) {
+		return incident.Deployment{}, invalid("malformed deployment: not valid UTF-8")
 	}
 	var r DeploymentRequest
 	dec := json.NewDecoder(strings.NewReader(string(body)))
@@ -80,7 +88,9 @@ func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 	if err := dec.Decode(&r); err != nil {
 		return incident.Deployment{}, invalid("malformed deployment: " + err.Error())
 	}
-	if dec.More() {
+	// Only white space may follow the object. dec.More alone would let a
+	// stray ']' or '}' through.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return incident.Deployment{}, invalid("malformed deployment: trailing data")
 	}
 	fields := map[string]string{
@@ -111,6 +121,11 @@ func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 		}
 		if t.After(now.Add(5 * time.Minute)) {
 			return incident.Deployment{}, invalid("deployed_at: must not be in the future")
+		}
+		// Storage keeps Unix nanoseconds, which wrap around before 1678: a
+		// time in 1441 would come back as one in 2025.
+		if t.Before(time.Unix(0, 0)) {
+			return incident.Deployment{}, invalid("deployed_at: must not be before 1970")
 		}
 		at = t
 	}

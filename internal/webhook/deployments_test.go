@@ -87,6 +87,9 @@ func TestRecordDeployment(t *testing.T) {
 		"multi-line":        `{"service":"a\nb"}`,
 		"too long":          `{"service":"` + strings.Repeat("a", 600) + `"}`,
 		"trailing document": `{"service":"a"}{"service":"b"}`,
+		"trailing bracket":  `{"service":"a"}]`,
+		"not utf-8":         "{\"service\":\"\xff\"}",
+		"before 1970":       `{"service":"a","deployed_at":"1441-03-02T10:00:00Z"}`,
 	} {
 		code, body := post(bad, token)
 		require.Equal(t, http.StatusBadRequest, code, "%s: %s", name, body)

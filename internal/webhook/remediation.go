@@ -66,37 +66,77 @@ func handleSlackInteractions(opts Options, m *metrics) echo.HandlerFunc {
 		if opts.Remediation == nil {
 			return &incident.Error{Kind: incident.NotFound, Code: "no_remediation", Msg: "remediation is not available"}
 		}
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return &incident.Error{Kind: incident.Invalid, Code: "malformed_form", Msg: "malformed form body"}
-		}
-		var p interactionPayload
-		if err := json.Unmarshal([]byte(form.Get("payload")), &p); err != nil {
-			return &incident.Error{Kind: incident.Invalid, Code: "malformed_payload", Msg: "malformed interaction payload"}
-		}
-		if p.Type != "block_actions" || p.User.ID == "" {
+		in, perr := parseInteraction(body)
+		if in.User == "" {
+			if perr != nil {
+				return perr
+			}
 			return c.NoContent(http.StatusOK)
 		}
 		var msgs []string
-		for _, a := range p.Actions {
-			if a.ActionID != ActionApprove && a.ActionID != ActionReject {
-				continue
-			}
-			id, err := strconv.ParseInt(a.Value, 10, 64)
-			if err != nil || id <= 0 {
-				return &incident.Error{Kind: incident.Invalid, Code: "bad_action", Msg: "action value is not a run ID"}
-			}
+		for _, d := range in.Decisions {
 			// The decision must not depend on Slack waiting for the answer.
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), 5*time.Second)
-			msg, err := opts.Remediation.Decide(ctx, id, p.User.ID, a.ActionID == ActionApprove)
+			msg, err := opts.Remediation.Decide(ctx, d.RunID, in.User, d.Approve)
 			cancel()
 			if err != nil {
 				return err
 			}
 			msgs = append(msgs, msg)
 		}
+		// A click whose value is not a run ID is refused after the ones
+		// before it were decided.
+		if perr != nil {
+			return perr
+		}
 		return c.JSON(http.StatusOK, map[string]any{"response_type": "ephemeral", "replace_original": false, "text": strings.Join(msgs, "\n")})
 	}
+}
+
+// interaction is what a verified Slack interaction request asks of
+// responder.
+type interaction struct {
+	// User is the Slack user who clicked; empty when the request is not a
+	// block_actions click by a user, which responder ignores.
+	User string
+	// Decisions are the Approve and Reject clicks, in order.
+	Decisions []decision
+}
+
+// decision is one Approve or Reject click.
+type decision struct {
+	RunID   int64
+	Approve bool
+}
+
+// parseInteraction reads an interaction request body: a form whose payload
+// field is Slack's JSON. Actions other than Approve and Reject are skipped.
+// When an Approve or Reject value is not a run ID, it returns the decisions
+// before it along with the error, and the handler applies those first.
+func parseInteraction(body []byte) (interaction, error) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return interaction{}, &incident.Error{Kind: incident.Invalid, Code: "malformed_form", Msg: "malformed form body"}
+	}
+	var p interactionPayload
+	if err := json.Unmarshal([]byte(form.Get("payload")), &p); err != nil {
+		return interaction{}, &incident.Error{Kind: incident.Invalid, Code: "malformed_payload", Msg: "malformed interaction payload"}
+	}
+	if p.Type != "block_actions" || p.User.ID == "" {
+		return interaction{}, nil
+	}
+	in := interaction{User: p.User.ID}
+	for _, a := range p.Actions {
+		if a.ActionID != ActionApprove && a.ActionID != ActionReject {
+			continue
+		}
+		id, err := strconv.ParseInt(a.Value, 10, 64)
+		if err != nil || id <= 0 {
+			return in, &incident.Error{Kind: incident.Invalid, Code: "bad_action", Msg: "action value is not a run ID"}
+		}
+		in.Decisions = append(in.Decisions, decision{RunID: id, Approve: a.ActionID == ActionApprove})
+	}
+	return in, nil
 }
 
 // interactionPayload is the part of a block_actions payload responder reads.
