@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -45,6 +46,29 @@ const maxDeploymentBody = 16 << 10
 // maxFieldLen bounds each text field.
 const maxFieldLen = 512
 
+// maxErrorText bounds the decoder's message quoted in a 400.
+const maxErrorText = 200
+
+// oneLine reports whether v is one line of text: no control character but
+// tab (C0, DEL and C1, which hold the line breaks CR, LF and NEL and the
+// terminal escape), and no Unicode line or paragraph separator.
+func oneLine(v string) bool {
+	return !strings.ContainsFunc(v, func(r rune) bool {
+		return (unicode.IsControl(r) && r != '\t') || r == '\u2028' || r == '\u2029'
+	})
+}
+
+// clip shortens s to at most n bytes, at a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // handleRecordDeployment validates and stores a deployment.
 func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -71,7 +95,7 @@ func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
 
 // ParseDeployment decodes and validates a deployment request: service is
 // required, the body and every field are valid UTF-8, every field is one
-// short line, url is http(s) and deployed_at is RFC 3339, not in the future
+// short line without control characters, url is http(s) and deployed_at is RFC 3339, not in the future
 // and not before 1970 (now when absent).
 func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 	invalid := func(msg string) error {
@@ -86,7 +110,9 @@ func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return incident.Deployment{}, invalid("malformed deployment: " + err.Error())
+		// The decoder's message may quote an unknown field's name, as long
+		// as the body allows.
+		return incident.Deployment{}, invalid("malformed deployment: " + clip(err.Error(), maxErrorText))
 	}
 	// Only white space may follow the object. dec.More alone would let a
 	// stray ']' or '}' through.
@@ -97,8 +123,8 @@ func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 		"service": r.Service, "environment": r.Environment, "version": r.Version, "commit": r.Commit, "author": r.Author, "url": r.URL,
 	}
 	for name, v := range fields {
-		if !utf8.ValidString(v) || len(v) > maxFieldLen || strings.ContainsAny(v, "\x00\r\n") {
-			return incident.Deployment{}, invalid(name + ": must be one line of at most 512 bytes of text")
+		if !utf8.ValidString(v) || len(v) > maxFieldLen || !oneLine(v) {
+			return incident.Deployment{}, invalid(name + ": must be one line of at most 512 bytes of text, without control characters")
 		}
 	}
 	if strings.TrimSpace(r.Service) == "" {

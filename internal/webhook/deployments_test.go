@@ -77,24 +77,32 @@ func TestRecordDeployment(t *testing.T) {
 	require.Equal(t, now, rec.got[1].DeployedAt, "no deployed_at means now")
 
 	for name, bad := range map[string]string{ //nolint:gosec // G101: made-up bad inputs, no credentials.
-		"no service":        `{"version":"1"}`,
-		"malformed":         `{"service":`,
-		"unknown field":     `{"service":"a","colour":"red"}`,
-		"bad time":          `{"service":"a","deployed_at":"yesterday"}`,
-		"future":            `{"service":"a","deployed_at":"2027-01-01T00:00:00Z"}`,
-		"bad url":           `{"service":"a","url":"javascript:alert(1)"}`,
-		"url credentials":   `{"service":"a","url":"https://u:p@ci.example/"}`,
-		"multi-line":        `{"service":"a\nb"}`,
-		"too long":          `{"service":"` + strings.Repeat("a", 600) + `"}`,
-		"trailing document": `{"service":"a"}{"service":"b"}`,
-		"trailing bracket":  `{"service":"a"}]`,
-		"not utf-8":         "{\"service\":\"\xff\"}",
-		"before 1970":       `{"service":"a","deployed_at":"1441-03-02T10:00:00Z"}`,
+		"no service":         `{"version":"1"}`,
+		"malformed":          `{"service":`,
+		"unknown field":      `{"service":"a","colour":"red"}`,
+		"bad time":           `{"service":"a","deployed_at":"yesterday"}`,
+		"future":             `{"service":"a","deployed_at":"2027-01-01T00:00:00Z"}`,
+		"bad url":            `{"service":"a","url":"javascript:alert(1)"}`,
+		"url credentials":    `{"service":"a","url":"https://u:p@ci.example/"}`,
+		"multi-line":         `{"service":"a\nb"}`,
+		"too long":           `{"service":"` + strings.Repeat("a", 600) + `"}`,
+		"trailing document":  `{"service":"a"}{"service":"b"}`,
+		"trailing bracket":   `{"service":"a"}]`,
+		"not utf-8":          "{\"service\":\"\xff\"}",
+		"before 1970":        `{"service":"a","deployed_at":"1441-03-02T10:00:00Z"}`,
+		"terminal escape":    `{"service":"a","author":"\u001b[31mred"}`,
+		"next line (C1)":     `{"service":"a","version":"1\u0085b"}`,
+		"line separator":     `{"service":"a","commit":"1\u2028b"}`,
+		"long unknown field": `{"service":"a","` + strings.Repeat("x", 10000) + `":1}`,
 	} {
 		code, body := post(bad, token)
 		require.Equal(t, http.StatusBadRequest, code, "%s: %s", name, body)
+		require.Less(t, len(body), 600, "%s: the 400 quotes too much of the body", name)
 	}
 	require.Len(t, rec.got, 2)
+	code, _ = post(`{"service":"a","version":"v1\t(tab is text)"}`, token)
+	require.Equal(t, http.StatusCreated, code, "a tab is allowed")
+	require.Equal(t, "v1\t(tab is text)", rec.got[2].Version)
 
 	rec.fail = true
 	code, body = post(full, token)
