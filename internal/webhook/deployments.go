@@ -95,8 +95,8 @@ func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
 
 // ParseDeployment decodes and validates a deployment request: service is
 // required, the body and every field are valid UTF-8, every field is one
-// short line without control characters, url is http(s) and deployed_at is RFC 3339, not in the future
-// and not before 1970 (now when absent).
+// short line without control characters, url is http(s) and deployed_at is
+// RFC 3339, not in the future and not before 1970 (now when absent).
 func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 	invalid := func(msg string) error {
 		return &incident.Error{Kind: incident.Invalid, Code: "invalid_deployment", Msg: msg}
