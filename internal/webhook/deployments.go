@@ -122,8 +122,10 @@ func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 	fields := map[string]string{
 		"service": r.Service, "environment": r.Environment, "version": r.Version, "commit": r.Commit, "author": r.Author, "url": r.URL,
 	}
+	// The fields are valid UTF-8: the body is, and encoding/json decodes a
+	// lone surrogate escape to U+FFFD.
 	for name, v := range fields {
-		if !utf8.ValidString(v) || len(v) > maxFieldLen || !oneLine(v) {
+		if len(v) > maxFieldLen || !oneLine(v) {
 			return incident.Deployment{}, invalid(name + ": must be one line of at most 512 bytes of text, without control characters")
 		}
 	}
