@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -456,7 +457,7 @@ func (s *stepRun) awaitApproval(ctx context.Context, now time.Time) (bool, error
 	}
 	id := strconv.FormatInt(run.ID, 10)
 	blocks := []goslack.Block{
-		goslack.NewSectionBlock(goslack.NewTextBlockObject(goslack.MarkdownType, truncateText(b.String(), 2900), false, false), nil, nil),
+		goslack.NewSectionBlock(goslack.NewTextBlockObject(goslack.MarkdownType, slack.TruncateEscaped(b.String(), 2900), false, false), nil, nil),
 		goslack.NewActionBlock("remediation_"+id,
 			goslack.NewButtonBlockElement(webhook.ActionApprove, id, goslack.NewTextBlockObject(goslack.PlainTextType, "Approve", false, false)).WithStyle(goslack.StylePrimary),
 			goslack.NewButtonBlockElement(webhook.ActionReject, id, goslack.NewTextBlockObject(goslack.PlainTextType, "Reject", false, false)).WithStyle(goslack.StyleDanger),
@@ -473,9 +474,16 @@ func (s *stepRun) awaitApproval(ctx context.Context, now time.Time) (bool, error
 	return true, r.db.SaveRun(ctx, run, s.owner, u)
 }
 
+// truncateText cuts s to at most n bytes, at a rune boundary, ending with
+// "…" when it cut. Bytes that are not UTF-8 (a step may print anything)
+// become U+FFFD first, so that Slack and PagerDuty get valid text.
 func truncateText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

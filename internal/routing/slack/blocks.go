@@ -144,7 +144,7 @@ func (n *Notifier) render(inc *incident.Incident, extra Extra) message {
 	if summary != "" {
 		fallback += " — " + Escape(summary)
 	}
-	return message{Text: truncateEscaped(fallback, maxFallbackText), Blocks: blocks}
+	return message{Text: TruncateEscaped(fallback, maxFallbackText), Blocks: blocks}
 }
 
 // defaultTitle is e.g. ":rotating_light: FIRING: HighErrorRate".
@@ -211,7 +211,7 @@ func (n *Notifier) fields(inc *incident.Incident, firing bool, alerts []incident
 // alerts when they differ.
 func severity(inc *incident.Incident, alerts []incident.Alert) string {
 	if s := inc.CommonLabels["severity"]; s != "" {
-		return truncateEscaped(Escape(s), maxFieldValue)
+		return TruncateEscaped(Escape(s), maxFieldValue)
 	}
 	var sev []string
 	for _, a := range alerts {
@@ -220,7 +220,7 @@ func severity(inc *incident.Incident, alerts []incident.Alert) string {
 		}
 	}
 	slices.Sort(sev)
-	return truncateEscaped(Escape(strings.Join(sev, ", ")), maxFieldValue)
+	return TruncateEscaped(Escape(strings.Join(sev, ", ")), maxFieldValue)
 }
 
 // annotations picks the summary and description: the common ones, or the
@@ -241,14 +241,14 @@ func summaryText(summary, description string, budget int) string {
 	}
 	var s string
 	if summary != "" {
-		s = "*" + truncateEscaped(Escape(strings.Join(strings.Fields(summary), " ")), min(budget, maxSectionText)-2) + "*"
+		s = "*" + TruncateEscaped(Escape(strings.Join(strings.Fields(summary), " ")), min(budget, maxSectionText)-2) + "*"
 	}
 	if description != "" {
 		if s != "" {
 			s += "\n"
 		}
 		if rest := budget - runes(s); rest > 1 {
-			s += truncateEscaped(Escape(description), rest)
+			s += TruncateEscaped(Escape(description), rest)
 		}
 	}
 	return strings.TrimSpace(s)
@@ -313,7 +313,7 @@ func alertLine(a incident.Alert, common map[string]string, commonSummary string)
 		line += "`" + Escape(truncate(a.Fingerprint, maxLabelValue)) + "`"
 	}
 	if s := a.Annotations["summary"]; s != "" && s != commonSummary {
-		line += " — " + truncateEscaped(Escape(strings.Join(strings.Fields(s), " ")), maxAlertSummary)
+		line += " — " + TruncateEscaped(Escape(strings.Join(strings.Fields(s), " ")), maxAlertSummary)
 	}
 	return line
 }
@@ -322,7 +322,7 @@ func alertLine(a incident.Alert, common map[string]string, commonSummary string)
 // that a value cannot end the code span.
 func codeLabel(name, value string) string {
 	clean := func(s string, n int) string {
-		return truncateEscaped(Escape(strings.ReplaceAll(strings.Join(strings.Fields(s), " "), "`", "'")), n)
+		return TruncateEscaped(Escape(strings.ReplaceAll(strings.Join(strings.Fields(s), " "), "`", "'")), n)
 	}
 	return "`" + clean(name, maxLabelName) + "=" + clean(value, maxLabelValue) + "`"
 }
@@ -338,7 +338,7 @@ func notesBlock(notes []string) *goslack.ContextBlock {
 			break
 		}
 		if note = strings.TrimSpace(note); note != "" {
-			elems = append(elems, mrkdwn(truncateEscaped(Escape(note), maxNote)))
+			elems = append(elems, mrkdwn(TruncateEscaped(Escape(note), maxNote)))
 		}
 	}
 	if len(elems) == 0 {
@@ -519,9 +519,9 @@ func truncate(s string, n int) string {
 	return string([]rune(s)[:n-1]) + "…"
 }
 
-// truncateEscaped is truncate for text that Escape produced: it never cuts
-// an entity in half.
-func truncateEscaped(s string, n int) string {
+// TruncateEscaped cuts text that Escape produced to at most n characters,
+// ending with "…" when it cut; it never cuts an entity (&amp;) in half.
+func TruncateEscaped(s string, n int) string {
 	if runes(s) <= n {
 		return s
 	}

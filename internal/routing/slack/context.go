@@ -27,7 +27,7 @@ func RenderContext(c *incident.Context, now time.Time) (string, []goslack.Block)
 		if budget <= 0 || len(blocks) >= 48 {
 			return
 		}
-		s = truncateEscaped(s, min(maxSectionText, budget))
+		s = TruncateEscaped(s, min(maxSectionText, budget))
 		budget -= runes(s)
 		blocks = append(blocks, mrkdwnSection(s))
 	}
@@ -55,13 +55,13 @@ func RenderContext(c *incident.Context, now time.Time) (string, []goslack.Block)
 	}
 	if len(deps) > 0 {
 		// Deployments first: "what changed" is the first question.
-		blocks = append([]goslack.Block{mrkdwnSection(truncateEscaped(deploymentsText(deps, now), maxSectionText))}, blocks...)
+		blocks = append([]goslack.Block{mrkdwnSection(TruncateEscaped(deploymentsText(deps, now), maxSectionText))}, blocks...)
 	}
 	summary := fmt.Sprintf("Context gathered in %s", (time.Duration(c.DurationMS) * time.Millisecond).Round(10*time.Millisecond))
 	if len(notes) > 0 {
 		summary += " · " + strings.Join(notes, " · ")
 	}
-	blocks = append(blocks, goslack.NewContextBlock("", mrkdwn(truncateEscaped(summary, maxSectionText))))
+	blocks = append(blocks, goslack.NewContextBlock("", mrkdwn(TruncateEscaped(summary, maxSectionText))))
 	return "Incident context: deployments, error logs and metrics", blocks
 }
 

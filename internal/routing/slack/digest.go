@@ -126,7 +126,7 @@ func (n *Notifier) renderDigest(d Digest) message {
 	}
 	blocks := []goslack.Block{
 		goslack.NewHeaderBlock(goslack.NewTextBlockObject(goslack.PlainTextType, title, true, false)),
-		mrkdwnSection(truncateEscaped(state, maxSectionText)),
+		mrkdwnSection(TruncateEscaped(state, maxSectionText)),
 	}
 	if len(top) > 0 {
 		blocks = append(blocks, mrkdwnSection(truncateJoined(append([]string{"*Top alerts*"}, top...), "\n", maxSectionText)))

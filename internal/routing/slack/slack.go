@@ -204,7 +204,7 @@ func (n *Notifier) Reply(ctx context.Context, ref Ref, text string, blocks ...go
 		return "", false, fmt.Errorf("%s: %w", op, errMissingArgument)
 	}
 	opts := []goslack.MsgOption{
-		goslack.MsgOptionText(truncateEscaped(text, maxMessageText), false),
+		goslack.MsgOptionText(TruncateEscaped(text, maxMessageText), false),
 		goslack.MsgOptionTS(ref.TS),
 	}
 	if len(blocks) > 0 {

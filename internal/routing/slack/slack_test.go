@@ -608,3 +608,18 @@ func TestEscape(t *testing.T) {
 	require.Equal(t, "plain", slack.Escape("plain"))
 	require.Empty(t, slack.Escape(""))
 }
+
+func TestTruncateEscaped(t *testing.T) {
+	// "a < b" escapes to "a &lt; b": no cut leaves a partial entity, and
+	// the result is at most n characters.
+	esc := slack.Escape(strings.Repeat("a < b & ü ", 20))
+	for n := 1; n < 60; n++ {
+		got := slack.TruncateEscaped(esc, n)
+		require.LessOrEqual(t, utf8.RuneCountInString(got), n, "n=%d", n)
+		body := strings.TrimSuffix(got, "…")
+		require.Equal(t, strings.Count(body, "&"), strings.Count(body, ";"), "n=%d: a cut entity in %q", n, got)
+		require.True(t, strings.HasPrefix(esc, body), "n=%d", n)
+	}
+	require.Equal(t, "a &amp; b", slack.TruncateEscaped("a &amp; b", 9))
+	require.Equal(t, "a …", slack.TruncateEscaped("a &amp; b", 5))
+}
