@@ -18,7 +18,10 @@
 #     saturation and the open-loop loads, distinct payloads: what durability
 #     alone costs here;
 #   - samples the server's VmHWM/VmRSS and utime+stime around each phase,
-#     and the machine's steal time (a busy host shows there first).
+#     and the machine's steal time (a busy host shows there first);
+#   - first, probes the disk alone (cmd/benchbaseline --probe.fsync-dir): an
+#     8 KiB write and fsync RATE times a second, whose p99 no receiver that
+#     fsyncs before its 200 can beat here.
 # It prints the medians, the ratio responder/baseline, p99 at RATE req/s,
 # peak RSS, CPU µs per request and the exact commands.
 #
@@ -40,6 +43,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-1s}
 RATE=${RATE:-1000}
 RATE_DURATION=${RATE_DURATION:-10s}
+PROBE_DURATION=${PROBE_DURATION:-5s}
 TOKEN=bench-token-not-a-secret
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PAYLOAD=${PAYLOAD:-$ROOT/testdata/am_v4_firing_10.json}
@@ -402,6 +406,23 @@ run_floor() {
 	stop_server
 }
 
+# run_probe: the disk's own fsync latency, with no server running: an 8 KiB
+# write and fsync RATE times a second for PROBE_DURATION, in $WORK (the
+# databases' file system). Each 200 of a receiver that fsyncs before it
+# waits for at least one such fsync, so the probe's p99 is a lower bound of
+# the p99 target's reach on this disk at that rate.
+run_probe() {
+	local out p50 p99 mx
+	out=$("$BIN/benchbaseline" --probe.fsync-dir="$WORK" --probe.rate="$RATE" --probe.duration="$PROBE_DURATION")
+	p50=$(jq -r '.p50_ms | . * 1000 | round / 1000' <<<"$out")
+	p99=$(jq -r '.p99_ms | . * 1000 | round / 1000' <<<"$out")
+	mx=$(jq -r '.max_ms | . * 1000 | round / 1000' <<<"$out")
+	record disk fsync-probe probe p50_ms "$p50"
+	record disk fsync-probe probe p99_ms "$p99"
+	record disk fsync-probe probe max_ms "$mx"
+	log "disk fsync-probe: $RATE fsyncs/s for $PROBE_DURATION: p50=${p50}ms p99=${p99}ms max=${mx}ms"
+}
+
 # run_responder ROUND [ENGINE]: the responder phases, on SQLite or on
 # PostgreSQL (recorded as server "responder-pg").
 run_responder() {
@@ -459,6 +480,7 @@ run_engines() {
 }
 for r in $(seq "$ROUNDS"); do
 	log "round $r/$ROUNDS"
+	run_probe
 	if ((r % 2)); then
 		run_baseline
 		run_floor "$r"
@@ -532,6 +554,7 @@ echo "ratio responder/baseline, saturation, identical payloads: loadgen $(ratio 
 echo "p99 at $RATE req/s open loop (distinct), from scheduled send time: $(median responder "open-$RATE-distinct" loadgen p99_ms) ms   (target <= 5 ms)"
 echo "p99 at $RATE req/s open loop (identical), from scheduled send time: $(median responder "open-$RATE-identical" loadgen p99_ms) ms"
 echo "p99 of the baseline at $RATE req/s (what the load generator and the machine cost on their own): $(median baseline "open-$RATE" loadgen p99_ms) ms"
+echo "p99 of the disk's own fsync at $RATE a second, nothing else running (the least any receiver that fsyncs before its 200 waits for): $(median disk fsync-probe probe p99_ms) ms (rounds: $(awk -F'\t' '$1 == "disk" && $4 == "p99_ms" { printf "%s%s", (n++ ? " " : ""), $5 }' "$RESULTS"))"
 echo "steal time (the host running others on this machine's CPUs), % of the CPUs' time during a phase: median $(awk -F'\t' '$4 == "steal_pct" { print $5 }' "$RESULTS" | median_of), most $(awk -F'\t' '$4 == "steal_pct" && $5 > m { m = $5 } END { print m + 0 }' "$RESULTS")"
 echo "floor (benchbaseline --floor.storage-path: decode and an fsynced group commit, nothing else), distinct payloads:"
 echo "  ratio floor/baseline, saturation: loadgen $(ratio saturation-distinct loadgen floor)x; median of each round's own ratio: $(round_ratios saturation-distinct loadgen floor)"
@@ -557,6 +580,7 @@ echo "commands (paths under a temp dir; {addr} is the port the server logged):"
 printf '  %s\n' "${CMDS[@]}" | sed "s#$WORK#\$WORK#g; s#/responder-bench\.[A-Za-z0-9]*##g; s#/r[0-9]*-[a-z0-9-]*/#/{phase}/#g" | sort -u
 echo "  \$WORK/bin/loadgen --payload=$PAYLOAD --json --url=http://{addr}/webhook/alertmanager [--token=$TOKEN] $LG_SAT [--distinct=false]"
 echo "  \$WORK/bin/loadgen --payload=$PAYLOAD --json --url=http://{addr}/webhook/alertmanager --token=$TOKEN $LG_RATE"
+echo "  \$WORK/bin/benchbaseline --probe.fsync-dir=\$WORK --probe.rate=$RATE --probe.duration=$PROBE_DURATION"
 if [[ -n $HAVE_WRK ]]; then
 	echo "  BENCH_PAYLOAD=$PAYLOAD BENCH_DISTINCT=1 [BENCH_TOKEN=$TOKEN] wrk -t2 -c$CONNS -d$DURATION -s \$WORK/post.lua http://{addr}/webhook/alertmanager"
 fi

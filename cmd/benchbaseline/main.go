@@ -6,6 +6,9 @@
 //
 // With --floor.storage-path it is the floor instead (see floor.go): the same
 // server, committing each body durably before the 200, and nothing else.
+//
+// With --probe.fsync-dir it serves nothing: it measures the disk's fsync
+// latency at a steady rate (see probe.go), prints it as JSON and exits.
 package main
 
 import (
@@ -48,12 +51,28 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("benchbaseline", flag.ContinueOnError)
 	listen := fs.String("web.listen-address", "127.0.0.1:9097", "Address to listen on; port 0 picks a free port (logged).")
 	floorPath := fs.String("floor.storage-path", "", "Run as the floor: commit each body to this SQLite file (created) before the 200.")
+	probeDir := fs.String("probe.fsync-dir", "", "Serve nothing: write and fsync a small block in a temporary file in this directory, --probe.rate times a second for --probe.duration, print the latencies as JSON and exit.")
+	probeRate := fs.Int("probe.rate", 1000, "Fsyncs per second of the fsync probe.")
+	probeDuration := fs.Duration("probe.duration", 5*time.Second, "How long the fsync probe runs.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	if *probeDir != "" {
+		res, err := probeFsync(ctx, *probeDir, *probeRate, *probeDuration)
+		if err != nil {
+			logger.Error("fsync probe failed", "err", err)
+			return 1
+		}
+		if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+			logger.Error("cannot print the probe's result", "err", err)
+			return 1
+		}
+		return 0
+	}
 
 	var handler http.Handler = http.HandlerFunc(handle)
 	if *floorPath != "" {
