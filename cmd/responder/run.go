@@ -26,7 +26,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	a := kingpin.New("responder", "Turns Alertmanager notifications into incident response: durable intake, Slack, PagerDuty, context and guarded remediation.")
 	a.UsageWriter(stderr)
 	a.ErrorWriter(stderr)
-	a.Terminate(nil)
+	// kingpin ends the program after --help through this function; it
+	// must not call os.Exit here (main does, once), so it records the code
+	// and run returns it right after parsing. Without it, --help went on
+	// to run the command with its flags unset.
+	exit := -1
+	a.Terminate(func(code int) {
+		if exit < 0 {
+			exit = code
+		}
+	})
 
 	serve := a.Command("serve", "Run the service.")
 	serveConfig := serve.Flag("config.file", "Configuration file. Without it, the embedded default runs: SQLite under ./data, console only, remediation in dry-run.").String()
@@ -49,6 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	a.Command("version", "Print version information.")
 
 	cmd, err := a.Parse(args)
+	if exit >= 0 {
+		return exit
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "responder: %v (see --help)\n", err)
 		return 2

@@ -57,6 +57,10 @@ receivers:
 		{"secrets never print", []string{"routes", "test", "--config.file=" + routes, "severity=warning"}, 0, "incidents", "", "0123456789abcdef"},
 		{"version", []string{"version"}, 0, "responder, version", "", ""},
 		{"unknown command", []string{"frobnicate"}, 2, "", "see --help", ""},
+		{"help", []string{"--help"}, 0, "", "usage: responder", "see --help"},
+		{"help of serve does not serve", []string{"serve", "--help"}, 0, "", "--web.listen-address", "unknown name"},
+		{"help of check-config does not check", []string{"check-config", "--help"}, 0, "", "--config.file", "SUCCESS"},
+		{"help command", []string{"help", "serve"}, 0, "", "--web.listen-address", "unknown name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
