@@ -21,7 +21,7 @@
 #     and the machine's steal time (a busy host shows there first);
 #   - first, probes the disk alone (cmd/benchbaseline --probe.fsync-dir): an
 #     8 KiB write and fsync RATE times a second, whose p99 no receiver that
-#     fsyncs before its 200 can beat here.
+#     fsyncs before its 200 can be expected to beat here.
 # It prints the medians, the ratio responder/baseline, p99 at RATE req/s,
 # peak RSS, CPU µs per request and the exact commands.
 #
@@ -409,8 +409,8 @@ run_floor() {
 # run_probe: the disk's own fsync latency, with no server running: an 8 KiB
 # write and fsync RATE times a second for PROBE_DURATION, in $WORK (the
 # databases' file system). Each 200 of a receiver that fsyncs before it
-# waits for at least one such fsync, so the probe's p99 is a lower bound of
-# the p99 target's reach on this disk at that rate.
+# waits for at least one such fsync, so the probe's p99 is about the least
+# p99 such a receiver can reach on this disk at that rate.
 run_probe() {
 	local out p50 p99 mx
 	out=$("$BIN/benchbaseline" --probe.fsync-dir="$WORK" --probe.rate="$RATE" --probe.duration="$PROBE_DURATION")
