@@ -81,6 +81,7 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/incident/ ./internal/store/...
 	$(GO) test -run='^$$' -bench='Notify|Storm' -benchtime=1x ./internal/app/
 	$(GO) test -run='^$$' -bench=Gather -benchtime=200x -count=3 ./internal/context/gather/
+	$(GO) test -run='^$$' -bench=Chart -benchmem -count=3 ./internal/context/promql/
 	scripts/bench.sh
 	scripts/bench-drain.sh
 
