@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -474,18 +473,11 @@ func (s *stepRun) awaitApproval(ctx context.Context, now time.Time) (bool, error
 	return true, r.db.SaveRun(ctx, run, s.owner, u)
 }
 
-// truncateText cuts s to at most n bytes, at a rune boundary, ending with
-// "…" when it cut. Bytes that are not UTF-8 (a step may print anything)
-// become U+FFFD first, so that Slack and PagerDuty get valid text.
+// truncateText is incident.Clip for text that may not be UTF-8 (a step may
+// print anything): invalid bytes become U+FFFD first, so that Slack and
+// PagerDuty get valid text.
 func truncateText(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return incident.Clip(strings.ToValidUTF8(s, "\uFFFD"), n)
 }
 
 // labels returns the labels the run was decided on.

@@ -1,7 +1,6 @@
 package incident
 
 import (
-	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -61,7 +60,7 @@ func (m *Message) Normalize() {
 // and valid UTF-8 in every string that is stored or shown.
 func (m *Message) Validate() error {
 	if m.Version != SupportedVersion {
-		return invalid("unsupported_version", "unsupported payload version %q (want %q)", truncate(m.Version, 16), SupportedVersion)
+		return invalid("unsupported_version", "unsupported payload version %q (want %q)", Clip(m.Version, 16), SupportedVersion)
 	}
 	if m.GroupKey == "" {
 		return invalid("missing_group_key", "groupKey is required")
@@ -107,10 +106,14 @@ func validKV(kv map[string]string) bool {
 	return true
 }
 
-// truncate shortens s for use in an error message.
-func truncate(s string, n int) string {
+// Clip shortens s to at most n bytes, cut at a rune boundary, ending with
+// "…" when it cut: for text quoted in errors and messages.
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return fmt.Sprintf("%s…", s[:n])
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

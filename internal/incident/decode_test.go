@@ -277,3 +277,19 @@ func TestDecodeIdentity_KeepsNothingOfThePreviousBody(t *testing.T) {
 		}
 	}
 }
+
+func TestClip(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"v4", 16, "v4"},
+		{"version-4-and-more", 9, "version-4…"},
+		{"h€llo", 2, "h…"}, // never inside the 3-byte €
+		{"h€llo", 4, "h€…"},
+		{"€", 0, "…"},
+	} {
+		require.Equal(t, tc.want, incident.Clip(tc.in, tc.n), "%q, %d", tc.in, tc.n)
+	}
+}

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,17 +59,6 @@ func oneLine(v string) bool {
 	})
 }
 
-// clip shortens s to at most n bytes, at a rune boundary.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
 // handleRecordDeployment validates and stores a deployment.
 func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -107,12 +97,12 @@ func ParseDeployment(body []byte, now time.Time) (incident.Deployment, error) {
 		return incident.Deployment{}, invalid("malformed deployment: not valid UTF-8")
 	}
 	var r DeploymentRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
 		// The decoder's message may quote an unknown field's name, as long
 		// as the body allows.
-		return incident.Deployment{}, invalid("malformed deployment: " + clip(err.Error(), maxErrorText))
+		return incident.Deployment{}, invalid("malformed deployment: " + incident.Clip(err.Error(), maxErrorText))
 	}
 	// Only white space may follow the object. dec.More alone would let a
 	// stray ']' or '}' through.

@@ -47,6 +47,7 @@ func Chart(sn incident.Snapshot) (_ []byte, err error) {
 		return nil, fmt.Errorf("chart %q: no series", sn.Name)
 	}
 	lo, hi := math.Inf(1), math.Inf(-1)
+	var first, last time.Time // of the points drawn
 	var series []chartdraw.Series
 	for _, s := range sn.Series {
 		ts := chartdraw.TimeSeries{
@@ -58,9 +59,16 @@ func Chart(sn incident.Snapshot) (_ []byte, err error) {
 			if math.IsNaN(pt.V) || math.IsInf(pt.V, 0) {
 				continue
 			}
-			ts.XValues = append(ts.XValues, time.UnixMilli(pt.T))
+			t := time.UnixMilli(pt.T)
+			ts.XValues = append(ts.XValues, t)
 			ts.YValues = append(ts.YValues, pt.V)
 			lo, hi = min(lo, pt.V), max(hi, pt.V)
+			if first.IsZero() || t.Before(first) {
+				first = t
+			}
+			if t.After(last) {
+				last = t
+			}
 		}
 		if len(ts.XValues) > 0 {
 			series = append(series, ts)
@@ -72,7 +80,7 @@ func Chart(sn incident.Snapshot) (_ []byte, err error) {
 	start, end := sn.Start, sn.End
 	if !start.Before(end) {
 		// A snapshot without its range (older records): span the points.
-		start, end = spanOf(series)
+		start, end = first, last
 		if !start.Before(end) {
 			start, end = start.Add(-time.Minute), end.Add(time.Minute)
 		}
@@ -152,21 +160,6 @@ func timeTicks(start, end time.Time) []chartdraw.Tick {
 		}
 	}
 	return append(ticks, chartdraw.Tick{Value: chartdraw.TimeToFloat64(end)})
-}
-
-// spanOf returns the first and last time of the series' points.
-func spanOf(series []chartdraw.Series) (first, last time.Time) {
-	for _, s := range series {
-		for _, t := range s.(chartdraw.TimeSeries).XValues {
-			if first.IsZero() || t.Before(first) {
-				first = t
-			}
-			if t.After(last) {
-				last = t
-			}
-		}
-	}
-	return first, last
 }
 
 // yRange widens a flat or empty value range so that the line is drawn in
