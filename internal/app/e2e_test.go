@@ -177,6 +177,14 @@ type e2eResponder struct {
 // loopback port and waits until it is ready. It stops when the test ends.
 func startE2EResponder(t *testing.T, configYAML, token string) *e2eResponder {
 	t.Helper()
+	r, _, _ := startE2EApp(t, configYAML, token)
+	return r
+}
+
+// startE2EApp is startE2EResponder that also returns the app and its
+// config file, for tests that rewrite the file and reload.
+func startE2EApp(t *testing.T, configYAML, token string) (*e2eResponder, *app.App, string) {
+	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "responder.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(configYAML), 0o600))
 
@@ -207,7 +215,7 @@ func startE2EResponder(t *testing.T, configYAML, token string) *e2eResponder {
 		code, body, err := r.do(t.Context(), "/-/ready")
 		return err == nil && code == http.StatusOK, string(body), err
 	})
-	return r
+	return r, a, cfgFile
 }
 
 // eventually waits with require.Eventually until cond reports true. cond

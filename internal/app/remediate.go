@@ -242,16 +242,23 @@ func (r *remediator) remediate(ctx context.Context, j incident.Job) error {
 		g := rb.Guards
 		adm.Runbook, adm.RequireApproval = rb.Name, g.RequireApproval
 		adm.Cooldown, adm.MaxRuns, adm.Window = time.Duration(g.Cooldown), g.MaxRuns, time.Duration(g.Window)
-		if sel.DryRun && !sel.Refused() {
+		adm.RunbookDigest = rb.Digest
+		if !sel.Refused() {
+			// Every step is rendered before the run is admitted, dry or
+			// not: a plan that cannot be rendered (a parameter that is not
+			// a valid Kubernetes name, say) refuses the run before its
+			// first step, rather than failing it after some have run.
 			plan, err := rb.Plan(sel.Params, lset)
-			if err != nil {
+			switch {
+			case err != nil:
 				adm.Guard, adm.Refusal = remediation.GuardParams, "cannot plan: "+err.Error()
-			}
-			for _, a := range plan {
-				adm.Plan = append(adm.Plan, incident.AuditRecord{
-					Phase: incident.AuditPlan, Step: a.Name, StepIndex: a.Index, Kind: a.Kind,
-					Input: a.Describe(), Outcome: remediation.OutcomeDryRun, Actor: "responder", At: r.now(),
-				})
+			case sel.DryRun:
+				for _, a := range plan {
+					adm.Plan = append(adm.Plan, incident.AuditRecord{
+						Phase: incident.AuditPlan, Step: a.Name, StepIndex: a.Index, Kind: a.Kind,
+						Input: a.Describe(), Outcome: remediation.OutcomeDryRun, Actor: "responder", At: r.now(),
+					})
+				}
 			}
 		}
 	}
@@ -368,6 +375,20 @@ func (s *stepRun) advance(ctx context.Context) (bool, error) {
 	}
 	if on, why := remediation.KillSwitchOn(s.rc.cfg); on {
 		return s.finish(ctx, incident.RunCancelled, why+": remaining steps cancelled", nil)
+	}
+	// A reload can switch remediation off, or to dry-run, or change the
+	// runbook under a run: the run then stops before its next step, as it
+	// would for a pause. A changed runbook is not the one that was planned
+	// and approved, and its step indexes may no longer name the same steps.
+	switch {
+	case !s.rc.cfg.Enabled:
+		return s.finish(ctx, incident.RunCancelled, "remediation was disabled (remediation.enabled: false): remaining steps cancelled", nil)
+	case s.rc.cfg.DryRun:
+		return s.finish(ctx, incident.RunCancelled, "remediation was switched to dry-run (remediation.dry_run: true): remaining steps cancelled", nil)
+	case s.rb.DryRun:
+		return s.finish(ctx, incident.RunCancelled, "runbook "+run.Runbook+" was switched to dry-run: remaining steps cancelled", nil)
+	case run.RunbookDigest != "" && run.RunbookDigest != s.rb.Digest:
+		return s.finish(ctx, incident.RunCancelled, "runbook "+run.Runbook+" changed since the run was admitted (a reload): remaining steps cancelled", nil)
 	}
 	if run.State == incident.RunAwaitingApproval {
 		return s.awaitApproval(ctx, now)

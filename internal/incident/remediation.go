@@ -55,6 +55,10 @@ type RemediationRun struct {
 	ID         int64  `json:"id"`
 	IncidentID int64  `json:"incident_id"`
 	Runbook    string `json:"runbook"`
+	// RunbookDigest identifies the runbook's content the run was admitted
+	// with (remediation.Runbook.Digest); empty for runs admitted before
+	// responder recorded it.
+	RunbookDigest string `json:"runbook_digest,omitempty"`
 	// Target is the runbook name and its resolved parameters: cooldowns,
 	// budgets and the one-run-at-a-time lock are per target.
 	Target string            `json:"target"`

@@ -2,8 +2,10 @@ package remediation
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"mime"
 	"net/url"
 	"regexp"
 	"slices"
@@ -231,9 +233,12 @@ func (rb *Runbook) PlanStep(i int, params, lset map[string]string) (Action, erro
 			return fail(err)
 		}
 		path, query, _ := strings.Cut(rest, "?")
-		p, err := render(path, escaped(params, url.PathEscape), nil)
+		p, err := render(path, escaped(params, pathValue), nil)
 		if err != nil {
 			return fail(err)
+		}
+		if strings.Contains(p, dotSegment) {
+			return fail(errors.New("http.url: a parameter value made only of dots would be a '.' or '..' path segment, which moves the request to another path"))
 		}
 		q := ""
 		if query != "" {
@@ -243,7 +248,7 @@ func (rb *Runbook) PlanStep(i int, params, lset map[string]string) (Action, erro
 			q = "?" + q
 		}
 		bodyEsc := func(v string) string { return v }
-		if strings.Contains(h.ContentType, "json") {
+		if isJSON(h.ContentType) {
 			bodyEsc = jsonString
 		}
 		body, err := render(h.Body, escaped(params, bodyEsc), nil)
@@ -358,6 +363,34 @@ func (rb *Runbook) VerifyQuery(params, lset map[string]string) (string, error) {
 		return "", err
 	}
 	return RenderQuery(rb.Verify.Query, params, lset)
+}
+
+// dotSegment marks, in a rendered path, a value that is only dots: escaping
+// leaves "." and ".." as they are, and as a path segment they climb the
+// path (".../hosts/../drain" is "/api/drain" to most servers and proxies),
+// as would their escaped form "%2E%2E" to those that decode before they
+// resolve. PathEscape never writes a NUL, and the template cannot hold one.
+const dotSegment = "\x00"
+
+// pathValue escapes a parameter value for a URL path.
+func pathValue(v string) string {
+	if v != "" && strings.Trim(v, ".") == "" {
+		return dotSegment
+	}
+	return url.PathEscape(v)
+}
+
+// isJSON reports whether a media type is a JSON one (application/json,
+// application/merge-patch+json, ...), whatever its case and parameters: a
+// body of that type gets its values JSON-escaped. Media types are
+// case-insensitive, so `Application/JSON` is JSON too.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType) // lower-cases the type
+	if err != nil {
+		// Refused when the runbook was loaded; escaping is the safe side.
+		return true
+	}
+	return strings.Contains(mt, "json")
 }
 
 func jsonString(s string) string {

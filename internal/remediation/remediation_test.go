@@ -57,6 +57,41 @@ var rejectedRunbooks = map[string]struct{ text, want string }{
 	"url with a bad escape":        {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: 'https://a.example/%zz?q={{ .Params.host }}' }\n", "not a valid URL"},
 	"url with a control character": {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: \"https://a.example/\\x7f\" }\n", "not a valid URL"},
 	"silence label name templated": {rejectHead + "steps:\n  - name: s\n    silence: { matchers: ['{{ .Params.host }}=\"x\"'], duration: 1h }\n", "silence.matchers[0]"},
+	// Wrapped in ^(?: )$, this pattern would become ^(?:[a-z]+)|(.+)$:
+	// a second branch anchored at neither end, which accepts anything.
+	"pattern escaping its anchors":  {"name: rb\nmatch: ['a=\"b\"']\nparams:\n  x: { label: x, pattern: '[a-z]+)|(.+' }\nsteps:\n  - name: s\n    wait: { duration: 1s }\n", "params.x.pattern"},
+	"content type not a media type": {rejectHead + "steps:\n  - name: s\n    http: { method: POST, url: 'https://a.example/', content_type: 'json; =' }\n", "http.content_type"},
+}
+
+// TestParse_ErrorsQuoteNoValues: a YAML type error quotes the start of the
+// value it could not decode, which may be a secret (a header, an
+// environment variable); Parse leaves it out, as the config loader does.
+func TestParse_ErrorsQuoteNoValues(t *testing.T) {
+	t.Parallel()
+	for _, text := range []string{
+		"name: x\nmatch: ['a=\"b\"']\nsteps:\n  - name: s\n    http: { method: POST, url: 'https://a.example/', headers: 'Authorization: Bearer xoxb-1234-SECRET' }\n",
+		"name: x\nmatch: ['a=\"b\"']\nsteps:\n  - name: s\n    exec: { command: /bin/true, env: ['API_TOKEN=supersecret'] }\n",
+	} {
+		_, err := Parse([]byte(text))
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "cannot unmarshal")
+		require.Contains(t, err.Error(), "line ")
+		for _, leak := range []string{"Author", "xoxb", "SECRET", "API_TO", "supersecret", "`"} {
+			require.NotContains(t, err.Error(), leak)
+		}
+	}
+}
+
+// TestParse_Digest: the digest changes with what the runbook does, not with
+// its comments or layout.
+func TestParse_Digest(t *testing.T) {
+	t.Parallel()
+	a := mustParse(t, execRunbook)
+	b := mustParse(t, "# a comment\n"+strings.ReplaceAll(execRunbook, "match: ['alertname=\"A\"']", "match:\n  - alertname=\"A\""))
+	c := mustParse(t, strings.ReplaceAll(execRunbook, "/usr/bin/touch", "/usr/bin/rm"))
+	require.Len(t, a.Digest, 16)
+	require.Equal(t, a.Digest, b.Digest)
+	require.NotEqual(t, a.Digest, c.Digest)
 }
 
 func TestParse_Rejects(t *testing.T) {
@@ -263,6 +298,60 @@ steps:
 	var body map[string]string
 	require.NoError(t, json.Unmarshal([]byte(gotBody), &body))
 	require.Equal(t, `a b/../?x&y="#`, body["v"])
+}
+
+// TestPlan_HTTPDotSegments: escaping leaves "." and ".." as they are, and
+// as a path segment they would move the request to another endpoint of the
+// same host; a value made only of dots is refused in a URL path (it is
+// harmless in the query and the body).
+func TestPlan_HTTPDotSegments(t *testing.T) {
+	t.Parallel()
+	rb := mustParse(t, `
+name: h
+match: ['alertname="A"']
+params:
+  host: { label: host, pattern: '[a-z0-9.-]{1,253}' }
+steps:
+  - name: drain
+    http: { method: POST, url: 'https://ops.example/api/hosts/{{ .Params.host }}/drain' }
+  - name: note
+    http: { method: POST, url: 'https://ops.example/api/notes?host={{ .Params.host }}', body: '{"host": "{{ .Params.host }}"}' }
+`)
+	for _, v := range []string{".", "..", "...."} {
+		_, err := rb.PlanStep(0, map[string]string{"host": v}, nil)
+		require.ErrorContains(t, err, "only of dots", "value %q", v)
+		a, err := rb.PlanStep(1, map[string]string{"host": v}, nil)
+		require.NoError(t, err, "value %q", v)
+		require.Equal(t, "https://ops.example/api/notes?host="+v, a.HTTP.URL)
+	}
+	for _, v := range []string{"web-1.example", "a..b", ".hidden"} {
+		a, err := rb.PlanStep(0, map[string]string{"host": v}, nil)
+		require.NoError(t, err, "value %q", v)
+		require.Equal(t, "https://ops.example/api/hosts/"+v+"/drain", a.HTTP.URL)
+	}
+}
+
+// TestPlan_JSONBodyWhateverTheCase: media types are case-insensitive, so a
+// body declared `Application/JSON` gets its values JSON-escaped too.
+func TestPlan_JSONBodyWhateverTheCase(t *testing.T) {
+	t.Parallel()
+	for _, ct := range []string{"application/json", "Application/JSON", "application/merge-patch+json; charset=utf-8", "APPLICATION/JSON"} {
+		rb := mustParse(t, `
+name: h
+match: ['alertname="A"']
+params:
+  msg: { label: msg, pattern: '[^\\]{1,100}' }
+steps:
+  - name: note
+    http: { method: POST, url: 'https://ops.example/notes', content_type: '`+ct+`', body: '{"text": "{{ .Params.msg }}", "admin": false}' }
+`)
+		a, err := rb.PlanStep(0, map[string]string{"msg": `hi", "admin": true, "x": "`}, nil)
+		require.NoError(t, err, ct)
+		var body map[string]any
+		require.NoError(t, json.Unmarshal([]byte(a.HTTP.Body), &body), ct)
+		require.Equal(t, false, body["admin"], ct)
+		require.Equal(t, `hi", "admin": true, "x": "`, body["text"], ct)
+	}
 }
 
 func TestExecutor_Kubernetes(t *testing.T) {

@@ -1,9 +1,12 @@
 package remediation
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
+	"mime"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -59,7 +62,12 @@ type Runbook struct {
 	Verify *Verify `yaml:"verify,omitempty"`
 
 	// File is the file the runbook was loaded from.
-	File     string          `yaml:"-"`
+	File string `yaml:"-"`
+	// Digest identifies what the runbook does: a hash of its parsed form
+	// (comments and layout do not count). A run records the digest it was
+	// admitted with, and stops if the runbook in force is no longer that
+	// one.
+	Digest   string          `yaml:"-"`
 	matchers labels.Matchers `yaml:"-"`
 }
 
@@ -199,12 +207,40 @@ var (
 func Parse(b []byte) (*Runbook, error) {
 	var rb Runbook
 	if err := yaml.UnmarshalStrict(b, &rb); err != nil {
-		return nil, err
+		return nil, withoutValues(err)
 	}
+	// The digest is taken of the runbook as written, before validation adds
+	// its defaults, so that it changes only when the file does (comments
+	// and layout aside), not when responder's defaults do.
+	canon, err := yaml.Marshal(&rb)
+	if err != nil {
+		return nil, fmt.Errorf("digest: %w", err)
+	}
+	sum := sha256.Sum256(canon)
+	rb.Digest = hex.EncodeToString(sum[:8])
 	if err := rb.validate(); err != nil {
 		return nil, err
 	}
 	return &rb, nil
+}
+
+// yamlValueRE matches the value a YAML type error quotes: "cannot unmarshal
+// !!str `Authori...` into ..." keeps the first characters of what may be a
+// secret (a header, an environment variable).
+var yamlValueRE = regexp.MustCompile(" `[^`]*`")
+
+// withoutValues removes the values a YAML decoding error quotes; it keeps
+// the line numbers and what was expected.
+func withoutValues(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, e := range te.Errors {
+		msgs[i] = yamlValueRE.ReplaceAllString(e, "")
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // validate checks the runbook on its own, compiles its patterns and
@@ -301,6 +337,12 @@ func (rb *Runbook) validate() error {
 // compilePattern compiles a parameter pattern anchored at both ends, so that
 // `[a-z]+` cannot match a part of "ok; rm -rf /".
 func compilePattern(p string) (*regexp.Regexp, error) {
+	// The pattern must be a regular expression on its own before it is
+	// wrapped: `[a-z]+)|(.+` is not, and wrapped it would become
+	// `^(?:[a-z]+)|(.+)$`, whose second branch is anchored at neither end.
+	if _, err := regexp.Compile(p); err != nil {
+		return nil, err
+	}
 	// An anchor the author wrote stays valid inside the group.
 	return regexp.Compile(`^(?:` + p + `)$`)
 }
@@ -418,6 +460,9 @@ func (h *HTTPStep) validate(rb *Runbook) error {
 	}
 	if h.ContentType == "" {
 		h.ContentType = "application/json"
+	}
+	if _, _, err := mime.ParseMediaType(h.ContentType); err != nil {
+		return fmt.Errorf("http.content_type: %w", err)
 	}
 	for _, c := range h.ExpectStatus {
 		if c < 100 || c > 599 {

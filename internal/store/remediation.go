@@ -32,6 +32,9 @@ type Admission struct {
 	Window          time.Duration
 	MaxConcurrent   int
 	StormThreshold  int
+	// RunbookDigest is the admitted runbook's remediation.Runbook.Digest:
+	// the run stops if the runbook in force is no longer that one.
+	RunbookDigest string
 	// Plan is audited with the decision (the rendered steps of a dry run).
 	Plan []incident.AuditRecord
 }
@@ -47,7 +50,7 @@ type AdmitResult struct {
 }
 
 const runColumns = `id, incident_id, runbook, target, params, state, reason, dry_run, approved_by, approved_at, expires_at,
-	next_step, verify_until, escalated, created_at, updated_at, finished_at`
+	next_step, verify_until, escalated, created_at, updated_at, finished_at, runbook_digest`
 
 func scanRun(row scanner) (*incident.RemediationRun, *time.Time, error) {
 	var (
@@ -58,7 +61,7 @@ func scanRun(row scanner) (*incident.RemediationRun, *time.Time, error) {
 		created, updated                          int64
 	)
 	if err := row.Scan(&r.ID, &r.IncidentID, &r.Runbook, &r.Target, &params, &r.State, &r.Reason, &dry, &r.ApprovedBy, &approvedAt, &expiresAt,
-		&r.NextStep, &verify, &esc, &created, &updated, &finishedAt); err != nil {
+		&r.NextStep, &verify, &esc, &created, &updated, &finishedAt, &r.RunbookDigest); err != nil {
 		return nil, nil, err
 	}
 	r.Params = decodeKV(params)
@@ -131,9 +134,9 @@ func (s *Store) AdmitRun(ctx context.Context, a Admission) (AdmitResult, error) 
 	}
 	var id int64
 	if err := tx.QueryRowContext(ctx, s.rebind(`INSERT INTO remediation_runs (incident_id, runbook, target, params, labels, state, reason, dry_run, counted, active,
-			expires_at, created_at, updated_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			expires_at, created_at, updated_at, finished_at, runbook_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		a.IncidentID, a.Runbook, a.Target, mustJSON(a.Params), mustJSON(a.Labels), state, truncate(reason), boolInt(a.DryRun), counted, active,
-		expires, ns(now), ns(now), finished).Scan(&id); err != nil {
+		expires, ns(now), ns(now), finished, a.RunbookDigest).Scan(&id); err != nil {
 		return AdmitResult{}, fmt.Errorf("record remediation run: %w", err)
 	}
 	outcome := "admitted"
@@ -210,12 +213,17 @@ func (s *Store) statefulGuards(ctx context.Context, tx *sql.Tx, a Admission, pau
 	if holder.Valid {
 		return "lock", fmt.Sprintf("lock: run %d is already in progress for %s", holder.Int64, a.Target), nil
 	}
-	var running int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM remediation_runs WHERE state = 'running'`).Scan(&running); err != nil {
-		return "", "", fmt.Errorf("count running runs: %w", err)
+	// A run waiting for approval holds its place: an approval starts it
+	// without checking the limit again, and a decision made in Slack
+	// cannot be told "too many runs, click again later".
+	var held, awaiting int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(CASE WHEN state = 'awaiting_approval' THEN 1 ELSE 0 END), 0)
+		FROM remediation_runs WHERE active = 1`).Scan(&held, &awaiting); err != nil {
+		return "", "", fmt.Errorf("count active runs: %w", err)
 	}
-	if a.MaxConcurrent > 0 && running >= a.MaxConcurrent {
-		return "max_concurrent", fmt.Sprintf("concurrency: %d runs are executing, remediation.max_concurrent is %d", running, a.MaxConcurrent), nil
+	if a.MaxConcurrent > 0 && held >= a.MaxConcurrent {
+		return "max_concurrent", fmt.Sprintf("concurrency: %d runs are executing or waiting for approval (%d waiting), remediation.max_concurrent is %d",
+			held, awaiting, a.MaxConcurrent), nil
 	}
 	return "", "", nil
 }

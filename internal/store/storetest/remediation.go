@@ -160,3 +160,38 @@ func testRemediationApproval(t *testing.T, open Opener) {
 	require.False(t, ok)
 	require.Contains(t, why, "expired")
 }
+
+// testRemediationApprovalConcurrency: a run waiting for approval holds its
+// place under max_concurrent, since approving it starts it without checking
+// the limit again; approving every waiting run never makes more runs
+// execute than the limit. The run records the runbook's digest.
+func testRemediationApprovalConcurrency(t *testing.T, open Opener) {
+	c := NewClock()
+	s, incID := openIncident(t, open, c)
+	ctx := context.Background()
+	var ids []int64
+	for i, tgt := range []string{"a", "b", "c"} {
+		res, err := s.AdmitRun(ctx, store.Admission{
+			IncidentID: incID, Runbook: "rb" + tgt, Target: "rb" + tgt + "{}", RequireApproval: true, ApprovalTimeout: time.Hour,
+			Cooldown: time.Minute, MaxRuns: 5, Window: time.Hour, MaxConcurrent: 2, StormThreshold: 10, RunbookDigest: "d-" + tgt,
+		})
+		require.NoError(t, err)
+		if i < 2 {
+			require.Empty(t, res.Guard, "admission %d", i)
+			require.Equal(t, incident.RunAwaitingApproval, res.Run.State)
+			ids = append(ids, res.Run.ID)
+			continue
+		}
+		require.Equal(t, "max_concurrent", res.Guard, "two runs wait for approval: a third would exceed max_concurrent once they are approved")
+		require.Contains(t, res.Run.Reason, "waiting for approval")
+	}
+	for _, id := range ids {
+		r, ok, _, err := s.DecideRun(ctx, store.Approval{RunID: id, User: "U1", Approve: true})
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, incident.RunRunning, r.State)
+	}
+	run, err := s.RemediationRun(ctx, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, "d-a", run.RunbookDigest)
+}

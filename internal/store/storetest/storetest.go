@@ -90,7 +90,11 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
 	t.Run("PlanDeliveries", func(t *testing.T) { testPlanDeliveries(t, open) })
 	t.Run("LeaseDelivery", func(t *testing.T) { testLeaseDelivery(t, open) })
-	t.Run("Remediation", func(t *testing.T) { testRemediation(t, open); testRemediationApproval(t, open) })
+	t.Run("Remediation", func(t *testing.T) {
+		testRemediation(t, open)
+		testRemediationApproval(t, open)
+		testRemediationApprovalConcurrency(t, open)
+	})
 	t.Run("Context", func(t *testing.T) { testContext(t, open) })
 }
 

@@ -1,0 +1,175 @@
+package app_test
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/routing/routingtest"
+	"github.com/responder/responder/internal/webhook"
+)
+
+// markStep is a runbook step that creates a file in dir: the test counts
+// the files to know how often the step ran.
+func markStep(name, dir string) string {
+	return fmt.Sprintf("  - name: %s\n    exec: { command: /usr/bin/mktemp, args: ['-p', %q, 'run.XXXXXX'] }\n", name, dir)
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	return len(entries)
+}
+
+// TestRemediation_ReloadStopsActiveRuns: docs/runbooks.md lists
+// `remediation.enabled: false` and `dry_run: true` (global or the
+// runbook's), followed by a reload, among the ways to stop everything; a
+// run already executing stops before its next step, as for a pause.
+func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, global, runbookPrefix, reason string }{
+		{"enabled false", "enabled: false", "", "remediation.enabled: false"},
+		{"global dry run", "dry_run: true", "", "remediation.dry_run: true"},
+		{"runbook dry run", "dry_run: false", "dry_run: true\n", "was switched to dry-run"},
+		{"runbook edited", "dry_run: false", "description: edited\n", "changed since the run was admitted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			token := rand.Text()
+			dir, first, second := t.TempDir(), t.TempDir(), t.TempDir()
+			rbDir := filepath.Join(dir, "runbooks")
+			require.NoError(t, os.MkdirAll(rbDir, 0o750))
+			rb := "name: slow\nmatch: ['alertname=\"Slow\"']\nsteps:\n" + markStep("first", first) +
+				"  - name: pause\n    wait: { duration: 2s }\n" + markStep("second", second)
+			rbFile := filepath.Join(rbDir, "slow.yaml")
+			require.NoError(t, os.WriteFile(rbFile, []byte(rb), 0o600))
+			cfg := func(remediation string) string {
+				return fmt.Sprintf("storage:\n  dsn: sqlite://%s\nwebhook:\n  authorization: { credentials: %q }\nremediation:\n  %s\n  runbooks_dir: %s\n",
+					filepath.Join(dir, "responder.db"), token, remediation, rbDir)
+			}
+			r, a, cfgFile := startE2EApp(t, cfg("dry_run: false"), token)
+			code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Slow", "firing", nil))
+			require.Equal(t, http.StatusOK, code, body)
+			remediationRun(t, r, "Slow", func(run incident.RemediationRun) bool { return run.NextStep >= 1 })
+			require.Equal(t, 1, countFiles(t, first))
+
+			require.NoError(t, os.WriteFile(rbFile, []byte(tc.runbookPrefix+rb), 0o600))
+			require.NoError(t, os.WriteFile(cfgFile, []byte(cfg(tc.global)), 0o600))
+			require.NoError(t, a.Reload())
+
+			run := remediationRun(t, r, "Slow", func(run incident.RemediationRun) bool { return !run.Active() })
+			require.Equal(t, incident.RunCancelled, run.State, "%+v", run)
+			require.Contains(t, run.Reason, tc.reason)
+			require.Zero(t, countFiles(t, second), "the step after the reload never ran")
+		})
+	}
+}
+
+// TestRemediation_RunsTheApprovedPlan: the approver approves the steps shown
+// in Slack. If a reload changes the runbook while the request is open, the
+// approval does not start the new steps: the run is cancelled. A runbook
+// whose steps cannot all be rendered for the alert is refused before any
+// step runs, dry run or not.
+func TestRemediation_RunsTheApprovedPlan(t *testing.T) {
+	t.Parallel()
+	const secret = "slack-signing-secret"
+	token := rand.Text()
+	fs := routingtest.NewFakeSlack(t, "xoxb-test")
+	fs.AddChannel("#incidents")
+	dir, shown, other, before := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	rbDir := filepath.Join(dir, "runbooks")
+	require.NoError(t, os.MkdirAll(rbDir, 0o750))
+	approval := func(step, d string) string {
+		return "name: appr\nmatch: ['alertname=\"Appr\"']\nguards: { require_approval: true }\nsteps:\n" + markStep(step, d)
+	}
+	apprFile := filepath.Join(rbDir, "appr.yaml")
+	require.NoError(t, os.WriteFile(apprFile, []byte(approval("harmless", shown)), 0o600))
+	// Step 2 takes a Kubernetes name from the label, which the pattern
+	// allows in capitals and Kubernetes does not.
+	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "unplannable.yaml"), []byte(`name: unplannable
+match: ['alertname="Unplannable"']
+params:
+  app: { label: app, pattern: '[A-Za-z0-9-]{1,40}' }
+steps:
+`+markStep("first", before)+`  - name: restart
+    kubernetes: { action: rollout_restart, namespace: shop, deployment: '{{ .Params.app }}' }
+`), 0o600))
+	r, a, _ := startE2EApp(t, fmt.Sprintf(`
+global:
+  slack_api_url: %q
+  slack_bot_token: xoxb-test
+  slack_signing_secret: %q
+storage:
+  dsn: sqlite://%s
+webhook:
+  authorization: { credentials: %q }
+route:
+  receiver: incidents
+receivers:
+  - name: incidents
+    slack_configs: [{ channel: '#incidents' }]
+remediation:
+  dry_run: false
+  runbooks_dir: %s
+  approvers: [U0APPROVER]
+`, fs.URL(), secret, filepath.Join(dir, "responder.db"), token, rbDir), token)
+
+	t.Run("unplannable runbook is refused before its first step", func(t *testing.T) {
+		code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Unplannable", "firing", map[string]string{"app": "Checkout"}))
+		require.Equal(t, http.StatusOK, code, body)
+		run := remediationRun(t, r, "Unplannable", func(run incident.RemediationRun) bool { return !run.Active() })
+		require.Equal(t, incident.RunRefused, run.State, "%+v", run)
+		require.Contains(t, run.Reason, "cannot plan")
+		require.Zero(t, countFiles(t, before))
+	})
+
+	t.Run("edited runbook is not what was approved", func(t *testing.T) {
+		code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Appr", "firing", nil))
+		require.Equal(t, http.StatusOK, code, body)
+		run := remediationRun(t, r, "Appr", func(run incident.RemediationRun) bool {
+			for _, x := range run.Audit {
+				if x.Outcome == "approval_requested" {
+					return true
+				}
+			}
+			return false
+		})
+		require.NotEmpty(t, run.RunbookDigest)
+		var asked string
+		for _, c := range fs.Calls(routingtest.SlackPostMessage) {
+			if strings.Contains(c.BlocksJSON, webhook.ActionApprove) {
+				asked = c.BlocksJSON
+			}
+		}
+		require.Contains(t, asked, "harmless")
+
+		require.NoError(t, os.WriteFile(apprFile, []byte(approval("something-else", other)), 0o600))
+		require.NoError(t, a.Reload())
+		now := time.Now().Unix()
+		form := "payload=" + url.QueryEscape(fmt.Sprintf(`{"type":"block_actions","user":{"id":"U0APPROVER"},"actions":[{"action_id":%q,"value":"%d"}]}`, webhook.ActionApprove, run.ID))
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+r.addr+"/slack/interactions", strings.NewReader(form))
+		require.NoError(t, err)
+		req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(now, 10))
+		req.Header.Set("X-Slack-Signature", webhook.SignSlackRequest(secret, now, []byte(form)))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+
+		run = remediationRun(t, r, "Appr", func(run incident.RemediationRun) bool { return !run.Active() })
+		require.Equal(t, incident.RunCancelled, run.State, "%+v", run)
+		require.Contains(t, run.Reason, "changed since the run was admitted")
+		require.Zero(t, countFiles(t, shown))
+		require.Zero(t, countFiles(t, other), "a step the approver never saw ran under their approval")
+	})
+}
