@@ -103,11 +103,25 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 func runServe(logger *slog.Logger, configFile, listen string) int {
+	// Signals first, before anything that can take time: SIGHUP's default
+	// action ends the process, and opening storage may take a while (a
+	// PostgreSQL that does not answer, migrations). A SIGHUP from then on
+	// waits in hup (one at most: more coalesce) until the app runs, which
+	// reloads then; SIGTERM and SIGINT cancel ctx, which ends the start.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("starting responder", "version", version.Info(), "build", version.BuildContext())
-	a, err := app.New(ctx, app.Options{ConfigFile: configFile, ListenAddress: listen, Logger: logger})
+	a, err := app.New(ctx, app.Options{ConfigFile: configFile, ListenAddress: listen, Logger: logger, ReloadSignals: hup})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Asked to stop while starting: nothing was accepted yet, and
+			// the error is only the cancellation of what was in progress.
+			logger.Info("stopped during startup", "err", err)
+			return 0
+		}
 		logger.Error("cannot start", "err", err)
 		return 1
 	}

@@ -10,10 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/oklog/run"
@@ -45,6 +43,13 @@ type Options struct {
 	// Owner names this replica's workers in job leases; defaults to
 	// hostname/pid.
 	Owner string
+	// ReloadSignals delivers SIGHUP: each value received while Run runs
+	// reloads the configuration, like POST /-/reload. The caller registers
+	// it with signal.Notify before New, so that a SIGHUP during a slow start
+	// neither kills the process nor gets lost: one that arrives before Run
+	// waits in the channel's buffer and is served as Run starts. Nil: only
+	// POST /-/reload reloads.
+	ReloadSignals <-chan os.Signal
 }
 
 // App is one running responder.
@@ -213,26 +218,34 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopWork()
 
 	var g run.Group
-	// Context and SIGHUP: the actor that ends the group when asked to stop.
+	// Context and reload requests: the actor that ends the group when asked
+	// to stop. The command owns SIGHUP (it must take it before storage
+	// opens, or a SIGHUP during a slow start kills the process); requests
+	// that came while New ran wait in the channel, coalesced by its buffer.
 	{
 		ctx, cancel := context.WithCancel(ctx)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
+		reload := func() {
+			if err := a.Reload(); err != nil {
+				a.logger.ErrorContext(ctx, "reload on SIGHUP failed; the previous configuration stays in force", "err", err)
+			}
+		}
 		g.Add(func() error {
+			select {
+			case <-a.opts.ReloadSignals:
+				// The file may have changed while storage opened.
+				a.logger.InfoContext(ctx, "reloading: SIGHUP arrived during startup")
+				reload()
+			default:
+			}
 			for {
 				select {
 				case <-ctx.Done():
 					return nil
-				case <-hup:
-					if err := a.Reload(); err != nil {
-						a.logger.ErrorContext(ctx, "reload on SIGHUP failed; the previous configuration stays in force", "err", err)
-					}
+				case <-a.opts.ReloadSignals:
+					reload()
 				}
 			}
-		}, func(error) {
-			signal.Stop(hup)
-			cancel()
-		})
+		}, func(error) { cancel() })
 	}
 	// HTTP. Its interrupt blocks until in-flight requests have finished;
 	// oklog/run calls interrupts in the order actors were added, so the

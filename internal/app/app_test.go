@@ -16,6 +16,25 @@ import (
 	"github.com/responder/responder/internal/app"
 )
 
+// runApp runs a until the test ends, when it cancels ctx (through cancel)
+// and checks that Run returns nil within 30 s.
+func runApp(tb testing.TB, ctx context.Context, cancel context.CancelFunc, a *app.App) { //nolint:revive // context-as-argument: tb first, as in every test helper.
+	tb.Helper()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Errorf("responder Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			tb.Error("responder did not stop within 30s of its context being cancelled")
+		}
+	})
+}
+
 // startApp runs an App from a config text until the test ends.
 func startApp(t *testing.T, configText string) (*app.App, string) {
 	t.Helper()
@@ -26,17 +45,7 @@ func startApp(t *testing.T, configText string) (*app.App, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Options{ConfigFile: file, ListenAddress: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("app did not stop within 10s")
-		}
-	})
+	runApp(t, ctx, cancel, a)
 	base := "http://" + a.Addr()
 	require.Eventually(t, func() bool {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/-/ready", nil)

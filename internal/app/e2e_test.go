@@ -198,17 +198,7 @@ func startE2EApp(t *testing.T, configYAML, token string) (*e2eResponder, *app.Ap
 		cancel()
 		require.NoError(t, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err, "responder Run")
-		case <-time.After(30 * time.Second):
-			t.Error("responder did not stop within 30s of its context being cancelled")
-		}
-	})
+	runApp(t, ctx, cancel, a)
 
 	r := &e2eResponder{addr: a.Addr(), token: token, client: &http.Client{Timeout: 5 * time.Second}}
 	r.eventually(t, "responder ready", func() (bool, any, error) {

@@ -445,19 +445,7 @@ func startNotifyResponder(tb testing.TB, configYAML, token string) *e2eResponder
 		cancel()
 		tb.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("responder Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			tb.Error("responder did not stop within 30s of its context being cancelled")
-		}
-	})
+	runApp(tb, ctx, cancel, a)
 	r := &e2eResponder{addr: a.Addr(), token: token, client: &http.Client{Timeout: 10 * time.Second}}
 	waitFor(tb, 30*time.Second, "responder ready", func() (bool, string) {
 		code, body, err := r.do(tb.Context(), "/-/ready")

@@ -15,6 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,10 +64,42 @@ type DB struct {
 	*store.Store
 }
 
+// DefaultConnectTimeout bounds each attempt to connect to a server when
+// the DSN sets no connect_timeout (or sets 0, which libpq reads as "wait
+// forever": a server that accepts connections and never answers would hang
+// the start with no word).
+const DefaultConnectTimeout = 30 * time.Second
+
+// waitingAfter is how long opening may take before it is logged: a healthy
+// server answers in milliseconds, and a start that hangs silently looks
+// like a crash.
+const waitingAfter = 5 * time.Second
+
+// timeouts are Open's bounds, a parameter of open so that tests take a
+// second, not 30.
+type timeouts struct {
+	// connect bounds each attempt to connect to a server when the DSN sets
+	// no connect_timeout.
+	connect time.Duration
+	// waiting is how long opening may take before it is logged.
+	waiting time.Duration
+}
+
 // Open connects to the database named by dsn (postgres:// or postgresql://,
 // as libpq and pgx read it) and migrates it. Errors never contain the DSN's
 // password.
+//
+// Connecting is bounded: each attempt to reach a server the DSN names waits
+// at most its connect_timeout, DefaultConnectTimeout when it sets none, for
+// the first connection and every later one (migrations' included). Opening
+// that takes longer than a few seconds is logged at Info, naming the server.
+// The migrations themselves are not bounded: one may wait for another
+// replica's, or rewrite a large table.
 func Open(ctx context.Context, dsn string, opts store.Options) (*DB, error) {
+	return open(ctx, dsn, opts, timeouts{connect: DefaultConnectTimeout, waiting: waitingAfter})
+}
+
+func open(ctx context.Context, dsn string, opts store.Options, bounds timeouts) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,26 +112,70 @@ func Open(ctx context.Context, dsn string, opts store.Options) (*DB, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "responder"
 	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = bounds.connect
+	}
+	servers := hosts(cfg)
+	// Until Open returns, say once that it waits, and for what: the
+	// listener (and /-/healthy) come only after storage.
+	waiting := time.AfterFunc(bounds.waiting, func() {
+		opts.Logger.InfoContext(ctx, "waiting for storage", "engine", "postgres", "host", strings.Join(servers, ","),
+			"database", cfg.Database, "connect_timeout", cfg.ConnectTimeout)
+	})
+	defer waiting.Stop()
+
 	pool := stdlib.OpenDB(*cfg)
 	pool.SetMaxOpenConns(MaxConns)
 	pool.SetMaxIdleConns(MaxConns)
 	pool.SetConnMaxIdleTime(5 * time.Minute)
-	if err := pool.PingContext(ctx); err != nil {
+	// pgx bounds each server's attempt by ConnectTimeout; this deadline
+	// also bounds the ping once connected, and the whole when the DSN
+	// names several servers.
+	limit := cfg.ConnectTimeout * time.Duration(len(servers))
+	pctx, cancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("no answer within %s (connect_timeout in the DSN sets this bound): %w", limit, context.DeadlineExceeded))
+	err = pool.PingContext(pctx)
+	cause := context.Cause(pctx)
+	cancel()
+	if err != nil {
 		_ = pool.Close() // the ping error is the one to report
-		return nil, fmt.Errorf("open postgres %s: %w", describe(cfg), redact(err, cfg.Password))
+		if ctx.Err() == nil && cause != nil {
+			// Our deadline, not the caller's cancellation: the cause
+			// says what happened better than the driver's "timeout".
+			err = cause
+		}
+		return nil, fmt.Errorf("open postgres %s: %w", describe(cfg, servers), redact(err, cfg.Password))
 	}
 	// One pool serves writes and reads: PostgreSQL runs concurrent writers.
 	db := &DB{Store: store.New(pool, pool, Dialect, opts)}
 	if err := db.Migrate(ctx); err != nil {
 		_ = db.Close() // the migration error is the one to report
-		return nil, redact(err, cfg.Password)
+		return nil, fmt.Errorf("migrate postgres %s: %w", describe(cfg, servers), redact(err, cfg.Password))
 	}
 	return db, nil
 }
 
-// describe names the server and database for messages, without credentials.
-func describe(cfg *pgx.ConnConfig) string {
-	return fmt.Sprintf("database %q on %s:%d", cfg.Database, cfg.Host, cfg.Port)
+// hosts lists the servers the DSN names, as host:port, without
+// credentials. The fallbacks pgx derives for sslmode=prefer repeat the
+// main server and are listed once.
+func hosts(cfg *pgx.ConnConfig) []string {
+	out := []string{hostPort(cfg.Host, cfg.Port)}
+	for _, fb := range cfg.Fallbacks {
+		if hp := hostPort(fb.Host, fb.Port); !slices.Contains(out, hp) {
+			out = append(out, hp)
+		}
+	}
+	return out
+}
+
+// hostPort joins a host, or a Unix socket directory, with its port.
+func hostPort(host string, port uint16) string {
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+// describe names the servers and database for messages, without
+// credentials.
+func describe(cfg *pgx.ConnConfig, servers []string) string {
+	return fmt.Sprintf("database %q on %s", cfg.Database, strings.Join(servers, ","))
 }
 
 // redact drops an error's text when it would contain the password (pgx's
