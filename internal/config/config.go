@@ -127,6 +127,14 @@ func (g *GlobalConfig) Validate() error {
 			return fmt.Errorf("%s: %w", u.key, err)
 		}
 	}
+	// external_url is copied into every Slack message and PagerDuty event
+	// as the base of links people open: credentials in it would be sent to
+	// both, and to everyone who reads them.
+	if g.ExternalURL != "" {
+		if u, _ := url.Parse(g.ExternalURL); u.User != nil {
+			return errors.New("external_url: must not contain credentials")
+		}
+	}
 	if g.SlackBotToken != "" && g.SlackBotTokenFile != "" {
 		return errors.New("at most one of slack_bot_token and slack_bot_token_file may be configured")
 	}

@@ -139,7 +139,34 @@ func ParseDSN(dsn string) (driver, rest string, err error) {
 		}
 		return "postgres", dsn, nil
 	default:
-		scheme, _, _ := strings.Cut(dsn, "://")
+		// A libpq key/value string ("host=db password=...") has no "://",
+		// and what precedes one may be anything: the scheme is quoted only
+		// when it plainly is one.
+		scheme, _, found := strings.Cut(dsn, "://")
+		if !found || !plainScheme(scheme) {
+			return "", "", errors.New("dsn: no URL scheme (want sqlite://PATH or postgres://...; key/value connection strings are not supported)")
+		}
 		return "", "", fmt.Errorf("dsn: unsupported scheme %q (want sqlite:// or postgres://)", scheme)
 	}
+}
+
+// maxSchemeLen bounds the scheme an error may quote.
+const maxSchemeLen = 20
+
+// plainScheme reports whether s is short and shaped like a URL scheme
+// (RFC 3986: a letter, then letters, digits, '+', '-' or '.'), so that it
+// can be quoted in an error without quoting a credential.
+func plainScheme(s string) bool {
+	if s == "" || len(s) > maxSchemeLen {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -65,7 +65,7 @@ func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
 		if d == nil {
 			return incident.Errorf(incident.NotFound, "deployments are not recorded by this server")
 		}
-		body, err := readBody(c.Request(), maxDeploymentBody)
+		body, err := readBody(c.Request(), maxDeploymentBody, "the fixed limit of a deployment request")
 		if err != nil {
 			return err
 		}

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql/driver"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/labstack/echo/v4"
@@ -44,6 +48,10 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 	return func(c echo.Context) error {
 		req := c.Request()
 		received := opts.Now()
+		if err := checkEncoding(req); err != nil {
+			m.rejected.WithLabelValues("unsupported_encoding").Inc()
+			return err
+		}
 		// The buffer goes back to the pool when the handler returns, unless
 		// the store may still read it: an Accept that failed (timed out) may
 		// yet commit. Nothing here keeps body after returning.
@@ -53,7 +61,7 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 				recycle(buf)
 			}
 		}()
-		body, err := readBodyInto(buf, req, int64(opts.Config().MaxBodySize))
+		body, err := readBodyInto(buf, req, int64(opts.Config().MaxBodySize), "webhook.max_body_size")
 		if err != nil {
 			m.rejected.WithLabelValues(reason(err)).Inc()
 			return err
@@ -98,10 +106,40 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 		outcome := "new"
 		if rec.Duplicate {
 			outcome = "duplicate"
+		} else if msg.TruncatedAlerts > 0 {
+			// Alertmanager computed this notification's status from the
+			// alerts it kept: a "resolved" may hide alerts still firing
+			// (docs/configuration.md, "Alertmanager's max_alerts").
+			m.truncated.Inc()
+			logger.Warn("alertmanager left alerts out of this notification (max_alerts): its status counts only the alerts it kept; unset max_alerts in responder's webhook_configs",
+				"group_key", msg.GroupKey, "truncated_alerts", msg.TruncatedAlerts, "alerts", len(msg.Alerts), "status", msg.Status, "notification_id", rec.NotificationID)
 		}
 		m.notifications.WithLabelValues(outcome).Inc()
 		return c.JSON(http.StatusOK, acceptResponse{Status: "success", NotificationID: rec.NotificationID, Duplicate: rec.Duplicate})
 	}
+}
+
+// maxQuotedEncoding bounds the Content-Encoding quoted in a 415.
+const maxQuotedEncoding = 64
+
+// checkEncoding refuses a body in any Content-Encoding but identity with
+// 415. Alertmanager never compresses its bodies, so a compressed one comes
+// from a proxy or another sender configured to compress: a permanent
+// misconfiguration, for which a 4xx (never retried) is right. Decoding it
+// as it is would answer a misleading 400 about invalid UTF-8 or JSON.
+func checkEncoding(req *http.Request) error {
+	for _, v := range req.Header.Values(echo.HeaderContentEncoding) {
+		for enc := range strings.SplitSeq(v, ",") {
+			enc = strings.TrimSpace(enc)
+			if enc != "" && !strings.EqualFold(enc, "identity") {
+				return &statusError{
+					status: http.StatusUnsupportedMediaType, code: "unsupported_encoding",
+					msg: "Content-Encoding " + strconv.Quote(incident.Clip(enc, maxQuotedEncoding)) + " is not supported: send the body uncompressed, as Alertmanager does",
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // decode decodes a body for committing: only what that needs
@@ -164,9 +202,9 @@ func (k knownPayload) message() *incident.Message {
 }
 
 // readBody reads at most limit bytes of the request body into a buffer
-// of its own.
-func readBody(req *http.Request, limit int64) ([]byte, error) {
-	return readBodyInto(new(bytes.Buffer), req, limit)
+// of its own (see readBodyInto).
+func readBody(req *http.Request, limit int64, limitName string) ([]byte, error) {
+	return readBodyInto(new(bytes.Buffer), req, limit, limitName)
 }
 
 // bodies recycles the buffers that webhook bodies are read into: at
@@ -191,14 +229,18 @@ func recycle(b *bytes.Buffer) {
 }
 
 // readBodyInto reads at most limit bytes of the request body into b,
-// which it empties first, and returns them (b's bytes).
-func readBodyInto(b *bytes.Buffer, req *http.Request, limit int64) ([]byte, error) {
+// which it empties first, and returns them (b's bytes). A larger body is
+// refused with TooLarge, whose message names the limit by limitName: the
+// setting that sets it, or what it is when it is fixed.
+func readBodyInto(b *bytes.Buffer, req *http.Request, limit int64, limitName string) ([]byte, error) {
 	if limit <= 0 {
 		limit = int64(DefaultMaxBodySize)
 	}
-	tooLarge := &incident.Error{Kind: incident.TooLarge, Code: "too_large", Msg: "request body exceeds webhook.max_body_size (" + strconv.FormatInt(limit, 10) + " bytes)"}
+	tooLarge := func() error {
+		return &incident.Error{Kind: incident.TooLarge, Code: "too_large", Msg: "request body exceeds " + limitName + " (" + strconv.FormatInt(limit, 10) + " bytes)"}
+	}
 	if req.ContentLength > limit {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	size := req.ContentLength
 	if size <= 0 {
@@ -211,7 +253,7 @@ func readBodyInto(b *bytes.Buffer, req *http.Request, limit int64) ([]byte, erro
 	}
 	buf := b.Bytes()
 	if int64(len(buf)) > limit {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	return buf, nil
 }
@@ -225,7 +267,65 @@ func reason(err error) string {
 	return "invalid"
 }
 
-func handleListIncidents(inc Incidents) echo.HandlerFunc {
+// storageUnavailable classifies an error from Incidents for the API:
+// storage that cannot be reached (stopped, restarting, unreachable, too
+// slow, or closed at shutdown) is Unavailable, answered 503 like the
+// webhook's own storage failures, with a fixed message that names neither
+// the DSN nor the server. Any other error is returned as it is.
+func storageUnavailable(logger *slog.Logger, c echo.Context, err error) error {
+	if err == nil || incident.KindOf(err) != incident.Internal || !unreachable(err) {
+		return err
+	}
+	logger.WarnContext(c.Request().Context(), "storage unavailable; answered 503", "path", c.Path(), "err", err)
+	return &incident.Error{Kind: incident.Unavailable, Code: "storage_unavailable", Msg: "storage unavailable", Err: err}
+}
+
+// unreachable reports whether err says that storage could not be reached
+// or did not answer in time, rather than that a query failed: network
+// errors (connection refused or reset, timeouts, DNS), the driver's bad
+// connection, a closed pool, a deadline, and PostgreSQL's SQLSTATEs for
+// lost connections, shutdowns and overload. pgx's errors carry their
+// SQLSTATE through the SQLState method, and wrap the network error they
+// came from.
+func unreachable(err error) bool {
+	var (
+		netErr net.Error
+		state  interface{ SQLState() string }
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, driver.ErrBadConn),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &netErr):
+		return true
+	case errors.As(err, &state):
+		switch code := state.SQLState(); {
+		case strings.HasPrefix(code, "08"): // connection_exception
+			return true
+		case code == "53300", // too_many_connections
+			code == "57014", // query_canceled: statement_timeout
+			code == "57P01", // admin_shutdown
+			code == "57P02", // crash_shutdown
+			code == "57P03": // cannot_connect_now: starting up or in recovery
+			return true
+		}
+	}
+	return closedDB(err)
+}
+
+// dbClosedText is database/sql's message for a pool that was closed: the
+// store is closing, as at shutdown. The error itself is not exported.
+const dbClosedText = "sql: database is closed"
+
+func closedDB(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == dbClosedText {
+			return true
+		}
+	}
+	return false
+}
+
+func handleListIncidents(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		status := c.QueryParam("status")
 		if status != "" && status != incident.StatusFiring && status != incident.StatusResolved {
@@ -237,13 +337,13 @@ func handleListIncidents(inc Incidents) echo.HandlerFunc {
 		}
 		list, err := inc.ListIncidents(c.Request().Context(), incident.ListFilter{Status: status, Limit: limit})
 		if err != nil {
-			return err
+			return storageUnavailable(logger, c, err)
 		}
 		return c.JSON(http.StatusOK, map[string]any{"incidents": list})
 	}
 }
 
-func handleGetIncident(inc Incidents) echo.HandlerFunc {
+func handleGetIncident(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 		if err != nil || id <= 0 {
@@ -251,13 +351,13 @@ func handleGetIncident(inc Incidents) echo.HandlerFunc {
 		}
 		got, err := inc.GetIncident(c.Request().Context(), id)
 		if err != nil {
-			return err
+			return storageUnavailable(logger, c, err)
 		}
 		return c.JSON(http.StatusOK, got)
 	}
 }
 
-func handleListJobs(inc Incidents) echo.HandlerFunc {
+func handleListJobs(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		state := c.QueryParam("state")
 		switch state {
@@ -271,7 +371,7 @@ func handleListJobs(inc Incidents) echo.HandlerFunc {
 		}
 		jobs, err := inc.ListJobs(c.Request().Context(), state, limit)
 		if err != nil {
-			return err
+			return storageUnavailable(logger, c, err)
 		}
 		return c.JSON(http.StatusOK, map[string]any{"jobs": jobs})
 	}
@@ -280,14 +380,14 @@ func handleListJobs(inc Incidents) echo.HandlerFunc {
 // handleRetryJob queues a parked job again, e.g. once the poison input or
 // the failing dependency that parked it is fixed: 200 with the job id, 404
 // when no parked job has that id.
-func handleRetryJob(inc Incidents) echo.HandlerFunc {
+func handleRetryJob(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 		if err != nil || id <= 0 {
 			return incident.Errorf(incident.Invalid, "job id must be a positive integer")
 		}
 		if err := inc.Retry(c.Request().Context(), id); err != nil {
-			return err
+			return storageUnavailable(logger, c, err)
 		}
 		return c.JSON(http.StatusOK, map[string]any{"status": "queued", "id": id})
 	}

@@ -13,6 +13,7 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	alerts        *prometheus.CounterVec
 	notifications *prometheus.CounterVec
+	truncated     prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -38,6 +39,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "responder_webhook_notifications_total",
 			Help: "Committed webhook notifications, by outcome (new, or duplicate of an earlier one).",
 		}, []string{"outcome"}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "responder_notifications_truncated_total",
+			Help: "New committed webhook notifications from which Alertmanager left alerts out (max_alerts; truncatedAlerts > 0).",
+		}),
 	}
 	for _, s := range []string{"firing", "resolved"} {
 		m.alerts.WithLabelValues(s)
@@ -45,11 +50,11 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	for _, o := range []string{"new", "duplicate"} {
 		m.notifications.WithLabelValues(o)
 	}
-	for _, r := range []string{"unauthorized", "too_large", "malformed_json", "unsupported_version", "missing_alerts", "invalid_utf8", "missing_group_key", "invalid_alert", "storage_unavailable"} {
+	for _, r := range []string{"unauthorized", "too_large", "malformed_json", "unsupported_version", "missing_alerts", "invalid_utf8", "missing_group_key", "invalid_alert", "unsupported_encoding", "storage_unavailable"} {
 		m.rejected.WithLabelValues(r)
 	}
 	if r != nil {
-		r.MustRegister(m.requests, m.duration, m.rejected, m.alerts, m.notifications)
+		r.MustRegister(m.requests, m.duration, m.rejected, m.alerts, m.notifications, m.truncated)
 	}
 	return m
 }

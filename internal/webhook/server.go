@@ -125,7 +125,10 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		code, body := http.StatusInternalServerError, errorBody{Status: "error", Error: "internal error"}
 		var he *echo.HTTPError
 		var ie *incident.Error
+		var se *statusError
 		switch {
+		case errors.As(err, &se):
+			code, body.Error, body.Code = se.status, se.msg, se.code
 		case errors.As(err, &ie):
 			code, body.Error, body.Code = statusOf(ie.Kind), ie.Msg, ie.Code
 			if ie.Kind == incident.Internal {
@@ -148,6 +151,17 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		_ = c.JSON(code, body)
 	}
 }
+
+// statusError is a refusal with a 4xx status that no incident.Kind maps
+// to, such as 415 for a Content-Encoding the webhook does not decode.
+type statusError struct {
+	status int
+	// code is the error body's code and the metric's reason.
+	code string
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
 
 type errorBody struct {
 	Status string `json:"status"`

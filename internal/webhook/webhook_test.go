@@ -65,6 +65,8 @@ type envOptions struct {
 	acceptTimeout time.Duration
 	// wrap, when set, stands between the server and the store.
 	wrap func(webhook.Sink) webhook.Sink
+	// logger, when set, receives the server's logs (discarded otherwise).
+	logger *slog.Logger
 }
 
 // newEnv opens a store in a temporary directory, starts its writer loop
@@ -79,7 +81,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.db = db
 	t.Cleanup(func() { _ = db.Close() })
 
-	logger := slog.New(slog.DiscardHandler)
+	logger := o.logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- db.Run(runCtx) }()

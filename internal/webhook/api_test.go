@@ -1,0 +1,148 @@
+package webhook_test
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/webhook"
+)
+
+// failingIncidents answers every read and retry with err.
+type failingIncidents struct{ err error }
+
+func (f failingIncidents) ListIncidents(context.Context, incident.ListFilter) ([]incident.Incident, error) {
+	return nil, f.err
+}
+
+func (f failingIncidents) GetIncident(context.Context, int64) (*incident.Incident, error) {
+	return nil, f.err
+}
+
+func (f failingIncidents) ListJobs(context.Context, string, int) ([]incident.Job, error) {
+	return nil, f.err
+}
+
+func (f failingIncidents) Retry(context.Context, int64) error { return f.err }
+
+// apiCall is one request to an endpoint backed by Incidents.
+type apiCall struct{ method, path string }
+
+var incidentsAPI = []apiCall{
+	{http.MethodGet, "/api/v1/incidents"},
+	{http.MethodGet, "/api/v1/incidents/1"},
+	{http.MethodGet, "/api/v1/jobs"},
+	{http.MethodPost, "/api/v1/jobs/1/retry"},
+}
+
+// call sends an authenticated request and decodes the JSON answer.
+func call(t *testing.T, srv *httptest.Server, c apiCall) (int, map[string]any, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), c.method, srv.URL+c.path, http.NoBody)
+	require.NoError(t, err)
+	bearer(token)(req)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, "application/json", strings.Split(resp.Header.Get("Content-Type"), ";")[0], "body %s", raw)
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(raw, &body), "body %s", raw)
+	return resp.StatusCode, body, string(raw)
+}
+
+// The incidents API answers 503, like the webhook, when storage is closed:
+// the same request may succeed later.
+func TestIncidentsAPI_StorageClosed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{cfg: bearerConfig})
+	e.stopCommitter()
+	require.NoError(t, e.db.Close())
+	for _, c := range incidentsAPI {
+		code, body, raw := call(t, e.srv, c)
+		require.Equal(t, http.StatusServiceUnavailable, code, "%s %s: %s", c.method, c.path, raw)
+		require.Equal(t, map[string]any{"status": "error", "error": "storage unavailable", "code": "storage_unavailable"}, body, c.path)
+		require.NotContains(t, raw, e.path)
+	}
+}
+
+// refusedDial returns a real "connection refused" from a loopback port
+// nobody listens on.
+func refusedDial(t *testing.T) (addr string, err error) {
+	t.Helper()
+	l, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr = l.Addr().String()
+	require.NoError(t, l.Close())
+	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(t.Context(), "tcp", addr)
+	if conn != nil {
+		_ = conn.Close()
+	}
+	require.Error(t, err)
+	return addr, err
+}
+
+// Storage that cannot be reached is 503 on every endpoint, with a message
+// that names neither the DSN nor the server; any other storage error stays
+// an internal error (500), and the store's own kinds keep their status.
+func TestIncidentsAPI_StorageErrors(t *testing.T) {
+	t.Parallel()
+	addr, refused := refusedDial(t)
+	// pgx's own error for a server that is down, from a DSN with a password.
+	const password = "S3cret-pg"
+	_, pgDown := pgconn.Connect(t.Context(), "postgres://resp:"+password+"@"+addr+"/responder?sslmode=disable&connect_timeout=5")
+	require.Error(t, pgDown)
+
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{name: "postgres stopped", err: fmt.Errorf("list incidents: %w", pgDown), want: 503},
+		{name: "connection refused", err: fmt.Errorf("read incident 1: %w", refused), want: 503},
+		{name: "connection reset", err: fmt.Errorf("list jobs: %w", &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}), want: 503},
+		{name: "admin shutdown", err: fmt.Errorf("list incidents: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"}), want: 503},
+		{name: "starting up", err: fmt.Errorf("list incidents: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}), want: 503},
+		{name: "connection failure", err: fmt.Errorf("list incidents: %w", &pgconn.PgError{Severity: "FATAL", Code: "08006"}), want: 503},
+		{name: "bad connection", err: fmt.Errorf("retry job 1: %w", driver.ErrBadConn), want: 503},
+		{name: "deadline", err: fmt.Errorf("list jobs: %w", context.DeadlineExceeded), want: 503},
+		{name: "unexpected EOF", err: fmt.Errorf("list jobs: %w", io.ErrUnexpectedEOF), want: 503},
+		{name: "syntax error", err: fmt.Errorf("list incidents: %w", &pgconn.PgError{Severity: "ERROR", Code: "42601"}), want: 500},
+		{name: "other error", err: errors.New("scan incident: converting NULL to int64"), want: 500},
+		{name: "not found", err: incident.Errorf(incident.NotFound, "no parked job 1"), want: 404},
+		{name: "already unavailable", err: &incident.Error{Kind: incident.Unavailable, Msg: "shutting down"}, want: 503},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(webhook.NewServer(slog.New(slog.DiscardHandler), nil, webhook.Options{
+				Config:    func() webhook.Config { return bearerConfig },
+				Incidents: failingIncidents{err: tt.err},
+			}))
+			defer srv.Close()
+			for _, c := range incidentsAPI {
+				code, body, raw := call(t, srv, c)
+				require.Equal(t, tt.want, code, "%s %s: %s", c.method, c.path, raw)
+				require.Equal(t, "error", body["status"])
+				for _, leak := range []string{password, addr, "resp", "responder"} {
+					require.NotContains(t, raw, leak)
+				}
+			}
+		})
+	}
+}
