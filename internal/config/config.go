@@ -584,15 +584,50 @@ func (c *Config) redacted() *Config {
 	return &r
 }
 
-// redactURL replaces the password of a URL, if it has one.
+// redactURL replaces the password of a URL, if it has one, and the value
+// of every query parameter whose name says it holds a secret (pgx and
+// libpq read a DSN's password from ?password= as well).
 func redactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		if strings.ContainsAny(s, "@?") {
+			return "<unparsable URL>"
+		}
 		return s
 	}
-	if _, ok := u.User.Password(); !ok {
+	changed := false
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			changed = true
+		}
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			if secretParam(k) {
+				q[k] = []string{"xxxxx"}
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+	}
+	if !changed {
 		return s
 	}
-	u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	return u.String()
+}
+
+// secretParam reports whether a URL query parameter's name says it holds a
+// secret: password and sslpassword (libpq), tokens, keys and secrets.
+func secretParam(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range []string{"password", "passwd", "secret", "token", "apikey", "api_key", "access_key"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
 }

@@ -432,6 +432,18 @@ func TestLoad_secretsNeverPrinted(t *testing.T) {
 		require.Equal(t, "http://user:s3cr3t-url@prometheus:9090", c.Global.PrometheusURL)
 		require.Equal(t, "postgres://responder:s3cr3t-dsn@db/responder", c.Storage.DSN)
 	})
+	t.Run("String, secrets in query parameters", func(t *testing.T) {
+		t.Parallel()
+		c, err := Load("storage: {dsn: 'postgres://responder@db/responder?sslmode=require&password=s3cr3t-q&sslpassword=s3cr3t-ssl'}\n" +
+			"global: {prometheus_url: 'http://prometheus:9090/?access_token=s3cr3t-token&x=1'}\n")
+		require.NoError(t, err)
+		got := c.String()
+		require.NotContains(t, got, "s3cr3t")
+		require.Contains(t, got, "sslmode=require")
+		require.Contains(t, got, "x=1")
+		_, err = Load(got)
+		require.NoError(t, err, "the printed config loads")
+	})
 }
 
 func TestLoadFile(t *testing.T) {

@@ -105,10 +105,32 @@ type Applied struct {
 	NewResolved int
 }
 
+// The sizes of a page of a list: DefaultLimit when none is asked for, at
+// most MaxLimit.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// PageLimit is the number of entries a list asked for n entries returns
+// at most.
+func PageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultLimit
+	case n > MaxLimit:
+		return MaxLimit
+	}
+	return n
+}
+
 // ListFilter narrows a list of incidents.
 type ListFilter struct {
 	Status string
 	Limit  int
+	// Before, when positive, lists only incidents with a smaller id: the
+	// page after one whose last (oldest) incident had this id.
+	Before int64
 }
 
 // Delivery is one webhook request, decoded and validated, ready to commit.

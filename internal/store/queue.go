@@ -325,12 +325,4 @@ func (s *Store) Stats(ctx context.Context) (QueueStats, error) {
 	return st, nil
 }
 
-func clampLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
-}
+func clampLimit(n int) int { return incident.PageLimit(n) }

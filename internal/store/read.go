@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	gojson "github.com/goccy/go-json"
 
@@ -63,10 +64,20 @@ func (s *Store) readIncident(ctx context.Context, tx txConn, id int64) (*inciden
 // ListIncidents returns incidents, newest first, without their details.
 func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]incident.Incident, error) {
 	q := `SELECT ` + incidentColumns + ` FROM incidents`
-	args := []any{}
+	var (
+		where []string
+		args  []any
+	)
 	if f.Status != "" {
-		q += ` WHERE status = ?`
+		where = append(where, `status = ?`)
 		args = append(args, f.Status)
+	}
+	if f.Before > 0 {
+		where = append(where, `id < ?`)
+		args = append(args, f.Before)
+	}
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, clampLimit(f.Limit))

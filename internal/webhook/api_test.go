@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql/driver"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/responder/responder/internal/incident"
@@ -145,4 +147,63 @@ func TestIncidentsAPI_StorageErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// GET /api/v1/incidents pages newest first: a full page carries
+// next_before, the id to pass as ?before= for the next one; the last page
+// has none.
+func TestIncidentsAPI_Pages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{cfg: bearerConfig})
+	for i := range 3 {
+		body := edited(t, "am_v4_firing.json", func(m map[string]any) { m["groupKey"] = fmt.Sprintf(`{}:{alertname="Page%d"}`, i) })
+		got := e.post(t, bytes.NewReader(body), bearer(token))
+		require.Equal(t, http.StatusOK, got.code, "body %v", got.body)
+	}
+	ids := func(body map[string]any) []int64 {
+		var out []int64
+		for _, inc := range body["incidents"].([]any) {
+			out = append(out, int64(inc.(map[string]any)["id"].(float64)))
+		}
+		return out
+	}
+	code, first, raw := call(t, e.srv, apiCall{http.MethodGet, "/api/v1/incidents?limit=2"})
+	require.Equal(t, http.StatusOK, code, raw)
+	page1 := ids(first)
+	require.Len(t, page1, 2)
+	require.Greater(t, page1[0], page1[1], "newest first")
+	require.Equal(t, page1[1], int64(first["next_before"].(float64)))
+
+	code, second, raw := call(t, e.srv, apiCall{http.MethodGet, fmt.Sprintf("/api/v1/incidents?limit=2&before=%d", page1[1])})
+	require.Equal(t, http.StatusOK, code, raw)
+	page2 := ids(second)
+	require.Len(t, page2, 1)
+	require.Less(t, page2[0], page1[1])
+	require.NotContains(t, second, "next_before", "the last page")
+
+	code, _, raw = call(t, e.srv, apiCall{http.MethodGet, "/api/v1/incidents?before=x"})
+	require.Equal(t, http.StatusBadRequest, code, raw)
+}
+
+// A read whose client went away is not a server error: no ERROR log, and
+// the requests metric counts it as 499, not 500.
+func TestIncidentsAPI_ClientGone(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	reg := prometheus.NewPedanticRegistry()
+	h := webhook.NewServer(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil, webhook.Options{
+		Config:     func() webhook.Config { return bearerConfig },
+		Incidents:  failingIncidents{err: fmt.Errorf("list incidents: %w", context.Canceled)},
+		Registerer: reg,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/v1/incidents", http.NoBody)
+	bearer(token)(req)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, 499, rec.Code, rec.Body.String())
+	require.NotContains(t, logs.String(), `"level":"ERROR"`)
+	require.Contains(t, logs.String(), "client closed the request")
+	require.Equal(t, map[string]float64{"499": 1}, counters(t, reg, "responder_http_requests_total", "code"))
 }

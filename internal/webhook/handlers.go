@@ -335,11 +335,20 @@ func handleListIncidents(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		list, err := inc.ListIncidents(c.Request().Context(), incident.ListFilter{Status: status, Limit: limit})
+		before, err := queryInt(c, "before")
+		if err != nil {
+			return err
+		}
+		list, err := inc.ListIncidents(c.Request().Context(), incident.ListFilter{Status: status, Limit: limit, Before: int64(before)})
 		if err != nil {
 			return storageUnavailable(logger, c, err)
 		}
-		return c.JSON(http.StatusOK, map[string]any{"incidents": list})
+		out := map[string]any{"incidents": list}
+		if len(list) > 0 && len(list) == incident.PageLimit(limit) {
+			// A full page: older incidents may follow, from ?before=this.
+			out["next_before"] = list[len(list)-1].ID
+		}
+		return c.JSON(http.StatusOK, out)
 	}
 }
 

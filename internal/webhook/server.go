@@ -127,6 +127,11 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		var ie *incident.Error
 		var se *statusError
 		switch {
+		case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+			// The client went away (closed the connection, timed out):
+			// nobody reads the answer, and nothing failed on our side.
+			code, body.Error, body.Code = statusClientClosed, "client closed the request", "client_closed"
+			logger.Debug("client closed the request before the answer", "path", c.Path())
 		case errors.As(err, &se):
 			code, body.Error, body.Code = se.status, se.msg, se.code
 		case errors.As(err, &ie):
@@ -151,6 +156,10 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		_ = c.JSON(code, body)
 	}
 }
+
+// statusClientClosed is the status recorded (in the requests metric) for a
+// request whose client went away before the answer: 499, as nginx logs it.
+const statusClientClosed = 499
 
 // statusError is a refusal with a 4xx status that no incident.Kind maps
 // to, such as 415 for a Content-Encoding the webhook does not decode.

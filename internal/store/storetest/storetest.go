@@ -4,6 +4,7 @@ package storetest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -84,6 +85,7 @@ func Run(t *testing.T, open Opener) {
 	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
 		t.Run("ApplyFailure"+name, func(t *testing.T) { testApplyFailure(t, o) })
 	}
+	t.Run("ListPages", func(t *testing.T) { testListPages(t, open) })
 	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
 	t.Run("ClaimOrder", func(t *testing.T) { testClaimOrder(t, open) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
@@ -603,6 +605,59 @@ func testApplyOrder(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Len(t, all, 1, "no second episode from a stale firing")
 	require.Equal(t, incident.StatusResolved, all[0].Status)
+}
+
+// testListPages: ListFilter.Before pages through incidents newest first,
+// with and without a status, and every incident is on exactly one page.
+func testListPages(t *testing.T, open Opener) {
+	c := NewClock()
+	s := open(t, c, nil)
+	ctx := context.Background()
+	base := Payload(t, "am_v4_firing.json")
+	const groups = 7
+	for i := range groups {
+		state := incident.StatusFiring
+		if i%2 == 1 {
+			state = incident.StatusResolved
+		}
+		m := withAlerts(t, base, c.Now().Add(-time.Hour), map[string]string{"a": state})
+		m.GroupKey = fmt.Sprintf(`{}:{alertname="Page%d"}`, i)
+		accept(t, s, m, c.Now())
+	}
+	pages := func(status string) [][]int64 {
+		var (
+			out    [][]int64
+			before int64
+		)
+		for range groups + 1 {
+			list, err := s.ListIncidents(ctx, incident.ListFilter{Status: status, Limit: 3, Before: before})
+			require.NoError(t, err)
+			if len(list) == 0 {
+				return out
+			}
+			var ids []int64
+			for _, inc := range list {
+				if status != "" {
+					require.Equal(t, status, inc.Status)
+				}
+				ids = append(ids, inc.ID)
+			}
+			out = append(out, ids)
+			before = ids[len(ids)-1]
+		}
+		t.Fatalf("paging did not end: %v", out)
+		return nil
+	}
+	all := pages("")
+	require.Len(t, all, 3)
+	flat := slices.Concat(all...)
+	require.Len(t, flat, groups)
+	require.True(t, slices.IsSortedFunc(flat, func(a, b int64) int { return cmp.Compare(b, a) }), "newest first, no overlap: %v", flat)
+	require.Equal(t, []int{3, 3, 1}, []int{len(all[0]), len(all[1]), len(all[2])})
+
+	firing := slices.Concat(pages(incident.StatusFiring)...)
+	require.Len(t, firing, 4)
+	require.True(t, slices.IsSortedFunc(firing, func(a, b int64) int { return cmp.Compare(b, a) }))
 }
 
 // kinds are the job kinds the tests claim, as a pipeline with handlers for
