@@ -26,6 +26,32 @@ func DecodeMessage(body []byte) (*Message, error) {
 	return &m, nil
 }
 
+// DecodeStored decodes a notification that was committed earlier, for
+// applying it. Versions before the notification's status was checked
+// committed any status; such a notification is read with the status
+// Alertmanager would have given it (firing when any of its alerts fires), so
+// that an upgrade does not refuse what was acknowledged with a 200.
+func DecodeStored(body []byte) (*Message, error) {
+	var m Message
+	if err := unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	if m.Data != nil && m.Status != StatusFiring && m.Status != StatusResolved {
+		m.Status = StatusResolved
+		for _, a := range m.Alerts {
+			if a.Status == StatusFiring {
+				m.Status = StatusFiring
+				break
+			}
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	m.Normalize()
+	return &m, nil
+}
+
 // unmarshal decodes a body into v, refusing invalid UTF-8: decoders replace
 // it with U+FFFD silently, and a mangled label value must be refused, not
 // stored altered.
@@ -55,9 +81,11 @@ func (m *Message) Normalize() {
 	}
 }
 
-// Validate checks what responder relies on: the version, a group key, at
-// least one alert, each with a fingerprint, a start time and a known status,
-// and valid UTF-8 in every string that is stored or shown.
+// Validate checks what responder relies on: the version, a group key, a
+// known status, at least one alert, each with a fingerprint, a start time and
+// a known status, and valid UTF-8 in every string that is stored or shown.
+// The notification's status need not agree with its alerts' (a notification
+// from which Alertmanager left alerts out counts only the ones it kept).
 func (m *Message) Validate() error {
 	if m.Version != SupportedVersion {
 		return invalid("unsupported_version", "unsupported payload version %q (want %q)", Clip(m.Version, 16), SupportedVersion)
@@ -75,6 +103,9 @@ func (m *Message) Validate() error {
 		if !validKV(kv) {
 			return invalid("invalid_utf8", "payload contains invalid UTF-8")
 		}
+	}
+	if m.Status != StatusFiring && m.Status != StatusResolved {
+		return invalid("invalid_status", "status must be %q or %q", StatusFiring, StatusResolved)
 	}
 	for i, a := range m.Alerts {
 		switch {

@@ -64,6 +64,8 @@ func TestDecodeMessage(t *testing.T) {
 		{name: "alerts empty", body: editFixture(t, "am_v4_firing.json", func(m map[string]any) { m["alerts"] = []any{} }), wantCode: "missing_alerts"},
 		{name: "alerts absent", body: editFixture(t, "am_v4_firing.json", func(m map[string]any) { delete(m, "alerts") }), wantCode: "missing_alerts"},
 		{name: "only envelope fields", body: []byte(`{"version":"4","groupKey":"g"}`), wantCode: "missing_alerts"},
+		{name: "status unknown", body: editFixture(t, "am_v4_firing.json", func(m map[string]any) { m["status"] = "pending" }), wantCode: "invalid_status"},
+		{name: "status missing", body: editFixture(t, "am_v4_firing.json", func(m map[string]any) { delete(m, "status") }), wantCode: "invalid_status"},
 		{name: "alert status unknown", body: editFixture(t, "am_v4_firing.json", func(m map[string]any) { alertAt(m, 1)["status"] = "pending" }), wantCode: "invalid_alert"},
 		{name: "alert fingerprint missing", body: editFixture(t, "am_v4_firing.json", func(m map[string]any) { delete(alertAt(m, 0), "fingerprint") }), wantCode: "invalid_alert"},
 		{name: "alert startsAt missing", body: editFixture(t, "am_v4_firing.json", func(m map[string]any) { delete(alertAt(m, 0), "startsAt") }), wantCode: "invalid_alert"},
@@ -138,6 +140,8 @@ func TestValidate(t *testing.T) {
 		{name: "group key empty", edit: func(m *incident.Message) { m.GroupKey = "" }, wantCode: "missing_group_key"},
 		{name: "data nil", edit: func(m *incident.Message) { m.Data = nil }, wantCode: "missing_alerts"},
 		{name: "alerts nil", edit: func(m *incident.Message) { m.Alerts = nil }, wantCode: "missing_alerts"},
+		{name: "notification status empty", edit: func(m *incident.Message) { m.Status = "" }, wantCode: "invalid_status"},
+		{name: "notification status capitalised", edit: func(m *incident.Message) { m.Status = "Firing" }, wantCode: "invalid_status"},
 		{name: "status empty", edit: func(m *incident.Message) { m.Alerts[0].Status = "" }, wantCode: "invalid_alert"},
 		{name: "status capitalised", edit: func(m *incident.Message) { m.Alerts[1].Status = "Resolved" }, wantCode: "invalid_alert"},
 		{name: "fingerprint empty", edit: func(m *incident.Message) { m.Alerts[1].Fingerprint = "" }, wantCode: "invalid_alert"},
@@ -248,6 +252,43 @@ func TestStateHashFixtures(t *testing.T) {
 	require.Len(t, keys, 2)
 	require.Equal(t, "6a4f37c34a2d1e00", keys[0].Fingerprint)
 	require.Equal(t, time.UTC, keys[0].StartsAt.Location())
+}
+
+// A notification committed before its status was checked is applied with
+// the status Alertmanager gives a group, not refused after an upgrade; what
+// the webhook refuses for other reasons stays refused.
+func TestDecodeStored(t *testing.T) {
+	for _, tc := range []struct {
+		name, status string
+		alerts       []string
+		want         string
+	}{
+		{name: "missing, one alert firing", alerts: []string{"resolved", "firing"}, want: "firing"},
+		{name: "unknown, all resolved", status: "pending", alerts: []string{"resolved", "resolved"}, want: "resolved"},
+		{name: "known status kept", status: "resolved", alerts: []string{"firing", "resolved"}, want: "resolved"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := editFixture(t, "am_v4_firing.json", func(m map[string]any) {
+				delete(m, "status")
+				if tc.status != "" {
+					m["status"] = tc.status
+				}
+				m["alerts"] = m["alerts"].([]any)[:2]
+				for i, st := range tc.alerts {
+					alertAt(m, i)["status"] = st
+				}
+			})
+			_, err := incident.DecodeMessage(body)
+			if tc.status != "resolved" {
+				require.ErrorContains(t, err, "status must be", "the webhook refuses it")
+			}
+			m, err := incident.DecodeStored(body)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, m.Status)
+		})
+	}
+	_, err := incident.DecodeStored(editFixture(t, "am_v4_firing.json", func(m map[string]any) { m["status"] = "x"; m["version"] = "3" }))
+	require.ErrorContains(t, err, "unsupported payload version")
 }
 
 // DecodeIdentity reuses what it decodes into: a body that leaves fields

@@ -133,6 +133,16 @@ type ListFilter struct {
 	Before int64
 }
 
+// JobFilter narrows a list of jobs.
+type JobFilter struct {
+	// State, when set, lists only jobs in that state.
+	State string
+	Limit int
+	// Before, when positive, lists only jobs with a smaller id: the page
+	// after one whose last (oldest) job had this id.
+	Before int64
+}
+
 // Delivery is one webhook request, decoded and validated, ready to commit.
 type Delivery struct {
 	Message    *Message

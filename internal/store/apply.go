@@ -181,7 +181,7 @@ func (s *Store) applyJob(ctx context.Context, tx *sql.Tx, j incident.Job) (incid
 	if err != nil {
 		return out, incident.Permanent(fmt.Errorf("read notification %d: %w", j.RefID, err))
 	}
-	m, err := incident.DecodeMessage(raw)
+	m, err := incident.DecodeStored(raw)
 	if err != nil {
 		return out, incident.Permanent(fmt.Errorf("decode notification %d: %w", j.RefID, err))
 	}

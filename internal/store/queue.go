@@ -236,16 +236,11 @@ func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, kind string, refID, inc
 
 func nullInt(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: v != 0} }
 
-// ListJobs returns jobs in a state (all states when empty), newest first.
-func (s *Store) ListJobs(ctx context.Context, state string, limit int) ([]incident.Job, error) {
-	q := `SELECT id, kind, ref_id, incident_id, state, attempts, max_attempts, run_at, last_error, created_at, updated_at FROM jobs`
-	args := []any{}
-	if state != "" {
-		q += ` WHERE state = ?`
-		args = append(args, state)
-	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, clampLimit(limit))
+// ListJobs returns jobs, newest first: in a state (all states when empty),
+// older than f.Before when it is set.
+func (s *Store) ListJobs(ctx context.Context, f incident.JobFilter) ([]incident.Job, error) {
+	q, args := page(`SELECT id, kind, ref_id, incident_id, state, attempts, max_attempts, run_at, last_error, created_at, updated_at FROM jobs`,
+		"state", f.State, f.Before, f.Limit)
 	return s.queryJobs(ctx, q, args...)
 }
 

@@ -61,26 +61,31 @@ func (s *Store) readIncident(ctx context.Context, tx txConn, id int64) (*inciden
 	return inc, nil
 }
 
-// ListIncidents returns incidents, newest first, without their details.
-func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]incident.Incident, error) {
-	q := `SELECT ` + incidentColumns + ` FROM incidents`
+// page completes a list query: the rows whose column equals value (any when
+// value is empty) and whose id is below before (any when it is not
+// positive), newest first, at most limit (clampLimit).
+func page(q, column, value string, before int64, limit int) (string, []any) {
 	var (
 		where []string
 		args  []any
 	)
-	if f.Status != "" {
-		where = append(where, `status = ?`)
-		args = append(args, f.Status)
+	if value != "" {
+		where = append(where, column+` = ?`)
+		args = append(args, value)
 	}
-	if f.Before > 0 {
+	if before > 0 {
 		where = append(where, `id < ?`)
-		args = append(args, f.Before)
+		args = append(args, before)
 	}
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, clampLimit(f.Limit))
+	return q + ` ORDER BY id DESC LIMIT ?`, append(args, clampLimit(limit))
+}
+
+// ListIncidents returns incidents, newest first, without their details.
+func (s *Store) ListIncidents(ctx context.Context, f incident.ListFilter) ([]incident.Incident, error) {
+	q, args := page(`SELECT `+incidentColumns+` FROM incidents`, "status", f.Status, f.Before, f.Limit)
 	rows, err := s.rQuery(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list incidents: %w", err)

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +38,7 @@ func (f failingIncidents) GetIncident(context.Context, int64) (*incident.Inciden
 	return nil, f.err
 }
 
-func (f failingIncidents) ListJobs(context.Context, string, int) ([]incident.Job, error) {
+func (f failingIncidents) ListJobs(context.Context, incident.JobFilter) ([]incident.Job, error) {
 	return nil, f.err
 }
 
@@ -99,6 +102,40 @@ func refusedDial(t *testing.T) (addr string, err error) {
 	return addr, err
 }
 
+// sqliteErrors returns modernc.org/sqlite's own errors: SQLITE_BUSY from a
+// read of a file that another connection holds locked, and SQLITE_NOTADB
+// from a file that is not a database.
+func sqliteErrors(t *testing.T) (busy, notADatabase error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "locked.db")
+	holder, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(DELETE)")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = holder.Close() })
+	conn, err := holder.Conn(t.Context())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = conn.ExecContext(t.Context(), "CREATE TABLE t (x)")
+	require.NoError(t, err)
+	_, err = conn.ExecContext(t.Context(), "BEGIN EXCLUSIVE")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = conn.ExecContext(context.Background(), "ROLLBACK") })
+
+	reader, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = reader.Close() })
+	busy = reader.QueryRowContext(t.Context(), "SELECT count(*) FROM t").Scan(new(int))
+	require.ErrorContains(t, busy, "SQLITE_BUSY")
+
+	junk := filepath.Join(t.TempDir(), "junk.db")
+	require.NoError(t, os.WriteFile(junk, bytes.Repeat([]byte("not a database "), 512), 0o600))
+	other, err := sql.Open("sqlite", "file:"+junk)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = other.Close() })
+	notADatabase = other.QueryRowContext(t.Context(), "SELECT count(*) FROM sqlite_master").Scan(new(int))
+	require.ErrorContains(t, notADatabase, "not a database")
+	return busy, notADatabase
+}
+
 // Storage that cannot be reached is 503 on every endpoint, with a message
 // that names neither the DSN nor the server; any other storage error stays
 // an internal error (500), and the store's own kinds keep their status.
@@ -110,11 +147,15 @@ func TestIncidentsAPI_StorageErrors(t *testing.T) {
 	_, pgDown := pgconn.Connect(t.Context(), "postgres://resp:"+password+"@"+addr+"/responder?sslmode=disable&connect_timeout=5")
 	require.Error(t, pgDown)
 
+	busy, notADatabase := sqliteErrors(t)
+
 	tests := []struct {
 		name string
 		err  error
 		want int
 	}{
+		{name: "sqlite busy", err: fmt.Errorf("list incidents: %w", busy), want: 503},
+		{name: "sqlite not a database", err: fmt.Errorf("list incidents: %w", notADatabase), want: 500},
 		{name: "postgres stopped", err: fmt.Errorf("list incidents: %w", pgDown), want: 503},
 		{name: "connection refused", err: fmt.Errorf("read incident 1: %w", refused), want: 503},
 		{name: "connection reset", err: fmt.Errorf("list jobs: %w", &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}), want: 503},
@@ -146,6 +187,51 @@ func TestIncidentsAPI_StorageErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// stuckIncidents answers nothing until the request's context ends: a
+// wedged database.
+type stuckIncidents struct{}
+
+func (stuckIncidents) ListIncidents(ctx context.Context, _ incident.ListFilter) ([]incident.Incident, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("list incidents: %w", ctx.Err())
+}
+
+func (stuckIncidents) GetIncident(ctx context.Context, _ int64) (*incident.Incident, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (stuckIncidents) ListJobs(ctx context.Context, _ incident.JobFilter) ([]incident.Job, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (stuckIncidents) Retry(ctx context.Context, _ int64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A storage that does not answer turns into 503 storage_unavailable after
+// the read timeout, on every endpoint, not a request that hangs as long as
+// its client waits.
+func TestIncidentsAPI_ReadTimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = 200 * time.Millisecond
+	srv := httptest.NewServer(webhook.NewServer(slog.New(slog.DiscardHandler), nil, webhook.Options{
+		Config:      func() webhook.Config { return bearerConfig },
+		Incidents:   stuckIncidents{},
+		ReadTimeout: timeout,
+	}))
+	defer srv.Close()
+	for _, c := range incidentsAPI {
+		start := time.Now()
+		code, body, raw := call(t, srv, c)
+		require.Equal(t, http.StatusServiceUnavailable, code, "%s %s: %s", c.method, c.path, raw)
+		require.Equal(t, "storage_unavailable", body["code"], raw)
+		require.GreaterOrEqual(t, time.Since(start), timeout, "answered before the timeout")
 	}
 }
 
@@ -182,6 +268,25 @@ func TestIncidentsAPI_Pages(t *testing.T) {
 	require.NotContains(t, second, "next_before", "the last page")
 
 	code, _, raw = call(t, e.srv, apiCall{http.MethodGet, "/api/v1/incidents?before=x"})
+	require.Equal(t, http.StatusBadRequest, code, raw)
+
+	// Jobs page alike.
+	for i := range 2 {
+		require.NoError(t, e.db.Enqueue(t.Context(), incident.JobRoute, int64(i+1), 0, nil))
+	}
+	code, all, raw := call(t, e.srv, apiCall{http.MethodGet, "/api/v1/jobs"})
+	require.Equal(t, http.StatusOK, code, raw)
+	jobs := all["jobs"].([]any)
+	require.GreaterOrEqual(t, len(jobs), 2, raw)
+	require.NotContains(t, all, "next_before", "not a full page")
+	code, one, raw := call(t, e.srv, apiCall{http.MethodGet, "/api/v1/jobs?limit=1"})
+	require.Equal(t, http.StatusOK, code, raw)
+	newest := jobs[0].(map[string]any)["id"].(float64)
+	require.InDelta(t, newest, one["next_before"], 0)
+	code, next, raw := call(t, e.srv, apiCall{http.MethodGet, fmt.Sprintf("/api/v1/jobs?limit=1&before=%d", int64(newest))})
+	require.Equal(t, http.StatusOK, code, raw)
+	require.InDelta(t, jobs[1].(map[string]any)["id"], next["jobs"].([]any)[0].(map[string]any)["id"], 0)
+	code, _, raw = call(t, e.srv, apiCall{http.MethodGet, "/api/v1/jobs?before=-1"})
 	require.Equal(t, http.StatusBadRequest, code, raw)
 }
 

@@ -100,6 +100,21 @@ func TestRecordDeployment(t *testing.T) {
 		require.Less(t, len(body), 600, "%s: the 400 quotes too much of the body", name)
 	}
 	require.Len(t, rec.got, 2)
+
+	// A compressed body is refused as such, not as malformed JSON.
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/api/v1/deployments", strings.NewReader(full))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, string(b))
+	require.Contains(t, string(b), `"code":"unsupported_encoding"`)
+	require.Len(t, rec.got, 2, "nothing recorded")
+
 	code, _ = post(`{"service":"a","version":"v1\t(tab is text)"}`, token)
 	require.Equal(t, http.StatusCreated, code, "a tab is allowed")
 	require.Equal(t, "v1\t(tab is text)", rec.got[2].Version)

@@ -280,17 +280,26 @@ func storageUnavailable(logger *slog.Logger, c echo.Context, err error) error {
 	return &incident.Error{Kind: incident.Unavailable, Code: "storage_unavailable", Msg: "storage unavailable", Err: err}
 }
 
+// SQLite's primary result codes for a database that another connection
+// holds locked past the busy timeout (another process on the file, say).
+const (
+	sqliteBusy   = 5
+	sqliteLocked = 6
+)
+
 // unreachable reports whether err says that storage could not be reached
 // or did not answer in time, rather than that a query failed: network
 // errors (connection refused or reset, timeouts, DNS), the driver's bad
-// connection, a closed pool, a deadline, and PostgreSQL's SQLSTATEs for
-// lost connections, shutdowns and overload. pgx's errors carry their
-// SQLSTATE through the SQLState method, and wrap the network error they
-// came from.
+// connection, a closed pool, a deadline, PostgreSQL's SQLSTATEs for lost
+// connections, shutdowns and overload, and SQLite's busy and locked. pgx's
+// errors carry their SQLSTATE through the SQLState method, and wrap the
+// network error they came from; modernc.org/sqlite's carry their result
+// code (extended codes keep the primary one in the low byte) through Code.
 func unreachable(err error) bool {
 	var (
-		netErr net.Error
-		state  interface{ SQLState() string }
+		netErr  net.Error
+		state   interface{ SQLState() string }
+		sqlite3 interface{ Code() int }
 	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, driver.ErrBadConn),
@@ -306,6 +315,11 @@ func unreachable(err error) bool {
 			code == "57P01", // admin_shutdown
 			code == "57P02", // crash_shutdown
 			code == "57P03": // cannot_connect_now: starting up or in recovery
+			return true
+		}
+	case errors.As(err, &sqlite3):
+		switch sqlite3.Code() & 0xff {
+		case sqliteBusy, sqliteLocked:
 			return true
 		}
 	}
@@ -378,11 +392,20 @@ func handleListJobs(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		jobs, err := inc.ListJobs(c.Request().Context(), state, limit)
+		before, err := queryInt(c, "before")
+		if err != nil {
+			return err
+		}
+		jobs, err := inc.ListJobs(c.Request().Context(), incident.JobFilter{State: state, Limit: limit, Before: int64(before)})
 		if err != nil {
 			return storageUnavailable(logger, c, err)
 		}
-		return c.JSON(http.StatusOK, map[string]any{"jobs": jobs})
+		out := map[string]any{"jobs": jobs}
+		if len(jobs) > 0 && len(jobs) == incident.PageLimit(limit) {
+			// A full page: older jobs may follow, from ?before=this.
+			out["next_before"] = jobs[len(jobs)-1].ID
+		}
+		return c.JSON(http.StatusOK, out)
 	}
 }
 

@@ -1,12 +1,33 @@
 package webhook
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof" //nolint:gosec // G108: registers /debug/pprof on http.DefaultServeMux, which is never served itself; addRoutes exposes it only behind the API's authentication.
+	"time"
 
 	"github.com/labstack/echo/v4"
 )
+
+// storageDeadline bounds a request's context by d: what the handler asks of
+// storage past it fails with context.DeadlineExceeded, which the handlers
+// answer 503 storage_unavailable (a client that went away is still told
+// apart, by context.Canceled).
+func storageDeadline(d time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			ctx, cancel := context.WithTimeout(req.Context(), d)
+			defer cancel()
+			c.SetRequest(req.WithContext(ctx))
+			// The error handler runs after this returns: it must see the
+			// client's own context, to tell a client that went away.
+			defer c.SetRequest(req)
+			return next(c)
+		}
+	}
+}
 
 // addRoutes registers every route of the service.
 func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *metrics) {
@@ -15,10 +36,11 @@ func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *me
 	e.POST("/webhook/alertmanager", handleAlertmanager(logger, sink, opts, m), auth)
 
 	api := e.Group("/api/v1", auth)
-	api.GET("/incidents", handleListIncidents(logger, opts.Incidents))
-	api.GET("/incidents/:id", handleGetIncident(logger, opts.Incidents))
-	api.GET("/jobs", handleListJobs(logger, opts.Incidents))
-	api.POST("/jobs/:id/retry", handleRetryJob(logger, opts.Incidents))
+	bounded := storageDeadline(opts.ReadTimeout)
+	api.GET("/incidents", handleListIncidents(logger, opts.Incidents), bounded)
+	api.GET("/incidents/:id", handleGetIncident(logger, opts.Incidents), bounded)
+	api.GET("/jobs", handleListJobs(logger, opts.Incidents), bounded)
+	api.POST("/jobs/:id/retry", handleRetryJob(logger, opts.Incidents), bounded)
 	api.POST("/deployments", handleRecordDeployment(opts.Deployments, opts))
 	api.POST("/remediation/pause", handlePause(opts, true))
 	api.POST("/remediation/resume", handlePause(opts, false))

@@ -30,7 +30,7 @@ type Sink interface {
 type Incidents interface {
 	ListIncidents(ctx context.Context, f incident.ListFilter) ([]incident.Incident, error)
 	GetIncident(ctx context.Context, id int64) (*incident.Incident, error)
-	ListJobs(ctx context.Context, state string, limit int) ([]incident.Job, error)
+	ListJobs(ctx context.Context, f incident.JobFilter) ([]incident.Job, error)
 	// Retry queues a parked job again, with its attempts reset.
 	Retry(ctx context.Context, id int64) error
 }
@@ -61,7 +61,11 @@ type Options struct {
 	SlackSigningSecret func() incident.Secret
 	// AcceptTimeout bounds how long a request waits for its commit.
 	AcceptTimeout time.Duration
-	Now           func() time.Time
+	// ReadTimeout bounds how long an incidents or jobs request waits for
+	// storage (30 s when zero); past it the answer is 503
+	// storage_unavailable, not a request that hangs with a wedged database.
+	ReadTimeout time.Duration
+	Now         func() time.Time
 }
 
 // NewServer builds the HTTP handler. All routes are in routes.go.
@@ -80,6 +84,9 @@ func NewServer(logger *slog.Logger, sink Sink, opts Options) http.Handler {
 	}
 	if opts.AcceptTimeout <= 0 {
 		opts.AcceptTimeout = 10 * time.Second
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 30 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -183,7 +183,7 @@ func (e *env) stored(t *testing.T) (map[string]int, []incident.Job) {
 	t.Helper()
 	counts, err := e.db.NotificationCounts(t.Context())
 	require.NoError(t, err)
-	jobs, err := e.db.ListJobs(t.Context(), "", 1000)
+	jobs, err := e.db.ListJobs(t.Context(), incident.JobFilter{State: "", Limit: 1000})
 	require.NoError(t, err)
 	return counts, jobs
 }
@@ -234,6 +234,7 @@ func TestWebhookRejectsBadInput(t *testing.T) {
 		{name: "alerts empty", cfg: bearerConfig, body: bytes.NewReader(edited(t, "am_v4_firing.json", func(m map[string]any) { m["alerts"] = []any{} })), auth: bearer(token), wantCode: 400, wantReason: "missing_alerts"},
 		{name: "alerts absent", cfg: bearerConfig, body: bytes.NewReader(edited(t, "am_v4_firing.json", func(m map[string]any) { delete(m, "alerts") })), auth: bearer(token), wantCode: 400, wantReason: "missing_alerts"},
 		{name: "group key missing", cfg: bearerConfig, body: bytes.NewReader(edited(t, "am_v4_firing.json", func(m map[string]any) { delete(m, "groupKey") })), auth: bearer(token), wantCode: 400, wantReason: "missing_group_key"},
+		{name: "bad notification status", cfg: bearerConfig, body: bytes.NewReader(edited(t, "am_v4_firing.json", func(m map[string]any) { m["status"] = "pending" })), auth: bearer(token), wantCode: 400, wantReason: "invalid_status"},
 		{name: "alert with bad status", cfg: bearerConfig, body: bytes.NewReader(edited(t, "am_v4_firing.json", func(m map[string]any) { alertAt(m, 1)["status"] = "pending" })), auth: bearer(token), wantCode: 400, wantReason: "invalid_alert"},
 		{name: "invalid UTF-8 in a label value", cfg: bearerConfig, body: bytes.NewReader(bytes.Replace(firing, []byte(`"team": "payments"`), []byte("\"team\": \"pay\xffments\""), 1)), auth: bearer(token), wantCode: 400, wantReason: "invalid_utf8"},
 		{name: "oversized with Content-Length", cfg: small, body: bytes.NewReader(firing), auth: bearer(token), wantCode: 413, wantReason: "too_large"},
@@ -430,7 +431,7 @@ func TestWebhookDuplicates(t *testing.T) {
 				return false
 			}
 			for _, st := range []string{incident.JobQueued, incident.JobRunning, incident.JobParked} {
-				if jobs, err := e.db.ListJobs(context.Background(), st, 10); err != nil || len(jobs) > 0 {
+				if jobs, err := e.db.ListJobs(context.Background(), incident.JobFilter{State: st, Limit: 10}); err != nil || len(jobs) > 0 {
 					return false
 				}
 			}

@@ -199,11 +199,11 @@ func TestPostgres_ExpiredLeaseAcrossReplicas(t *testing.T) {
 	require.Equal(t, 2, taken[0].Attempts)
 
 	require.NoError(t, dead.Complete(ctx, got[0]), "a late completion is ignored")
-	running, err := alive.ListJobs(ctx, incident.JobRunning, 0)
+	running, err := alive.ListJobs(ctx, incident.JobFilter{State: incident.JobRunning, Limit: 0})
 	require.NoError(t, err)
 	require.Len(t, running, 1)
 	require.NoError(t, alive.Complete(ctx, taken[0]))
-	done, err := alive.ListJobs(ctx, incident.JobDone, 0)
+	done, err := alive.ListJobs(ctx, incident.JobFilter{State: incident.JobDone, Limit: 0})
 	require.NoError(t, err)
 	require.Len(t, done, 1)
 }

@@ -88,7 +88,7 @@ func TestSQLite_HandlerWritesWhileTheLoopIsBusyAndAfterItStops(t *testing.T) {
 	cancel()
 	wg.Wait()
 	require.NoError(t, db.Enqueue(context.Background(), incident.JobDeliver, 999, 0, nil), "without the loop, through the gate")
-	jobs, err := db.ListJobs(context.Background(), incident.JobQueued, 100)
+	jobs, err := db.ListJobs(context.Background(), incident.JobFilter{State: incident.JobQueued, Limit: 100})
 	require.NoError(t, err)
 	require.Equal(t, int64(999), jobs[0].RefID)
 }
@@ -96,7 +96,7 @@ func TestSQLite_HandlerWritesWhileTheLoopIsBusyAndAfterItStops(t *testing.T) {
 // queuedJobs counts the queued jobs of a kind.
 func queuedJobs(t *testing.T, s *store.Store, kind string) int {
 	t.Helper()
-	jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 100)
+	jobs, err := s.ListJobs(context.Background(), incident.JobFilter{State: incident.JobQueued, Limit: 100})
 	require.NoError(t, err)
 	n := 0
 	for _, j := range jobs {

@@ -177,7 +177,7 @@ func drain(t testing.TB, s *store.Store, r *recorder) []incident.Applied {
 		if counts[incident.NotificationPending] > 0 {
 			return false
 		}
-		jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 1000)
+		jobs, err := s.ListJobs(context.Background(), incident.JobFilter{State: incident.JobQueued, Limit: 1000})
 		require.NoError(t, err)
 		for _, j := range jobs {
 			if j.Kind == incident.JobIngest {
@@ -219,7 +219,7 @@ func testAccept(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{incident.NotificationProcessed: 2, incident.NotificationDuplicate: 2}, counts,
 		"new deliveries are applied in their commit")
-	jobs, err := s.ListJobs(context.Background(), "", 0)
+	jobs, err := s.ListJobs(context.Background(), incident.JobFilter{State: "", Limit: 0})
 	require.NoError(t, err)
 	require.Empty(t, jobs, "no ingest job when the apply succeeded inline")
 	list, err := s.ListIncidents(context.Background(), incident.ListFilter{})
@@ -241,7 +241,7 @@ func testAcceptDeferred(t *testing.T, open Opener) {
 	counts, err := s.NotificationCounts(ctx)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{incident.NotificationProcessed: 1, incident.NotificationDuplicate: 1}, counts)
-	jobs, err := s.ListJobs(ctx, "", 0)
+	jobs, err := s.ListJobs(ctx, incident.JobFilter{State: "", Limit: 0})
 	require.NoError(t, err)
 	require.Empty(t, jobs, "a deferred delivery needs no job row unless its apply fails")
 
@@ -455,7 +455,7 @@ func testApplyFailure(t *testing.T, open Opener) {
 	rec := accept(t, s, m, c.Now())
 	require.False(t, rec.Duplicate)
 	require.Eventually(t, func() bool {
-		jobs, err := s.ListJobs(ctx, incident.JobQueued, 0)
+		jobs, err := s.ListJobs(ctx, incident.JobFilter{State: incident.JobQueued, Limit: 0})
 		require.NoError(t, err)
 		return len(jobs) == 1 && strings.Contains(jobs[0].LastError, "injected failure")
 	}, 5*time.Second, 10*time.Millisecond, "the failed apply waits for its retry")
@@ -469,7 +469,7 @@ func testApplyFailure(t *testing.T, open Opener) {
 	got := drain(t, s, r)
 	require.Len(t, got, 1)
 	require.Equal(t, incident.TransitionOpened, got[0].Transition)
-	done, err := s.ListJobs(ctx, incident.JobDone, 0)
+	done, err := s.ListJobs(ctx, incident.JobFilter{State: incident.JobDone, Limit: 0})
 	require.NoError(t, err)
 	require.Len(t, done, 1)
 	require.Equal(t, 2, done[0].Attempts)
@@ -488,7 +488,7 @@ func testParkIngest(t *testing.T, open Opener) {
 	more, err := s.ApplyDue(ctx, 10)
 	require.NoError(t, err)
 	require.False(t, more)
-	parked, err := s.ListJobs(ctx, incident.JobParked, 0)
+	parked, err := s.ListJobs(ctx, incident.JobFilter{State: incident.JobParked, Limit: 0})
 	require.NoError(t, err)
 	require.Len(t, parked, 1, "a missing notification is a permanent failure")
 	require.Contains(t, parked[0].LastError, "does not exist")
@@ -503,7 +503,7 @@ func testFollowUps(t *testing.T, open Opener) {
 	accept(t, s, m, c.Now())
 	accept(t, s, m, c.Now()) // a duplicate queues nothing
 	accept(t, s, Payload(t, "am_v4_resolved.json"), c.Now())
-	jobs, err := s.ListJobs(ctx, incident.JobQueued, 0)
+	jobs, err := s.ListJobs(ctx, incident.JobFilter{State: incident.JobQueued, Limit: 0})
 	require.NoError(t, err)
 	require.Len(t, jobs, 2, "one follow-up per change, committed with it")
 	for _, j := range jobs {
@@ -658,6 +658,46 @@ func testListPages(t *testing.T, open Opener) {
 	firing := slices.Concat(pages(incident.StatusFiring)...)
 	require.Len(t, firing, 4)
 	require.True(t, slices.IsSortedFunc(firing, func(a, b int64) int { return cmp.Compare(b, a) }))
+
+	// Jobs page the same way, by state too: seven queued, two of them
+	// then claimed (running).
+	for i := range 7 {
+		require.NoError(t, s.Enqueue(ctx, kinds[0], int64(i+1), 0, nil))
+	}
+	claimed, err := s.Claim(ctx, "w1", 2, time.Minute, kinds...)
+	require.NoError(t, err)
+	require.Len(t, claimed, 2)
+	every, err := s.ListJobs(ctx, incident.JobFilter{Limit: incident.MaxLimit})
+	require.NoError(t, err)
+	require.Len(t, every, 7)
+	for _, state := range []string{"", incident.JobQueued, incident.JobRunning} {
+		var (
+			got    []int64
+			before int64
+		)
+		for range len(every) + 1 {
+			list, err := s.ListJobs(ctx, incident.JobFilter{State: state, Limit: 2, Before: before})
+			require.NoError(t, err)
+			if len(list) == 0 {
+				break
+			}
+			require.LessOrEqual(t, len(list), 2)
+			for _, j := range list {
+				if state != "" {
+					require.Equal(t, state, j.State)
+				}
+				got = append(got, j.ID)
+			}
+			before = list[len(list)-1].ID
+		}
+		var want []int64
+		for _, j := range every {
+			if state == "" || j.State == state {
+				want = append(want, j.ID)
+			}
+		}
+		require.Equal(t, want, got, "state %q: every job once, newest first", state)
+	}
 }
 
 // kinds are the job kinds the tests claim, as a pipeline with handlers for
@@ -691,7 +731,7 @@ func testQueue(t *testing.T, open Opener) {
 	// The old owner can no longer complete or fail it.
 	require.NoError(t, s.Complete(ctx, j))
 	require.NoError(t, s.Fail(ctx, j, errors.New("late"), c.Now(), true))
-	running, err := s.ListJobs(ctx, incident.JobRunning, 0)
+	running, err := s.ListJobs(ctx, incident.JobFilter{State: incident.JobRunning, Limit: 0})
 	require.NoError(t, err)
 	require.Len(t, running, 1)
 
@@ -708,7 +748,7 @@ func testQueue(t *testing.T, open Opener) {
 
 	// Parking keeps the error and takes the job out of the queue.
 	require.NoError(t, s.Fail(ctx, retry[0], errors.New("poison: cannot decode"), c.Now(), true))
-	parked, err := s.ListJobs(ctx, incident.JobParked, 0)
+	parked, err := s.ListJobs(ctx, incident.JobFilter{State: incident.JobParked, Limit: 0})
 	require.NoError(t, err)
 	require.Len(t, parked, 1)
 	require.Equal(t, "poison: cannot decode", parked[0].LastError)
@@ -835,7 +875,7 @@ func openIncident(t *testing.T, open Opener, c *Clock) (*store.Store, int64) {
 // queuedDeliverJobs returns the ref IDs of the queued deliver jobs.
 func queuedDeliverJobs(t *testing.T, s *store.Store) []int64 {
 	t.Helper()
-	jobs, err := s.ListJobs(context.Background(), incident.JobQueued, 0)
+	jobs, err := s.ListJobs(context.Background(), incident.JobFilter{State: incident.JobQueued, Limit: 0})
 	require.NoError(t, err)
 	var refs []int64
 	for _, j := range jobs {
