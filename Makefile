@@ -64,6 +64,7 @@ vet:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeWebhook$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/incident/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeIdentity$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/incident/
+	$(GO) test -run='^$$' -fuzz='^FuzzRenderQuery$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/incident/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDeployment$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/webhook/
 	$(GO) test -run='^$$' -fuzz='^FuzzSlackInteractions$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/webhook/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerifySlackSignature$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/webhook/

@@ -72,6 +72,8 @@ func TestLoad(t *testing.T) {
 		{file: "context-bad-redact", wantErr: "context: logs: redact[0]: error parsing regexp"},
 		{file: "context-duplicate-query", wantErr: `context: promql: queries[1]: duplicate name "up"`},
 		{file: "context-loki-no-url", wantErr: "context: logs: loki: url: is required"},
+		{file: "context-query-unquoted", wantErr: `context: promql: queries[1]: query:1:28: {{.Labels.window}} is outside a string literal`},
+		{file: "context-loki-unquoted", wantErr: `context: logs: loki: query:1:12: {{.CommonLabels.service}} is outside a string literal`},
 		{file: "context-pod-logs-without-kubernetes", wantErr: "context: logs: kubernetes: needs context.kubernetes"},
 		{file: "context-bad-pod-log-filter", wantErr: "context: logs: kubernetes: filter: error parsing regexp"},
 		{file: "context-max-lines", wantErr: "context: logs: max_lines must be between 1 and 20"},

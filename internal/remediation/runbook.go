@@ -315,7 +315,7 @@ func (rb *Runbook) validate() error {
 		}
 	}
 	if v := rb.Verify; v != nil {
-		if err := checkTemplate(v.Query, rb, true); err != nil {
+		if err := checkQueryTemplate(v.Query, rb); err != nil {
 			return fmt.Errorf("verify.query: %w", err)
 		}
 		if v.Query == "" {
@@ -424,7 +424,7 @@ func (s *Step) validate(rb *Runbook) error {
 		if s.PromQLCheck.Query == "" {
 			return errors.New("promql_check.query: a query is required")
 		}
-		if err := checkTemplate(s.PromQLCheck.Query, rb, true); err != nil {
+		if err := checkQueryTemplate(s.PromQLCheck.Query, rb); err != nil {
 			return fmt.Errorf("promql_check.query: %w", err)
 		}
 		return checkTimeout(&s.PromQLCheck.Timeout)

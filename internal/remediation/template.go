@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+
+	"github.com/responder/responder/internal/incident"
 )
 
 // Templates in runbooks are deliberately poor: a templated field is literal
@@ -43,6 +45,23 @@ func checkTemplate(raw string, rb *Runbook, allowLabels bool) error {
 		default:
 			return fmt.Errorf("template: only {{ .Params.name }}%s substitutions are allowed, not %q", labelsHint(allowLabels), n.String())
 		}
+	}
+	return nil
+}
+
+// checkQueryTemplate checks a PromQL field: a template as checkTemplate
+// allows with labels, each substitution inside a string literal of the
+// query, the only place where its escaping keeps it a value.
+func checkQueryTemplate(raw string, rb *Runbook) error {
+	if err := checkTemplate(raw, rb, true); err != nil || !strings.Contains(raw, "{{") {
+		return err
+	}
+	trees, err := parse.Parse("query", raw, "", "", nil)
+	if err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	if err := incident.CheckQueryTemplate(trees["query"]); err != nil {
+		return fmt.Errorf("template: %w", err)
 	}
 	return nil
 }

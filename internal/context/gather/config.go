@@ -9,6 +9,8 @@ import (
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/responder/responder/internal/incident"
 )
 
 // Config is the `context` section: which sources are asked for incident
@@ -272,7 +274,7 @@ func (c *Config) Validate() error {
 		if err := checkURL(l.URL); err != nil {
 			return fmt.Errorf("logs: loki: url: %w", err)
 		}
-		if err := checkQuery(l.Query); err != nil {
+		if err := checkQuery(l.Query, true); err != nil {
 			return fmt.Errorf("logs: loki: %w", err)
 		}
 	}
@@ -283,7 +285,8 @@ func (c *Config) Validate() error {
 		if e.Index == "" {
 			return errors.New("logs: elasticsearch: index is required")
 		}
-		if err := checkQuery(e.Query); err != nil {
+		// Its values are escaped for query_string wherever they land.
+		if err := checkQuery(e.Query, false); err != nil {
 			return fmt.Errorf("logs: elasticsearch: %w", err)
 		}
 	}
@@ -327,20 +330,30 @@ func (q *Query) Validate() error {
 	if q.Name == "" {
 		return errors.New("name is required")
 	}
-	return checkQuery(q.Query)
+	return checkQuery(q.Query, true)
 }
 
-func checkQuery(q string) error {
+// checkQuery parses a query template; for PromQL and LogQL (quoted), it also
+// checks that what it prints lands inside string literals.
+func checkQuery(q string, quoted bool) error {
 	if q == "" {
 		return errors.New("query is required")
 	}
 	t := parse.New("query")
 	// The gatherer supplies the template functions; only syntax is checked.
 	t.Mode = parse.SkipFuncCheck
-	if _, err := t.Parse(q, "", "", map[string]*parse.Tree{}); err != nil {
+	trees := map[string]*parse.Tree{}
+	if _, err := t.Parse(q, "", "", trees); err != nil {
 		return fmt.Errorf("query: parse template: %w", err)
 	}
-	return nil
+	if !quoted {
+		return nil
+	}
+	if len(trees) > 1 {
+		return errors.New("query: {{ define }} is not allowed in a query")
+	}
+	// Its errors start with "query:line:column".
+	return incident.CheckQueryTemplate(trees["query"])
 }
 
 // checkURL requires an absolute http or https URL. Its errors never contain

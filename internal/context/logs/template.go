@@ -2,39 +2,16 @@ package logs
 
 import (
 	"strings"
-	"text/template"
 
 	"github.com/responder/responder/internal/incident"
 )
 
-// render executes a query template with inc's labels and annotations, each
-// value passed through esc: .Labels (common labels with the group labels
-// over them), .CommonLabels, .GroupLabels, .CommonAnnotations. A missing
-// label renders empty.
+// render executes a query template with inc's labels and annotations:
+// .Labels (common labels with the group labels over them), .CommonLabels,
+// .GroupLabels, .CommonAnnotations, everything it prints escaped with esc
+// (incident.RenderQuery). A missing label renders empty.
 func render(name, text string, inc *incident.Incident, esc func(string) string) (string, error) {
-	t, err := template.New(name).Option("missingkey=zero").Parse(text)
-	if err != nil {
-		return "", err
-	}
-	m := func(in map[string]string) map[string]string {
-		out := make(map[string]string, len(in))
-		for k, v := range in {
-			out[k] = esc(v)
-		}
-		return out
-	}
-	labels := m(inc.CommonLabels)
-	for k, v := range inc.GroupLabels {
-		labels[k] = esc(v)
-	}
-	data := map[string]map[string]string{
-		"Labels": labels, "CommonLabels": m(inc.CommonLabels), "GroupLabels": m(inc.GroupLabels), "CommonAnnotations": m(inc.CommonAnnotations),
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
-		return "", err
-	}
-	return b.String(), nil
+	return incident.RenderQuery(name, text, incident.NewQueryData(inc), esc)
 }
 
 // EscapeLogQL escapes s for use inside a LogQL string literal (a label

@@ -3,7 +3,6 @@ package promql
 import (
 	"net/url"
 	"strings"
-	"text/template"
 
 	"github.com/responder/responder/internal/incident"
 )
@@ -38,42 +37,9 @@ const maxExprLen = 4096
 // literal; see incident.EscapePromQLString.
 func EscapeString(s string) string { return incident.EscapePromQLString(s) }
 
-// TemplateData is what a configured query's template sees: the incident's
-// labels and annotations, every value passed through an escaping function.
-type TemplateData struct {
-	// Labels are the common labels with the group labels over them.
-	Labels            map[string]string
-	CommonLabels      map[string]string
-	GroupLabels       map[string]string
-	CommonAnnotations map[string]string
-}
-
-// NewTemplateData returns inc's labels and annotations, escaped with esc.
-func NewTemplateData(inc *incident.Incident, esc func(string) string) TemplateData {
-	m := func(in map[string]string) map[string]string {
-		out := make(map[string]string, len(in))
-		for k, v := range in {
-			out[k] = esc(v)
-		}
-		return out
-	}
-	labels := m(inc.CommonLabels)
-	for k, v := range inc.GroupLabels {
-		labels[k] = esc(v)
-	}
-	return TemplateData{Labels: labels, CommonLabels: m(inc.CommonLabels), GroupLabels: m(inc.GroupLabels), CommonAnnotations: m(inc.CommonAnnotations)}
-}
-
-// Render executes a query template with inc's escaped labels. A missing
-// label renders empty.
+// Render executes a query template with inc's labels and annotations
+// (incident.QueryData), everything it prints escaped with esc
+// (incident.RenderQuery). A missing label renders empty.
 func Render(name, text string, inc *incident.Incident, esc func(string) string) (string, error) {
-	t, err := template.New(name).Option("missingkey=zero").Parse(text)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, NewTemplateData(inc, esc)); err != nil {
-		return "", err
-	}
-	return b.String(), nil
+	return incident.RenderQuery(name, text, incident.NewQueryData(inc), esc)
 }
