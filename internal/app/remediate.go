@@ -170,7 +170,7 @@ func (r *remediator) build(cfg *config.Config) (*remediationConfig, error) {
 			r.logger.Warn("no kubernetes client; kubernetes steps will fail", "err", err)
 		default:
 			// Nothing executes: say so without alarm.
-			r.logger.Info("no kubernetes client; kubernetes steps would fail once remediation executes (it does not now: dry-run or disabled)", "err", err)
+			r.logger.Info("runbooks have kubernetes steps but no cluster is configured: fine while nothing executes (dry run or disabled); before executing, run in a cluster or set remediation.kubeconfig_file", "err", err)
 		}
 	}
 	if rc.Enabled && len(set.Runbooks) == 0 {

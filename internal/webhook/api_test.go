@@ -312,3 +312,25 @@ func TestIncidentsAPI_ClientGone(t *testing.T) {
 	require.Contains(t, logs.String(), "client closed the request")
 	require.Equal(t, map[string]float64{"499": 1}, counters(t, reg, "responder_http_requests_total", "code"))
 }
+
+// Every error carries a code, also those with none of their own (a bad
+// query parameter, an unknown id, a wrong method): the status in snake case.
+func TestAPI_ErrorsHaveCodes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{cfg: bearerConfig})
+	for _, tc := range []struct {
+		call apiCall
+		want int
+		code string
+	}{
+		{apiCall{http.MethodGet, "/api/v1/incidents?status=bogus"}, 400, "bad_request"},
+		{apiCall{http.MethodGet, "/api/v1/incidents?limit=abc"}, 400, "bad_request"},
+		{apiCall{http.MethodGet, "/api/v1/incidents/999"}, 404, "not_found"},
+		{apiCall{http.MethodPost, "/api/v1/jobs/1/retry"}, 404, "not_found"},
+		{apiCall{http.MethodGet, "/webhook/alertmanager"}, 405, "method_not_allowed"},
+	} {
+		code, body, raw := call(t, e.srv, tc.call)
+		require.Equal(t, tc.want, code, "%s %s: %s", tc.call.method, tc.call.path, raw)
+		require.Equal(t, tc.code, body["code"], "%s %s: %s", tc.call.method, tc.call.path, raw)
+	}
+}

@@ -65,7 +65,7 @@ func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
 		if d == nil {
 			return incident.Errorf(incident.NotFound, "deployments are not recorded by this server")
 		}
-		if err := checkEncoding(c.Request()); err != nil {
+		if err := checkEncoding(c.Request(), ""); err != nil {
 			return err
 		}
 		body, err := readBody(c.Request(), maxDeploymentBody, "the fixed limit of a deployment request")

@@ -48,7 +48,7 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 	return func(c echo.Context) error {
 		req := c.Request()
 		received := opts.Now()
-		if err := checkEncoding(req); err != nil {
+		if err := checkEncoding(req, ", as Alertmanager does"); err != nil {
 			m.rejected.WithLabelValues("unsupported_encoding").Inc()
 			return err
 		}
@@ -123,18 +123,18 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 const maxQuotedEncoding = 64
 
 // checkEncoding refuses a body in any Content-Encoding but identity with
-// 415. Alertmanager never compresses its bodies, so a compressed one comes
+// 415; hint ends the message. Alertmanager never compresses its bodies, so a compressed one comes
 // from a proxy or another sender configured to compress: a permanent
 // misconfiguration, for which a 4xx (never retried) is right. Decoding it
 // as it is would answer a misleading 400 about invalid UTF-8 or JSON.
-func checkEncoding(req *http.Request) error {
+func checkEncoding(req *http.Request, hint string) error {
 	for _, v := range req.Header.Values(echo.HeaderContentEncoding) {
 		for enc := range strings.SplitSeq(v, ",") {
 			enc = strings.TrimSpace(enc)
 			if enc != "" && !strings.EqualFold(enc, "identity") {
 				return &statusError{
 					status: http.StatusUnsupportedMediaType, code: "unsupported_encoding",
-					msg: "Content-Encoding " + strconv.Quote(incident.Clip(enc, maxQuotedEncoding)) + " is not supported: send the body uncompressed, as Alertmanager does",
+					msg: "Content-Encoding " + strconv.Quote(incident.Clip(enc, maxQuotedEncoding)) + " is not supported: send the body uncompressed" + hint,
 				}
 			}
 		}

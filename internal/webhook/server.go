@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -156,12 +157,26 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		default:
 			logger.Error("request failed", "path", c.Path(), "err", err)
 		}
+		if body.Code == "" {
+			body.Code = statusCode(code)
+		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(code)
 			return
 		}
 		_ = c.JSON(code, body)
 	}
+}
+
+// statusCode is the code of an error that has none of its own: the status
+// text in snake case ("not_found", "method_not_allowed"), so that every
+// error carries one.
+func statusCode(status int) string {
+	text := http.StatusText(status)
+	if text == "" {
+		return "error"
+	}
+	return strings.ReplaceAll(strings.ToLower(strings.ReplaceAll(text, "-", " ")), " ", "_")
 }
 
 // statusClientClosed is the status recorded (in the requests metric) for a
