@@ -53,6 +53,11 @@ func (c *console) print(ctx context.Context, notificationID int64, ap incident.A
 		"new_firing", ap.NewFiring,
 		"new_resolved", ap.NewResolved,
 	}
+	if ap.TruncatedAlerts > 0 {
+		// Alertmanager left alerts out (max_alerts): the counts above
+		// are of the alerts it sent, and a resolve may be early.
+		attrs = append(attrs, "truncated_alerts", ap.TruncatedAlerts)
+	}
 	if s := inc.CommonAnnotations["summary"]; s != "" {
 		attrs = append(attrs, "summary", oneLine(s, 200))
 	}

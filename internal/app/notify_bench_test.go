@@ -242,6 +242,7 @@ type stormResult struct {
 	posts, updates               int
 	maxCallsPerSecond            int
 	minGap, updateMinGap         time.Duration
+	updatesIn3s                  int
 	maxLag                       time.Duration
 	maxOwnLag, maxDigestLag      time.Duration
 	tail                         time.Duration // last commit → last incident shown
@@ -359,6 +360,7 @@ receivers:
 	}
 	res.maxCallsPerSecond, res.minGap = maxInWindow(writes, time.Second)
 	_, res.updateMinGap = maxInWindow(updates, time.Second)
+	res.updatesIn3s, _ = maxInWindow(updates, 3*time.Second)
 
 	incs := fetchIncidents(tb, r, sc.groups)
 	res.incidents = len(incs)

@@ -71,6 +71,10 @@ type NotificationRef struct {
 	Status     string    `json:"status"`
 	Reason     string    `json:"reason,omitempty"`
 	Alerts     int       `json:"alerts"`
+	// TruncatedAlerts is how many alerts Alertmanager left out of the
+	// notification (webhook_configs max_alerts); its status counts only
+	// the alerts it kept.
+	TruncatedAlerts int64 `json:"truncated_alerts,omitempty"`
 }
 
 // The states of a stored notification.
@@ -103,6 +107,8 @@ type Applied struct {
 	Incident    Incident
 	NewFiring   int
 	NewResolved int
+	// TruncatedAlerts is the applied notification's truncatedAlerts.
+	TruncatedAlerts uint64
 }
 
 // The sizes of a page of a list: DefaultLimit when none is asked for, at

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -33,7 +34,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst **sql.Stmt
 		q   string
 	}{
-		{&s.stmts.insertNotif, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
+		{&s.stmts.insertNotif, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, truncated_alerts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
 		{&s.stmts.insertState, `INSERT INTO notification_states (state_hash, notification_id) VALUES (?, ?) ON CONFLICT DO NOTHING`},
 		{&s.stmts.markDup, `UPDATE notifications SET status = ?, reason = ? WHERE id = ?`},
 		{&s.stmts.insertJob, `INSERT INTO jobs (kind, ref_id, incident_id, args, state, max_attempts, run_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`},
@@ -429,10 +430,10 @@ func (s *Store) insertBatch(ctx context.Context, tx *sql.Tx, batch []acceptReq, 
 		}
 		out[i].Duplicate = status == incident.NotificationDuplicate
 		full[i] = len(payload) > 0
-		args = append(args, ns(d.ReceivedAt), m.GroupKey, hashes[i], status, reason, m.Receiver, len(m.Alerts), packPayload(payload))
+		args = append(args, ns(d.ReceivedAt), m.GroupKey, hashes[i], status, reason, m.Receiver, len(m.Alerts), truncated(m), packPayload(payload))
 	}
-	ids, err := queryColumn[int64](ctx, s, tx, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, payload) VALUES `+
-		tuples(len(order), 8)+` RETURNING id`, args)
+	ids, err := queryColumn[int64](ctx, s, tx, `INSERT INTO notifications (received_at, group_key, state_hash, status, reason, receiver, alerts, truncated_alerts, payload) VALUES `+
+		tuples(len(order), 9)+` RETURNING id`, args)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert notifications: %w", err)
 	}
@@ -600,6 +601,12 @@ func (s *Store) knownStates(ctx context.Context, tx *sql.Tx, hashes []string) (m
 	return known, nil
 }
 
+// truncated is m's truncatedAlerts as a column value: a count of alerts,
+// capped where an int64 ends.
+func truncated(m *incident.Message) int64 {
+	return int64(min(m.TruncatedAlerts, math.MaxInt64)) //nolint:gosec // G115: capped at MaxInt64 just before.
+}
+
 // fullMessage is the delivery's whole message: a Partial one (only what
 // committing needs) is decoded from the raw bytes.
 func fullMessage(d incident.Delivery) (*incident.Message, error) {
@@ -625,7 +632,7 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 	if firstID, ok := known[hash]; ok {
 		var id int64
 		reason := fmt.Sprintf("same alert states as notification %d", firstID)
-		if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationDuplicate, reason, m.Receiver, len(m.Alerts), packPayload(d.Raw)).Scan(&id); err != nil {
+		if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationDuplicate, reason, m.Receiver, len(m.Alerts), truncated(m), packPayload(d.Raw)).Scan(&id); err != nil {
 			return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
 		}
 		return incident.Receipt{NotificationID: id, Duplicate: true}, nil, false, false, nil
@@ -634,7 +641,7 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 	// another replica, stores the same states first, inserting the state
 	// below finds it.
 	var id int64
-	if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationPending, "", m.Receiver, len(m.Alerts), packPayload(d.Raw)).Scan(&id); err != nil {
+	if err := tx.StmtContext(ctx, s.stmts.insertNotif).QueryRowContext(ctx, now, m.GroupKey, hash, incident.NotificationPending, "", m.Receiver, len(m.Alerts), truncated(m), packPayload(d.Raw)).Scan(&id); err != nil {
 		return incident.Receipt{}, nil, false, false, fmt.Errorf("insert notification: %w", err)
 	}
 	res, err := tx.StmtContext(ctx, s.stmts.insertState).ExecContext(ctx, hash, id)

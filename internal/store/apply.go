@@ -196,6 +196,7 @@ func (s *Store) applyMessage(ctx context.Context, tx *sql.Tx, notifID int64, m *
 	if err != nil {
 		return out, err
 	}
+	out.TruncatedAlerts = m.TruncatedAlerts
 	if out.Transition != incident.TransitionDuplicate {
 		for _, kind := range s.opts.FollowUps {
 			if f := s.opts.FollowUpFilter; f != nil && !f(kind, out) {

@@ -225,7 +225,7 @@ func (s *Store) history(ctx context.Context, id int64) ([]incident.Change, error
 }
 
 func (s *Store) notifications(ctx context.Context, id int64) ([]incident.NotificationRef, error) {
-	rows, err := s.rQuery(ctx, `SELECT id, received_at, status, reason, alerts FROM notifications WHERE incident_id = ? ORDER BY id`, id)
+	rows, err := s.rQuery(ctx, `SELECT id, received_at, status, reason, alerts, truncated_alerts FROM notifications WHERE incident_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("read notifications: %w", err)
 	}
@@ -236,7 +236,7 @@ func (s *Store) notifications(ctx context.Context, id int64) ([]incident.Notific
 			n  incident.NotificationRef
 			at int64
 		)
-		if err := rows.Scan(&n.ID, &at, &n.Status, &n.Reason, &n.Alerts); err != nil {
+		if err := rows.Scan(&n.ID, &at, &n.Status, &n.Reason, &n.Alerts, &n.TruncatedAlerts); err != nil {
 			return nil, fmt.Errorf("scan notification: %w", err)
 		}
 		n.ReceivedAt = fromNS(at)

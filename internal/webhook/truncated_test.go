@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -41,6 +42,28 @@ func TestWebhook_TruncatedNotification(t *testing.T) {
 	require.Contains(t, warnings[0], `"truncated_alerts":3`)
 	require.Contains(t, warnings[0], `"group_key":`)
 	require.NotContains(t, warnings[0], "Whole")
+
+	// The incident's notifications show what was left out of each.
+	want := map[string][]float64{`{}:{alertname="Whole"}`: {0}}
+	code, list, raw := call(t, e.srv, apiCall{http.MethodGet, "/api/v1/incidents"})
+	require.Equal(t, http.StatusOK, code, raw)
+	incs := list["incidents"].([]any)
+	require.Len(t, incs, 2, raw)
+	for _, v := range incs {
+		inc := v.(map[string]any)
+		code, full, raw := call(t, e.srv, apiCall{http.MethodGet, fmt.Sprintf("/api/v1/incidents/%d", int64(inc["id"].(float64)))})
+		require.Equal(t, http.StatusOK, code, raw)
+		var got []float64
+		for _, n := range full["notifications"].([]any) {
+			tr, _ := n.(map[string]any)["truncated_alerts"].(float64)
+			got = append(got, tr)
+		}
+		w, ok := want[inc["group_key"].(string)]
+		if !ok {
+			w = []float64{3} // its byte-identical duplicate is not applied
+		}
+		require.Equal(t, w, got, raw)
+	}
 }
 
 // counterValue reads an unlabelled counter.
