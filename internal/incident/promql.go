@@ -45,37 +45,60 @@ func EscapePromQLString(s string) string {
 	return b.String()
 }
 
-// CheckQueryTemplate checks a parsed PromQL or LogQL query template: every
-// action that prints ({{ … }}) must sit inside a string literal of the query
-// ("…", '…' or `…`), where the escaping of what it prints (see
+// QueryDialect is the language a query template renders, as far as where
+// its string literals and comments are.
+type QueryDialect int
+
+const (
+	// PromQL has "…", '…' and `…` strings, and # comments to the end of the line.
+	PromQL QueryDialect = iota
+	// LogQL is read as Go tokens by Loki's scanner: "…" and `…` strings ('…' is
+	// a character, not a string); // and /* */ comments.
+	LogQL
+)
+
+// CheckQueryTemplate checks a parsed query template: every action that
+// prints ({{ … }}) must sit inside a string literal of the query, not just
+// after a backslash there, where the escaping of what it prints (see
 // EscapePromQLString) keeps a label value from ending the literal. Outside
 // one, a value would become the query's own syntax: add matchers, widen a
 // range, call functions. The branches of {{ if }} and {{ with }} must leave
-// the query in the same place (inside a literal or not), and a {{ range }}
-// body where it started; {{ template }} is refused.
-func CheckQueryTemplate(t *parse.Tree) error {
+// the query in the same place (inside a literal or not); a {{ range }}
+// body, its {{ break }}s and {{ continue }}s and its {{ else }} where it
+// started; {{ template }} is refused.
+func CheckQueryTemplate(t *parse.Tree, d QueryDialect) error {
 	if t == nil || t.Root == nil {
 		return nil
 	}
-	_, err := checkQueryList(t, t.Root, queryLexer{})
+	c := queryChecker{t: t, dialect: d}
+	_, err := c.list(t.Root, queryLexer{}, nil)
 	return err
 }
 
-// queryLexer is where a query's text has got to: outside any literal, inside
-// one opened by quote (and just after a backslash in it), or in a comment.
+// queryLexer is where a query's text has got to: inside a string literal
+// opened by quote (just after a backslash in it: escaped), in a comment
+// ('#' or '/' to the end of the line, '*' to */; star: just after a '*'
+// there), or outside both (slash: just after a '/').
 type queryLexer struct {
-	quote   byte
-	escaped bool
-	comment bool
+	quote, comment       byte
+	escaped, slash, star bool
 }
 
-func (l queryLexer) inLiteral() bool { return l.quote != 0 }
+// printable reports whether a value printed here stays inside a literal.
+func (l queryLexer) printable() bool { return l.quote != 0 && !l.escaped }
 
-func (l queryLexer) scan(text []byte) queryLexer {
+func (l queryLexer) scan(d QueryDialect, text []byte) queryLexer {
 	for _, c := range text {
 		switch {
-		case l.comment:
-			l.comment = c != '\n'
+		case l.comment == '*':
+			if l.star && c == '/' {
+				l.comment = 0
+			}
+			l.star = c == '*'
+		case l.comment != 0:
+			if c == '\n' {
+				l.comment = 0
+			}
 		case l.escaped:
 			l.escaped = false
 		case l.quote == '`':
@@ -89,16 +112,40 @@ func (l queryLexer) scan(text []byte) queryLexer {
 			case l.quote:
 				l.quote = 0
 			}
-		case c == '"' || c == '\'' || c == '`':
-			l.quote = c
-		case c == '#':
-			l.comment = true
+		default:
+			if l.slash {
+				l.slash = false
+				if c == '/' || c == '*' {
+					l.comment = c
+					continue
+				}
+			}
+			switch {
+			case c == '"' || c == '`' || (c == '\'' && d == PromQL):
+				l.quote = c
+			case c == '#' && d == PromQL:
+				l.comment = '#'
+			case c == '/' && d == LogQL:
+				l.slash = true
+			}
 		}
 	}
 	return l
 }
 
-func checkQueryList(t *parse.Tree, list *parse.ListNode, l queryLexer) (queryLexer, error) {
+type queryChecker struct {
+	t       *parse.Tree
+	dialect QueryDialect
+}
+
+func (c queryChecker) errorf(n parse.Node, format string, args ...any) error {
+	loc, _ := c.t.ErrorContext(n)
+	return fmt.Errorf("%s: "+format, append([]any{loc}, args...)...)
+}
+
+// list checks the nodes of list from l; loop is the state where the
+// enclosing {{ range }} started, nil outside one.
+func (c queryChecker) list(list *parse.ListNode, l queryLexer, loop *queryLexer) (queryLexer, error) {
 	if list == nil {
 		return l, nil
 	}
@@ -106,28 +153,23 @@ func checkQueryList(t *parse.Tree, list *parse.ListNode, l queryLexer) (queryLex
 		var err error
 		switch n := n.(type) {
 		case *parse.TextNode:
-			l = l.scan(n.Text)
+			l = l.scan(c.dialect, n.Text)
 		case *parse.ActionNode:
-			if len(n.Pipe.Decl) == 0 && !l.inLiteral() {
-				loc, _ := t.ErrorContext(n)
-				return l, fmt.Errorf("%s: %s is outside a string literal, where a label value would become part of the query: put it inside quotes, as in service=\"{{ .Labels.service }}\"", loc, n)
+			if len(n.Pipe.Decl) == 0 && !l.printable() {
+				return l, c.errorf(n, "%s is outside a string literal, where a label value would become part of the query: put it inside quotes, as in service=\"{{ .Labels.service }}\"", n)
 			}
 		case *parse.IfNode:
-			l, err = checkQueryBranches(t, &n.BranchNode, l, "if")
+			l, err = c.branches(&n.BranchNode, l, loop, "if")
 		case *parse.WithNode:
-			l, err = checkQueryBranches(t, &n.BranchNode, l, "with")
+			l, err = c.branches(&n.BranchNode, l, loop, "with")
 		case *parse.RangeNode:
-			var body queryLexer
-			if body, err = checkQueryList(t, n.List, l); err == nil && body != l {
-				loc, _ := t.ErrorContext(n)
-				err = fmt.Errorf("%s: the body of {{ range }} opens or closes a string literal; each pass must end where it started", loc)
-			}
-			if err == nil {
-				l, err = checkQueryList(t, n.ElseList, l)
+			err = c.loop(n, l)
+		case *parse.BreakNode, *parse.ContinueNode:
+			if loop != nil && l != *loop {
+				err = c.errorf(n, "%s leaves a string literal opened or closed that the loop's start did not", n)
 			}
 		case *parse.TemplateNode:
-			loc, _ := t.ErrorContext(n)
-			err = fmt.Errorf("%s: {{ template }} is not allowed in a query", loc)
+			err = c.errorf(n, "{{ template }} is not allowed in a query")
 		}
 		if err != nil {
 			return l, err
@@ -136,20 +178,36 @@ func checkQueryList(t *parse.Tree, list *parse.ListNode, l queryLexer) (queryLex
 	return l, nil
 }
 
-func checkQueryBranches(t *parse.Tree, b *parse.BranchNode, l queryLexer, name string) (queryLexer, error) {
-	then, err := checkQueryList(t, b.List, l)
+func (c queryChecker) branches(b *parse.BranchNode, l queryLexer, loop *queryLexer, name string) (queryLexer, error) {
+	then, err := c.list(b.List, l, loop)
 	if err != nil {
 		return l, err
 	}
-	els, err := checkQueryList(t, b.ElseList, l)
+	els, err := c.list(b.ElseList, l, loop)
 	if err != nil {
 		return l, err
 	}
 	if then != els {
-		loc, _ := t.ErrorContext(b)
-		return l, fmt.Errorf("%s: the branches of {{ %s }} end differently, one inside a string literal and one outside", loc, name)
+		return l, c.errorf(b, "the branches of {{ %s }} end differently, one inside a string literal and one outside", name)
 	}
 	return then, nil
+}
+
+// loop checks a {{ range }}: its body may run any number of times and its
+// {{ else }} instead, so each must end where the range started.
+func (c queryChecker) loop(n *parse.RangeNode, l queryLexer) error {
+	body, err := c.list(n.List, l, &l)
+	if err != nil {
+		return err
+	}
+	els, err := c.list(n.ElseList, l, nil)
+	if err != nil {
+		return err
+	}
+	if body != l || els != l {
+		return c.errorf(n, "the body or the {{ else }} of {{ range }} opens or closes a string literal; each must end where the range started")
+	}
+	return nil
 }
 
 // escapeFunc is the function RenderQuery appends to every action that

@@ -42,6 +42,7 @@ var rejectedRunbooks = map[string]struct{ text, want string }{
 	"labels in kubernetes name":    {rejectHead + "steps:\n  - name: s\n    kubernetes: { action: delete_pod, namespace: ns, pod: '{{ .Labels.host }}' }\n", ".Labels may not be used here"},
 	"labels outside promql quotes": {rejectHead + "steps:\n  - name: s\n    promql_check: { query: 'up{job={{ .Labels.job }}}' }\n", "outside a string literal"},
 	"params outside promql quotes": {rejectHead + "steps:\n  - name: s\n    promql_check: { query: 'rate(x[{{ .Params.host }}]) > 0' }\n", "outside a string literal"},
+	"promql define of the field":   {rejectHead + "steps:\n  - name: s\n    promql_check: { query: '{{ define \"field\" }}up > {{ .Labels.threshold }}{{ end }}' }\n", "outside a string literal"},
 	"verify outside quotes":        {rejectHead + "steps:\n  - name: s\n    wait: { duration: 1s }\nverify: { query: 'up > {{ .Labels.threshold }}', within: 1m }\n", "outside a string literal"},
 	"templated host":               {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: 'https://{{ .Params.host }}.example/' }\n", "host must be literal"},
 	"credentials in host":          {rejectHead + "steps:\n  - name: s\n    http: { method: GET, url: 'https://u:p@a.example/' }\n", "host must be literal"},

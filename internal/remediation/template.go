@@ -56,11 +56,15 @@ func checkQueryTemplate(raw string, rb *Runbook) error {
 	if err := checkTemplate(raw, rb, true); err != nil || !strings.Contains(raw, "{{") {
 		return err
 	}
-	trees, err := parse.Parse("query", raw, "", "", nil)
+	// The name render executes: a {{ define }} of it would replace it.
+	trees, err := parse.Parse("field", raw, "", "", nil)
 	if err != nil {
 		return fmt.Errorf("template: %w", err)
 	}
-	if err := incident.CheckQueryTemplate(trees["query"]); err != nil {
+	if len(trees) != 1 {
+		return errors.New("template: define and block are not allowed")
+	}
+	if err := incident.CheckQueryTemplate(trees["field"], incident.PromQL); err != nil {
 		return fmt.Errorf("template: %w", err)
 	}
 	return nil

@@ -274,7 +274,7 @@ func (c *Config) Validate() error {
 		if err := checkURL(l.URL); err != nil {
 			return fmt.Errorf("logs: loki: url: %w", err)
 		}
-		if err := checkQuery(l.Query, true); err != nil {
+		if err := checkQuery(l.Query, incident.LogQL); err != nil {
 			return fmt.Errorf("logs: loki: %w", err)
 		}
 	}
@@ -286,7 +286,7 @@ func (c *Config) Validate() error {
 			return errors.New("logs: elasticsearch: index is required")
 		}
 		// Its values are escaped for query_string wherever they land.
-		if err := checkQuery(e.Query, false); err != nil {
+		if err := checkQuery(e.Query, -1); err != nil {
 			return fmt.Errorf("logs: elasticsearch: %w", err)
 		}
 	}
@@ -330,12 +330,13 @@ func (q *Query) Validate() error {
 	if q.Name == "" {
 		return errors.New("name is required")
 	}
-	return checkQuery(q.Query, true)
+	return checkQuery(q.Query, incident.PromQL)
 }
 
-// checkQuery parses a query template; for PromQL and LogQL (quoted), it also
-// checks that what it prints lands inside string literals.
-func checkQuery(q string, quoted bool) error {
+// checkQuery parses a query template; for PromQL and LogQL, it also checks
+// that what it prints lands inside string literals (a dialect below 0:
+// none, for Elasticsearch).
+func checkQuery(q string, d incident.QueryDialect) error {
 	if q == "" {
 		return errors.New("query is required")
 	}
@@ -346,14 +347,14 @@ func checkQuery(q string, quoted bool) error {
 	if _, err := t.Parse(q, "", "", trees); err != nil {
 		return fmt.Errorf("query: parse template: %w", err)
 	}
-	if !quoted {
+	if d < 0 {
 		return nil
 	}
 	if len(trees) > 1 {
 		return errors.New("query: {{ define }} is not allowed in a query")
 	}
 	// Its errors start with "query:line:column".
-	return incident.CheckQueryTemplate(trees["query"])
+	return incident.CheckQueryTemplate(trees["query"], d)
 }
 
 // checkURL requires an absolute http or https URL. Its errors never contain
