@@ -150,6 +150,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	db.SetHooks(a.wake, func(id int64, ap incident.Applied) { a.console.print(context.Background(), id, ap) },
 		incident.JobRoute, incident.JobRemediate, incident.JobGather)
 	db.SetFollowUpFilter(a.followUp)
+	// A notification from which Alertmanager left alerts out may not
+	// resolve an incident while reconciliation can settle it.
+	db.SetHoldTruncated(func() bool {
+		c := a.Config()
+		return c.Reconcile.Enabled && c.Global.AlertmanagerURL != ""
+	})
 	// A 200 waits only for its notification's commit; the writer loop
 	// applies it right after, in a commit that needs no fsync of its own.
 	// Applying in the acknowledging commit made requests wait for other

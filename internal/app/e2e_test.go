@@ -175,6 +175,32 @@ type e2eResponder struct {
 
 // startE2EResponder writes configYAML to a file, starts the app on a free
 // loopback port and waits until it is ready. It stops when the test ends.
+// amWebhookConfig is an Alertmanager configuration that sends every alert
+// to the webhook at url with token, grouped by groupBy (a YAML list) after
+// groupWait, group_interval 1s, resolves included; extra, when set, is one
+// more line of the webhook config (such as "max_alerts: 1").
+func amWebhookConfig(url, token, groupBy, groupWait, extra string) string {
+	if extra != "" {
+		extra = "\n        " + extra
+	}
+	return fmt.Sprintf(`
+route:
+  receiver: responder
+  group_by: %s
+  group_wait: %s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: responder
+    webhook_configs:
+      - url: %q
+        send_resolved: true%s
+        http_config:
+          authorization:
+            credentials: %q
+`, groupBy, groupWait, url, extra, token)
+}
+
 func startE2EResponder(t *testing.T, configYAML, token string) *e2eResponder {
 	t.Helper()
 	r, _, _ := startE2EApp(t, configYAML, token)

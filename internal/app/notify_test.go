@@ -73,22 +73,7 @@ receivers:
 `, fakeSlack.URL(), slackToken, fakePD.URL(), filepath.Join(t.TempDir(), "responder.db"), token, notifyRoutingKey), token)
 	channel := fakeSlack.AddChannel("#incidents")
 
-	am := testenv.StartAlertmanager(t, fmt.Sprintf(`
-route:
-  receiver: responder
-  group_by: ['alertname']
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: responder
-    webhook_configs:
-      - url: %q
-        send_resolved: true
-        http_config:
-          authorization:
-            credentials: %q
-`, "http://"+r.addr+"/webhook/alertmanager", token))
+	am := testenv.StartAlertmanager(t, amWebhookConfig("http://"+r.addr+"/webhook/alertmanager", token, "['alertname']", "1s", ""))
 
 	// parents returns the Slack parent messages of an alertname.
 	parents := func(alertname string) []routingtest.SlackMessage {

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -50,13 +52,13 @@ func newReconciler(logger *slog.Logger, db *store.Store, cfg func() *config.Conf
 		}, []string{"result"}),
 		fixes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "responder_reconcile_fixes_total",
-			Help: "Notifications synthesised by reconciliation, by kind: opened (a webhook never arrived) or resolved (a resolve never arrived).",
+			Help: "Notifications synthesised by reconciliation, by kind: opened (a webhook never arrived), resolved (a resolve never arrived) or released (an incident kept open by a truncated notification, settled).",
 		}, []string{"kind"}),
 	}
 	for _, l := range []string{"ok", "error"} {
 		r.rounds.WithLabelValues(l)
 	}
-	for _, l := range []string{"opened", "resolved"} {
+	for _, l := range []string{"opened", "resolved", "released"} {
 		r.fixes.WithLabelValues(l)
 	}
 	reg.MustRegister(r.rounds, r.fixes)
@@ -130,7 +132,15 @@ func (r *reconciler) apply(ctx context.Context, f reconcile.Fix, now time.Time) 
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)
 	}
-	rec, err := r.db.Accept(ctx, incident.Delivery{Message: f.Message, Raw: raw, ReceivedAt: now})
+	d := incident.Delivery{Message: f.Message, Raw: raw, ReceivedAt: now}
+	if f.Release {
+		// Its alert states are the ones storage has: by them alone it
+		// would be a duplicate of the truncated notification that held the
+		// incident, and never applied.
+		sum := sha256.Sum256([]byte(f.Message.StateHash() + "\x00release\x00" + now.UTC().Format(time.RFC3339Nano)))
+		d.StateHash = hex.EncodeToString(sum[:])
+	}
+	rec, err := r.db.Accept(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -138,7 +148,10 @@ func (r *reconciler) apply(ctx context.Context, f reconcile.Fix, now time.Time) 
 		return nil // the webhook arrived meanwhile
 	}
 	kind := "opened"
-	if hasResolved(f.Message) {
+	switch {
+	case f.Release:
+		kind = "released"
+	case hasResolved(f.Message):
 		kind = "resolved"
 	}
 	r.fixes.WithLabelValues(kind).Inc()

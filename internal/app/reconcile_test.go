@@ -19,6 +19,28 @@ import (
 	"github.com/responder/responder/internal/testenv"
 )
 
+// reconcilingConfig is a responder configuration on a fresh SQLite file
+// that reconciles with the Alertmanager at amURL every 300ms, after grace,
+// for the receiver "responder".
+func reconcilingConfig(t *testing.T, amURL, token, grace string) string {
+	t.Helper()
+	return fmt.Sprintf(`
+global:
+  alertmanager_url: %q
+storage:
+  dsn: sqlite://%s
+  queue:
+    poll_interval: 100ms
+webhook:
+  authorization:
+    credentials: %q
+reconcile:
+  interval: 300ms
+  grace: %s
+  receivers: [responder]
+`, amURL, filepath.Join(t.TempDir(), "responder.db"), token, grace)
+}
+
 // webhookGate stands between Alertmanager and responder: while blocked it
 // answers 503, which Alertmanager retries; otherwise it passes requests on.
 type webhookGate struct {
@@ -81,21 +103,7 @@ receivers:
           authorization:
             credentials: %q
 `, gate.srv.URL+"/webhook/alertmanager", token))
-	r := startE2EResponder(t, fmt.Sprintf(`
-global:
-  alertmanager_url: %q
-storage:
-  dsn: sqlite://%s
-  queue:
-    poll_interval: 100ms
-webhook:
-  authorization:
-    credentials: %q
-reconcile:
-  interval: 300ms
-  grace: 1s
-  receivers: [responder]
-`, am.URL(), filepath.Join(t.TempDir(), "responder.db"), token), token)
+	r := startE2EResponder(t, reconcilingConfig(t, am.URL(), token, "1s"), token)
 	gate.forwardTo(t, r.addr)
 
 	byAlertname := func(alertname string) []incident.Incident {

@@ -69,22 +69,7 @@ receivers:
 // its own to responder.
 func (e *stormEnv) alertmanager(t *testing.T) *testenv.Alertmanager {
 	t.Helper()
-	return testenv.StartAlertmanager(t, fmt.Sprintf(`
-route:
-  receiver: responder
-  group_by: ['alertname', 'instance']
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: responder
-    webhook_configs:
-      - url: %q
-        send_resolved: true
-        http_config:
-          authorization:
-            credentials: %q
-`, "http://"+e.r.addr+"/webhook/alertmanager", e.token))
+	return testenv.StartAlertmanager(t, amWebhookConfig("http://"+e.r.addr+"/webhook/alertmanager", e.token, "['alertname', 'instance']", "1s", ""))
 }
 
 // post sends n alerts of alertname, each on its own instance.

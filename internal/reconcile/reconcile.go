@@ -32,6 +32,11 @@ type Source interface {
 type Fix struct {
 	Message *incident.Message
 	Reason  string
+	// Release marks a fix that settles a held incident (one kept open by
+	// a notification from which Alertmanager left alerts out): its alert
+	// states are those storage already has, so it must not be taken for a
+	// duplicate of the notification that held it.
+	Release bool
 }
 
 // Alert is one alert as Alertmanager's API v2 returns it (GET
@@ -132,6 +137,9 @@ type Reconciler struct {
 	// gone: incident alert (group key + fingerprint) Alertmanager no longer
 	// has → first seen.
 	gone map[string]time.Time
+	// settled: group key of a held incident (firing, no alert firing) of
+	// which Alertmanager has no active alert → first seen.
+	settled map[string]time.Time
 }
 
 // New returns a Reconciler.
@@ -139,7 +147,7 @@ func New(cfg Config, am *Client, amURL string, src Source, logger *slog.Logger) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{cfg: cfg, am: am, src: src, logger: logger, amURL: amURL, missing: map[string]time.Time{}, gone: map[string]time.Time{}}
+	return &Reconciler{cfg: cfg, am: am, src: src, logger: logger, amURL: amURL, missing: map[string]time.Time{}, gone: map[string]time.Time{}, settled: map[string]time.Time{}}
 }
 
 // Round reads Alertmanager and storage once and returns the fixes due now:
@@ -258,6 +266,11 @@ func (r *Reconciler) Round(ctx context.Context, now time.Time) ([]Fix, error) {
 			delete(r.missing, k)
 		}
 	}
+	activeGroups := make(map[string]bool, len(groups))
+	for k := range groups {
+		activeGroups[k] = true
+	}
+	fixes = append(fixes, r.release(incs, receivers, activeGroups, now)...)
 	keys := slices.Sorted(maps.Keys(groups))
 	for _, k := range keys {
 		p := groups[k]
@@ -268,6 +281,43 @@ func (r *Reconciler) Round(ctx context.Context, now time.Time) ([]Fix, error) {
 			"reconciled: %d firing %s in Alertmanager with no notification received", len(p.alerts), plural("alert", len(p.alerts)))})
 	}
 	return fixes, nil
+}
+
+// release returns a fix for each held incident (firing with no alert
+// firing: kept open by a notification from which Alertmanager left alerts
+// out) whose group has had no active alert in Alertmanager for the grace
+// period: what the notification left out has resolved too. A group that
+// still has active alerts is not released here: the round's opens add
+// them to the incident.
+func (r *Reconciler) release(incs []incident.Incident, receivers []string, activeGroups map[string]bool, now time.Time) []Fix {
+	var fixes []Fix
+	seen := map[string]bool{}
+	for i := range incs {
+		inc := &incs[i]
+		if !slices.Contains(receivers, inc.Receiver) || len(inc.Alerts) == 0 || activeGroups[inc.GroupKey] ||
+			slices.ContainsFunc(inc.Alerts, func(a incident.Alert) bool { return a.Status == incident.StatusFiring }) {
+			continue
+		}
+		seen[inc.GroupKey] = true
+		first, ok := r.settled[inc.GroupKey]
+		if !ok {
+			r.settled[inc.GroupKey] = now
+			first = now
+		}
+		if now.Sub(first) < r.cfg.Grace {
+			continue
+		}
+		fixes = append(fixes, Fix{
+			Message: releaseMessage(inc, now, r.amURL), Release: true,
+			Reason: "reconciled: Alertmanager has no active alert of this group left, so the alerts that a truncated notification (max_alerts) left out have resolved too",
+		})
+	}
+	for k := range r.settled {
+		if !seen[k] {
+			delete(r.settled, k)
+		}
+	}
+	return fixes
 }
 
 // firingMessage is the notification Alertmanager would have sent for the
@@ -311,6 +361,24 @@ func resolveMessage(inc *incident.Incident, fingerprints []string, now time.Time
 		d.Alerts = append(d.Alerts, ta)
 	}
 	return &incident.Message{Data: d, Version: incident.SupportedVersion, GroupKey: inc.GroupKey}
+}
+
+// releaseMessage is a held incident's group with all its alerts resolved,
+// as storage has them, leaving nothing out.
+func releaseMessage(inc *incident.Incident, now time.Time, amURL string) *incident.Message {
+	m := resolveMessage(inc, nil, now, amURL)
+	m.Status = incident.StatusResolved
+	for _, a := range inc.Alerts {
+		end := now
+		if a.EndsAt != nil {
+			end = *a.EndsAt
+		}
+		m.Alerts = append(m.Alerts, template.Alert{
+			Status: incident.StatusResolved, Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.StartsAt, EndsAt: end,
+			GeneratorURL: a.GeneratorURL, Fingerprint: a.Fingerprint,
+		})
+	}
+	return m
 }
 
 // common returns the label pairs all alerts share.

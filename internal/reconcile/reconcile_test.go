@@ -102,6 +102,17 @@ func (f *fakeAM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// startFakeAM serves a fakeAM and returns it with a client of it and its URL.
+func startFakeAM(t *testing.T) (*fakeAM, *reconcile.Client, string) {
+	t.Helper()
+	am := &fakeAM{}
+	srv := httptest.NewServer(am)
+	t.Cleanup(srv.Close)
+	client, err := reconcile.NewClient(srv.URL, nil)
+	require.NoError(t, err)
+	return am, client, srv.URL
+}
+
 type fakeSource struct{ incs []incident.Incident }
 
 func (s *fakeSource) FiringIncidents(context.Context) ([]incident.Incident, error) {
@@ -118,17 +129,13 @@ func amAlert(fp, alertname string, startsAt time.Time) reconcile.Alert {
 
 func TestReconciler_Round(t *testing.T) {
 	t.Parallel()
-	am := &fakeAM{}
-	srv := httptest.NewServer(am)
-	t.Cleanup(srv.Close)
-	client, err := reconcile.NewClient(srv.URL, nil)
-	require.NoError(t, err)
+	am, client, url := startFakeAM(t)
 	start := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	src := &fakeSource{incs: []incident.Incident{{
 		ID: 1, GroupKey: `{}/{team=~"shop"}:{alertname="Held", pod="h1", team="shop"}`, Receiver: "responder", Status: incident.StatusFiring,
 		Alerts: []incident.Alert{{Fingerprint: "h1", Status: incident.StatusFiring, StartsAt: start, Labels: map[string]string{"alertname": "Held"}}},
 	}}}
-	r := reconcile.New(reconcile.Config{Enabled: true, Interval: time.Second, Grace: time.Minute}, client, srv.URL, src, nil)
+	r := reconcile.New(reconcile.Config{Enabled: true, Interval: time.Second, Grace: time.Minute}, client, url, src, nil)
 	ctx := t.Context()
 
 	// Alertmanager has the held alert and one whose webhook never came.
@@ -180,4 +187,64 @@ func TestReconciler_Round(t *testing.T) {
 	fixes, err = r.Round(ctx, start.Add(time.Hour))
 	require.Error(t, err)
 	require.Empty(t, fixes)
+}
+
+// An incident kept open by a truncated notification (firing, no alert
+// firing) is released once Alertmanager has had no active alert of its
+// group for the grace period; while the group has one, the round opens it
+// into the incident instead.
+func TestReconciler_ReleasesHeldIncidents(t *testing.T) {
+	t.Parallel()
+	am, client, url := startFakeAM(t)
+	start := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	ended := start.Add(time.Minute)
+	key := `{}/{team=~"shop"}:{alertname="Kept", pod="k1", team="shop"}`
+	src := &fakeSource{incs: []incident.Incident{{
+		ID: 1, GroupKey: key, Receiver: "responder", Status: incident.StatusFiring,
+		Alerts: []incident.Alert{{Fingerprint: "k1", Status: incident.StatusResolved, StartsAt: start, EndsAt: &ended, Labels: map[string]string{"alertname": "Kept", "team": "shop", "pod": "k1"}}},
+	}}}
+	r := reconcile.New(reconcile.Config{Enabled: true, Interval: time.Second, Grace: time.Minute}, client, url, src, nil)
+	ctx := t.Context()
+
+	// The alert left out still fires in Alertmanager (same group: the
+	// route groups by every label, so give it the same labels but another
+	// start): the round opens it, and does not release.
+	left := amAlert("k1", "Kept", start.Add(time.Hour))
+	left.Fingerprint = "k1"
+	am.set(left)
+	for _, at := range []time.Duration{0, time.Minute, 2 * time.Minute} {
+		fixes, err := r.Round(ctx, start.Add(at))
+		require.NoError(t, err)
+		for _, f := range fixes {
+			require.False(t, f.Release, "a group with an active alert is not released")
+		}
+	}
+
+	// It resolves: released after the grace period, with nothing left out.
+	am.set()
+	fixes, err := r.Round(ctx, start.Add(3*time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, fixes, "the grace period starts")
+	fixes, err = r.Round(ctx, start.Add(4*time.Minute))
+	require.NoError(t, err)
+	require.Len(t, fixes, 1)
+	f := fixes[0]
+	require.True(t, f.Release)
+	require.Contains(t, f.Reason, "truncated notification")
+	require.Equal(t, key, f.Message.GroupKey)
+	require.Equal(t, incident.StatusResolved, f.Message.Status)
+	require.Zero(t, f.Message.TruncatedAlerts)
+	require.Equal(t, template.Alerts{{
+		Status: incident.StatusResolved, Labels: map[string]string{"alertname": "Kept", "team": "shop", "pod": "k1"}, StartsAt: start,
+		EndsAt: ended, Fingerprint: "k1",
+	}}, f.Message.Alerts)
+	require.NoError(t, f.Message.Validate())
+
+	// An incident with an alert firing is not held: nothing to release.
+	src.incs[0].Alerts[0].Status = incident.StatusFiring
+	fixes, err = r.Round(ctx, start.Add(10*time.Minute))
+	require.NoError(t, err)
+	for _, f := range fixes {
+		require.False(t, f.Release)
+	}
 }

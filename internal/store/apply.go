@@ -304,7 +304,21 @@ func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 	if err != nil {
 		return out, err
 	}
-	if len(changes) == 0 {
+	// An open incident whose resolve was held (see refresh) is released by
+	// a notification that brings no new state but may resolve it: one that
+	// leaves nothing out, or any once holding is off.
+	releasing := false
+	if len(changes) == 0 && a.openID != 0 && !a.holding() {
+		var (
+			status string
+			firing int
+		)
+		if err := a.queryRow(ctx, `SELECT status, firing_alerts FROM incidents WHERE id = ?`, a.openID).Scan(&status, &firing); err != nil {
+			return out, fmt.Errorf("read incident %d: %w", a.openID, err)
+		}
+		releasing = status == incident.StatusFiring && firing == 0
+	}
+	if len(changes) == 0 && !releasing {
 		if _, err := a.exec(ctx, `UPDATE notifications SET status = ?, reason = ?, incident_id = ? WHERE id = ?`,
 			incident.NotificationDuplicate, "no new alert state changes", nullInt(a.openID), a.notifID); err != nil {
 			return out, fmt.Errorf("mark duplicate: %w", err)
@@ -323,6 +337,9 @@ func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 	// Refresh each touched incident's counters and status. The one reported
 	// is the open incident if there is one, else the last touched.
 	touched := map[int64]bool{}
+	if releasing {
+		touched[a.openID] = true
+	}
 	for _, c := range changes {
 		touched[c.incidentID] = true
 	}
@@ -495,6 +512,13 @@ func (a *applier) open(ctx context.Context, first template.Alert) error {
 	return nil
 }
 
+// holding reports whether this notification may not resolve its group's
+// open incident: Alertmanager left alerts out of it, and Options.HoldTruncated
+// says so.
+func (a *applier) holding() bool {
+	return a.m.TruncatedAlerts > 0 && a.s.opts.HoldTruncated != nil && a.s.opts.HoldTruncated()
+}
+
 // refresh recomputes an incident's counters and status from its alerts.
 func (a *applier) refresh(ctx context.Context, id int64) error {
 	var (
@@ -514,7 +538,12 @@ func (a *applier) refresh(ctx context.Context, id int64) error {
 	}
 	status := incident.StatusFiring
 	var resolvedAt sql.NullInt64
-	if firing == 0 {
+	if firing == 0 && before == incident.StatusFiring && a.holding() {
+		// Alertmanager left alerts out of this notification, and its
+		// status counts only those it kept: the others may still fire.
+		a.s.logger.WarnContext(ctx, "incident kept open: this notification resolves every alert responder knows of, but alertmanager left alerts out of it (max_alerts); reconciliation settles it",
+			"incident_id", id, "group_key", a.m.GroupKey, "truncated_alerts", a.m.TruncatedAlerts)
+	} else if firing == 0 {
 		status = incident.StatusResolved
 		resolvedAt = sql.NullInt64{Int64: a.now, Valid: true}
 		if lastEnd.Valid {

@@ -80,6 +80,13 @@ type Options struct {
 	// the FollowUps kinds to queue (e.g. remediation only for alerts that
 	// opted in); nil queues them all.
 	FollowUpFilter func(kind string, ap incident.Applied) bool
+	// HoldTruncated, when it returns true, keeps an incident open that a
+	// notification from which Alertmanager left alerts out (max_alerts)
+	// would resolve: its status counts only the alerts it kept, so the
+	// others may still fire. Something must then settle the incident: a
+	// later notification that leaves nothing out, or reconciliation with
+	// Alertmanager's API (which is why the app holds only while it runs).
+	HoldTruncated func() bool
 	// DeferApply makes Accept only store deliveries and queue an ingest job
 	// for each, instead of applying them in the same commit. The request
 	// path gets cheaper, the incident lags behind by one queue hop.
@@ -191,6 +198,11 @@ func (s *Store) SetHooks(onCommit func(), onApplied func(int64, incident.Applied
 		s.opts.OnApplied = onApplied
 	}
 	s.opts.FollowUps = followUps
+}
+
+// SetHoldTruncated sets Options.HoldTruncated. Call it before Run.
+func (s *Store) SetHoldTruncated(f func() bool) {
+	s.opts.HoldTruncated = f
 }
 
 // SetFollowUpFilter sets Options.FollowUpFilter. Call it before Run.

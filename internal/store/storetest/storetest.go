@@ -86,6 +86,9 @@ func Run(t *testing.T, open Opener) {
 		t.Run("ApplyFailure"+name, func(t *testing.T) { testApplyFailure(t, o) })
 	}
 	t.Run("ListPages", func(t *testing.T) { testListPages(t, open) })
+	for name, o := range map[string]Opener{"Inline": open, "Deferred": deferred} {
+		t.Run("HoldTruncated"+name, func(t *testing.T) { testHoldTruncated(t, o) })
+	}
 	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
 	t.Run("ClaimOrder", func(t *testing.T) { testClaimOrder(t, open) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
@@ -697,6 +700,73 @@ func testListPages(t *testing.T, open Opener) {
 			}
 		}
 		require.Equal(t, want, got, "state %q: every job once, newest first", state)
+	}
+}
+
+// testHoldTruncated: with HoldTruncated, a notification from which
+// Alertmanager left alerts out does not resolve the open incident, even when
+// it resolves every alert storage knows; a later one that leaves nothing out
+// (here with the same alert states, as reconciliation sends it) resolves it.
+// Without it, the truncated notification resolves the incident at once.
+func testHoldTruncated(t *testing.T, open Opener) {
+	for _, hold := range []bool{true, false} {
+		t.Run(fmt.Sprintf("hold=%v", hold), func(t *testing.T) {
+			c := NewClock()
+			s := open(t, c, func(s *store.Store) { s.SetHoldTruncated(func() bool { return hold }) })
+			ctx := context.Background()
+			start := c.Now().Add(-time.Hour)
+			firing := withAlerts(t, Payload(t, "am_v4_firing.json"), start, map[string]string{"a": incident.StatusFiring})
+			firing.TruncatedAlerts = 1
+			accept(t, s, firing, c.Now())
+			resolved := withAlerts(t, firing, start, map[string]string{"a": incident.StatusResolved})
+			resolved.Status, resolved.TruncatedAlerts = incident.StatusResolved, 1
+			accept(t, s, resolved, c.Now())
+
+			status := func() (string, int) {
+				var inc incident.Incident
+				require.Eventually(t, func() bool {
+					list, err := s.ListIncidents(ctx, incident.ListFilter{})
+					require.NoError(t, err)
+					if len(list) != 1 || list[0].ResolvedAlerts != 1 {
+						return false
+					}
+					inc = list[0]
+					return true
+				}, 10*time.Second, 10*time.Millisecond)
+				return inc.Status, inc.FiringAlerts
+			}
+			st, n := status()
+			if !hold {
+				require.Equal(t, incident.StatusResolved, st, "resolved by the truncated notification")
+				return
+			}
+			require.Equal(t, incident.StatusFiring, st, "kept open: the alert left out may still fire")
+			require.Zero(t, n)
+
+			// The same states, nothing left out, under a state hash of its
+			// own (reconciliation's release): it resolves the incident.
+			release := clone(t, resolved)
+			release.TruncatedAlerts = 0
+			raw, err := json.Marshal(release)
+			require.NoError(t, err)
+			r, err := s.Accept(ctx, incident.Delivery{Message: release, Raw: raw, ReceivedAt: c.Now(), StateHash: strings.Repeat("ab", 32)})
+			require.NoError(t, err)
+			require.False(t, r.Duplicate)
+			require.Eventually(t, func() bool {
+				list, err := s.ListIncidents(ctx, incident.ListFilter{})
+				require.NoError(t, err)
+				return len(list) == 1 && list[0].Status == incident.StatusResolved && list[0].ResolvedAt != nil
+			}, 10*time.Second, 10*time.Millisecond, "released")
+
+			// A group that fires again opens a new episode.
+			again := withAlerts(t, firing, c.Now(), map[string]string{"b": incident.StatusFiring})
+			accept(t, s, again, c.Now())
+			require.Eventually(t, func() bool {
+				list, err := s.ListIncidents(ctx, incident.ListFilter{Status: incident.StatusFiring})
+				require.NoError(t, err)
+				return len(list) == 1 && list[0].Episode == 2
+			}, 10*time.Second, 10*time.Millisecond)
+		})
 	}
 }
 
