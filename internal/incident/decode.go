@@ -15,15 +15,7 @@ import (
 // encoding/json (see docs/benchmarks.md); a differential fuzz test keeps the
 // two in agreement on what they accept and produce.
 func DecodeMessage(body []byte) (*Message, error) {
-	var m Message
-	if err := unmarshal(body, &m); err != nil {
-		return nil, err
-	}
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
-	m.Normalize()
-	return &m, nil
+	return decodeMessage(body, false)
 }
 
 // DecodeStored decodes a notification that was committed earlier, for
@@ -32,11 +24,17 @@ func DecodeMessage(body []byte) (*Message, error) {
 // Alertmanager would have given it (firing when any of its alerts fires), so
 // that an upgrade does not refuse what was acknowledged with a 200.
 func DecodeStored(body []byte) (*Message, error) {
+	return decodeMessage(body, true)
+}
+
+// decodeMessage decodes, validates and normalizes a body; stored gives a
+// notification an unknown status the one Alertmanager would have given it.
+func decodeMessage(body []byte, stored bool) (*Message, error) {
 	var m Message
 	if err := unmarshal(body, &m); err != nil {
 		return nil, err
 	}
-	if m.Data != nil && m.Status != StatusFiring && m.Status != StatusResolved {
+	if stored && m.Data != nil && m.Status != StatusFiring && m.Status != StatusResolved {
 		m.Status = StatusResolved
 		for _, a := range m.Alerts {
 			if a.Status == StatusFiring {

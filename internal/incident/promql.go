@@ -214,9 +214,9 @@ func (c queryChecker) loop(n *parse.RangeNode, l queryLexer) error {
 // prints.
 const escapeFunc = "_query_escape"
 
-// QueryData is what a query template sees: an incident's labels and
+// queryData is what a query template sees: an incident's labels and
 // annotations, unescaped (RenderQuery escapes what is printed).
-type QueryData struct {
+type queryData struct {
 	// Labels are the common labels with the group labels over them.
 	Labels            map[string]string
 	CommonLabels      map[string]string
@@ -224,21 +224,23 @@ type QueryData struct {
 	CommonAnnotations map[string]string
 }
 
-// NewQueryData returns inc's labels and annotations for a query template.
-func NewQueryData(inc *Incident) QueryData {
+// newQueryData returns inc's labels and annotations for a query template.
+func newQueryData(inc *Incident) queryData {
 	labels := make(map[string]string, len(inc.CommonLabels)+len(inc.GroupLabels))
 	maps.Copy(labels, inc.CommonLabels)
 	maps.Copy(labels, inc.GroupLabels)
-	return QueryData{Labels: labels, CommonLabels: inc.CommonLabels, GroupLabels: inc.GroupLabels, CommonAnnotations: inc.CommonAnnotations}
+	return queryData{Labels: labels, CommonLabels: inc.CommonLabels, GroupLabels: inc.GroupLabels, CommonAnnotations: inc.CommonAnnotations}
 }
 
-// RenderQuery executes a query template over data and passes whatever each
+// RenderQuery executes a query template over inc's labels and annotations:
+// .Labels (the common labels with the group labels over them),
+// .CommonLabels, .GroupLabels, .CommonAnnotations. It passes whatever each
 // action prints through esc, at the point of printing (as html/template
 // does): whichever functions the template applies to a value (slice, printf
 // with a precision…), what reaches the query is escaped whole, so that it
 // cannot end a string literal by a quote or a backslash cut in two. A
-// missing map key renders empty.
-func RenderQuery(name, text string, data any, esc func(string) string) (string, error) {
+// missing label renders empty.
+func RenderQuery(name, text string, inc *Incident, esc func(string) string) (string, error) {
 	t, err := template.New(name).Funcs(template.FuncMap{
 		escapeFunc: func(v any) string { return esc(fmt.Sprint(v)) },
 	}).Option("missingkey=zero").Parse(text)
@@ -251,7 +253,7 @@ func RenderQuery(name, text string, data any, esc func(string) string) (string, 
 		}
 	}
 	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
+	if err := t.Execute(&b, newQueryData(inc)); err != nil {
 		return "", err
 	}
 	return b.String(), nil

@@ -61,7 +61,7 @@ func FuzzRenderQuery(f *testing.F) {
 		kv := map[string]string{"job": value, "instance": value, "service": value, "summary": value, "x": value}
 		inc := &Incident{CommonLabels: kv, GroupLabels: kv, CommonAnnotations: kv}
 		marked := func(s string) string { return printStart + EscapePromQLString(s) + printEnd }
-		out, err := RenderQuery("q", text, NewQueryData(inc), marked)
+		out, err := RenderQuery("q", text, inc, marked)
 		if err != nil {
 			return
 		}

@@ -82,7 +82,7 @@ type esResponse struct {
 
 // Gather implements gather.Source.
 func (e *Elasticsearch) Gather(ctx context.Context, inc *incident.Incident) (incident.Section, error) {
-	q, err := render("elasticsearch", e.opts.Query, inc, EscapeQueryString)
+	q, err := incident.RenderQuery("elasticsearch", e.opts.Query, inc, EscapeQueryString)
 	if err != nil {
 		return incident.Section{}, fmt.Errorf("render query: %w", err)
 	}

@@ -82,7 +82,7 @@ type lokiResponse struct {
 
 // Gather implements gather.Source.
 func (l *Loki) Gather(ctx context.Context, inc *incident.Incident) (incident.Section, error) {
-	q, err := render("loki", l.opts.Query, inc, EscapeLogQL)
+	q, err := incident.RenderQuery("loki", l.opts.Query, inc, EscapeLogQL)
 	if err != nil {
 		return incident.Section{}, fmt.Errorf("render query: %w", err)
 	}

@@ -1,18 +1,6 @@
 package logs
 
-import (
-	"strings"
-
-	"github.com/responder/responder/internal/incident"
-)
-
-// render executes a query template with inc's labels and annotations:
-// .Labels (common labels with the group labels over them), .CommonLabels,
-// .GroupLabels, .CommonAnnotations, everything it prints escaped with esc
-// (incident.RenderQuery). A missing label renders empty.
-func render(name, text string, inc *incident.Incident, esc func(string) string) (string, error) {
-	return incident.RenderQuery(name, text, incident.NewQueryData(inc), esc)
-}
+import "strings"
 
 // EscapeLogQL escapes s for use inside a LogQL string literal (a label
 // matcher's value or a line filter): quotes become hex escapes, so the

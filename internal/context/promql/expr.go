@@ -36,10 +36,3 @@ const maxExprLen = 4096
 // EscapeString escapes s for use inside a PromQL (or LogQL) string
 // literal; see incident.EscapePromQLString.
 func EscapeString(s string) string { return incident.EscapePromQLString(s) }
-
-// Render executes a query template with inc's labels and annotations
-// (incident.QueryData), everything it prints escaped with esc
-// (incident.RenderQuery). A missing label renders empty.
-func Render(name, text string, inc *incident.Incident, esc func(string) string) (string, error) {
-	return incident.RenderQuery(name, text, incident.NewQueryData(inc), esc)
-}

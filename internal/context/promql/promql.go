@@ -111,7 +111,7 @@ func (s *Source) Queries(inc *incident.Incident) ([]Query, error) {
 		}
 	}
 	for _, q := range s.opts.Queries {
-		text, err := Render(q.Name, q.Query, inc, EscapeString)
+		text, err := incident.RenderQuery(q.Name, q.Query, inc, EscapeString)
 		if err != nil {
 			return nil, fmt.Errorf("render query %q: %w", q.Name, err)
 		}

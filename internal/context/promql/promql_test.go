@@ -190,7 +190,7 @@ func TestExprFromGeneratorURL(t *testing.T) {
 func TestRender(t *testing.T) {
 	t.Parallel()
 	inc := &incident.Incident{CommonLabels: map[string]string{"job": `a"b\c`}, GroupLabels: map[string]string{"job": "api"}}
-	got, err := promql.Render("q", `up{job="{{ .CommonLabels.job }}", g="{{ .Labels.job }}", m="{{ .Labels.missing }}"}`, inc, promql.EscapeString)
+	got, err := incident.RenderQuery("q", `up{job="{{ .CommonLabels.job }}", g="{{ .Labels.job }}", m="{{ .Labels.missing }}"}`, inc, promql.EscapeString)
 	require.NoError(t, err)
 	require.Equal(t, `up{job="a\x22b\\c", g="api", m=""}`, got)
 }
