@@ -180,8 +180,11 @@ func (n *Notifier) fields(inc *incident.Incident, firing bool, alerts []incident
 			out = append(out, mrkdwn("*"+name+"*\n"+value))
 		}
 	}
-	if firing {
-		n := max(inc.FiringAlerts, countStatus(alerts, incident.StatusFiring))
+	if n := max(inc.FiringAlerts, countStatus(alerts, incident.StatusFiring)); firing && n == 0 {
+		// Kept open by a notification from which Alertmanager left alerts
+		// out (store.Options.HoldTruncated).
+		add("Status", ":red_circle: FIRING · resolve held: Alertmanager left alerts out of its last notification (max_alerts), and every alert responder knows of has resolved; reconciliation settles it")
+	} else if firing {
 		add("Status", fmt.Sprintf(":red_circle: FIRING · %d %s", n, plural(n, "alert", "alerts")))
 	} else {
 		s := ":large_green_circle: RESOLVED"

@@ -131,6 +131,27 @@ func TestNotifier_PostUpdateResolve(t *testing.T) {
 	require.NotContains(t, allText(resolved), "Silence", "a resolved incident needs no silence")
 }
 
+// An incident kept open by a truncated notification (firing, no alert
+// firing) says why, not "FIRING · 0 alerts".
+func TestNotifier_HeldIncident(t *testing.T) {
+	t.Parallel()
+	fake := routingtest.NewFakeSlack(t, token)
+	n := newNotifier(t, fake.URL(), slack.Options{})
+	inc := loadIncident(t, "firing")
+	for i := range inc.Alerts {
+		inc.Alerts[i].Status = "resolved"
+	}
+	inc.ResolvedAlerts, inc.FiringAlerts = inc.ResolvedAlerts+inc.FiringAlerts, 0
+	_, _, err := n.PostParent(t.Context(), "#incidents", inc, slack.Extra{})
+	require.NoError(t, err)
+	msgs := fake.Messages("C0INCIDENTS")
+	require.Len(t, msgs, 1)
+	text := allText(blockTexts(t, msgs[0].Blocks))
+	require.Contains(t, text, "FIRING: HighErrorRate")
+	require.Contains(t, text, "resolve held: Alertmanager left alerts out")
+	require.NotContains(t, text, "0 alerts")
+}
+
 func TestNotifier_Reply(t *testing.T) {
 	t.Parallel()
 	fake := routingtest.NewFakeSlack(t, token)
