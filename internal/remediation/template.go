@@ -24,47 +24,49 @@ import (
 // checkTemplate parses raw and checks that it substitutes only declared
 // parameters, and labels when allowLabels is set.
 func checkTemplate(raw string, rb *Runbook, allowLabels bool) error {
+	_, err := parseTemplate(raw, rb, allowLabels)
+	return err
+}
+
+// parseTemplate is checkTemplate that also returns the parsed template,
+// under the name render executes ("field": a {{ define }} of that name
+// would replace it, and is refused with the others); nil when raw has no
+// substitution.
+func parseTemplate(raw string, rb *Runbook, allowLabels bool) (*parse.Tree, error) {
 	if !strings.Contains(raw, "{{") {
-		return nil
+		return nil, nil
 	}
 	trees, err := parse.Parse("field", raw, "", "", nil)
 	if err != nil {
-		return fmt.Errorf("template: %w", err)
+		return nil, fmt.Errorf("template: %w", err)
 	}
 	root := trees["field"]
 	if root == nil || len(trees) != 1 {
-		return errors.New("template: define and block are not allowed")
+		return nil, errors.New("template: define and block are not allowed")
 	}
 	for _, n := range root.Root.Nodes {
 		switch n := n.(type) {
 		case *parse.TextNode:
 		case *parse.ActionNode:
 			if err := checkAction(n, rb, allowLabels); err != nil {
-				return err
+				return nil, err
 			}
 		default:
-			return fmt.Errorf("template: only {{ .Params.name }}%s substitutions are allowed, not %q", labelsHint(allowLabels), n.String())
+			return nil, fmt.Errorf("template: only {{ .Params.name }}%s substitutions are allowed, not %q", labelsHint(allowLabels), n.String())
 		}
 	}
-	return nil
+	return root, nil
 }
 
 // checkQueryTemplate checks a PromQL field: a template as checkTemplate
 // allows with labels, each substitution inside a string literal of the
 // query, the only place where its escaping keeps it a value.
 func checkQueryTemplate(raw string, rb *Runbook) error {
-	if err := checkTemplate(raw, rb, true); err != nil || !strings.Contains(raw, "{{") {
+	root, err := parseTemplate(raw, rb, true)
+	if err != nil || root == nil {
 		return err
 	}
-	// The name render executes: a {{ define }} of it would replace it.
-	trees, err := parse.Parse("field", raw, "", "", nil)
-	if err != nil {
-		return fmt.Errorf("template: %w", err)
-	}
-	if len(trees) != 1 {
-		return errors.New("template: define and block are not allowed")
-	}
-	if err := incident.CheckQueryTemplate(trees["field"], incident.PromQL); err != nil {
+	if err := incident.CheckQueryTemplate(root, incident.PromQL); err != nil {
 		return fmt.Errorf("template: %w", err)
 	}
 	return nil

@@ -304,34 +304,30 @@ func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 	if err != nil {
 		return out, err
 	}
-	// An open incident whose resolve was held (see refresh) is released by
-	// a notification that brings no new state but may resolve it: one that
-	// leaves nothing out, or any once holding is off.
 	releasing := false
-	if len(changes) == 0 && a.openID != 0 && !a.holding() {
-		var (
-			status string
-			firing int
-		)
-		if err := a.queryRow(ctx, `SELECT status, firing_alerts FROM incidents WHERE id = ?`, a.openID).Scan(&status, &firing); err != nil {
-			return out, fmt.Errorf("read incident %d: %w", a.openID, err)
-		}
-		releasing = status == incident.StatusFiring && firing == 0
-	}
-	if len(changes) == 0 && !releasing {
-		if _, err := a.exec(ctx, `UPDATE notifications SET status = ?, reason = ?, incident_id = ? WHERE id = ?`,
-			incident.NotificationDuplicate, "no new alert state changes", nullInt(a.openID), a.notifID); err != nil {
-			return out, fmt.Errorf("mark duplicate: %w", err)
-		}
-		out.Transition = incident.TransitionDuplicate
+	if len(changes) == 0 {
+		var open *incident.Incident
 		if a.openID != 0 {
-			inc, err := a.s.readIncident(ctx, a.tx, a.openID)
-			if err != nil {
+			if open, err = a.s.readIncident(ctx, a.tx, a.openID); err != nil {
 				return out, err
 			}
-			out.Incident = *inc
 		}
-		return out, nil
+		// An open incident whose resolve was held (see refresh) is
+		// released by a notification that brings no new state but may
+		// resolve it: one that leaves nothing out, or any once holding is
+		// off. Any other is a duplicate.
+		releasing = open != nil && open.Status == incident.StatusFiring && open.FiringAlerts == 0 && !a.holding()
+		if !releasing {
+			if _, err := a.exec(ctx, `UPDATE notifications SET status = ?, reason = ?, incident_id = ? WHERE id = ?`,
+				incident.NotificationDuplicate, "no new alert state changes", nullInt(a.openID), a.notifID); err != nil {
+				return out, fmt.Errorf("mark duplicate: %w", err)
+			}
+			out.Transition = incident.TransitionDuplicate
+			if open != nil {
+				out.Incident = *open
+			}
+			return out, nil
+		}
 	}
 
 	// Refresh each touched incident's counters and status. The one reported

@@ -123,10 +123,11 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 const maxQuotedEncoding = 64
 
 // checkEncoding refuses a body in any Content-Encoding but identity with
-// 415; hint ends the message. Alertmanager never compresses its bodies, so a compressed one comes
-// from a proxy or another sender configured to compress: a permanent
-// misconfiguration, for which a 4xx (never retried) is right. Decoding it
-// as it is would answer a misleading 400 about invalid UTF-8 or JSON.
+// 415; hint ends the message. Alertmanager never compresses its bodies, so
+// a compressed one comes from a proxy or another sender configured to
+// compress: a permanent misconfiguration, for which a 4xx (never retried)
+// is right. Decoding it as it is would answer a misleading 400 about
+// invalid UTF-8 or JSON.
 func checkEncoding(req *http.Request, hint string) error {
 	for _, v := range req.Header.Values(echo.HeaderContentEncoding) {
 		for enc := range strings.SplitSeq(v, ",") {
@@ -357,12 +358,7 @@ func handleListIncidents(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 		if err != nil {
 			return storageUnavailable(logger, c, err)
 		}
-		out := map[string]any{"incidents": list}
-		if len(list) > 0 && len(list) == incident.PageLimit(limit) {
-			// A full page: older incidents may follow, from ?before=this.
-			out["next_before"] = list[len(list)-1].ID
-		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, pageBody("incidents", list, limit, func(i incident.Incident) int64 { return i.ID }))
 	}
 }
 
@@ -400,12 +396,7 @@ func handleListJobs(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 		if err != nil {
 			return storageUnavailable(logger, c, err)
 		}
-		out := map[string]any{"jobs": jobs}
-		if len(jobs) > 0 && len(jobs) == incident.PageLimit(limit) {
-			// A full page: older jobs may follow, from ?before=this.
-			out["next_before"] = jobs[len(jobs)-1].ID
-		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, pageBody("jobs", jobs, limit, func(j incident.Job) int64 { return j.ID }))
 	}
 }
 
@@ -423,6 +414,17 @@ func handleRetryJob(logger *slog.Logger, inc Incidents) echo.HandlerFunc {
 		}
 		return c.JSON(http.StatusOK, map[string]any{"status": "queued", "id": id})
 	}
+}
+
+// pageBody is the answer of a list endpoint: the page under key, and, when
+// the page is full, next_before, the id of its last (oldest) entry, from
+// which ?before= reads the next page.
+func pageBody[T any](key string, list []T, limit int, id func(T) int64) map[string]any {
+	out := map[string]any{key: list}
+	if len(list) > 0 && len(list) == incident.PageLimit(limit) {
+		out["next_before"] = id(list[len(list)-1])
+	}
+	return out
 }
 
 func queryInt(c echo.Context, name string) (int, error) {
