@@ -309,6 +309,11 @@ func TestIncidentsAPI_ClientGone(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	require.Equal(t, 499, rec.Code, rec.Body.String())
 	require.NotContains(t, logs.String(), `"level":"ERROR"`)
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, `"msg":"http request"`) {
+			require.Contains(t, line, `"level":"DEBUG"`, "a request whose client went away is logged at debug level only")
+		}
+	}
 	require.Contains(t, logs.String(), "client closed the request")
 	require.Equal(t, map[string]float64{"499": 1}, counters(t, reg, "responder_http_requests_total", "code"))
 }
@@ -333,4 +338,21 @@ func TestAPI_ErrorsHaveCodes(t *testing.T) {
 		require.Equal(t, tc.want, code, "%s %s: %s", tc.call.method, tc.call.path, raw)
 		require.Equal(t, tc.code, body["code"], "%s %s: %s", tc.call.method, tc.call.path, raw)
 	}
+}
+
+// A failed reload answers 500 with a code of its own, and the reason.
+func TestReload_FailureHasCode(t *testing.T) {
+	t.Parallel()
+	h := webhook.NewServer(slog.New(slog.DiscardHandler), nil, webhook.Options{
+		Reload: func(context.Context) error { return errors.New("route: undefined receiver \"nope\"") },
+	})
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/-/reload", http.NoBody)
+	req.Host = "127.0.0.1:9096" // without authentication only loopback is answered
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusInternalServerError, rec.Code, rec.Body.String())
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	require.Equal(t, "reload_failed", body["code"])
+	require.Contains(t, body["error"], `undefined receiver "nope"`)
 }

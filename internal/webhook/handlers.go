@@ -76,7 +76,10 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 		if known {
 			msg, state = kp.message(), kp.stateHash
 		} else {
-			if msg, partial, err = decode(logger, body); err != nil {
+			if msg, partial, err = decode(logger, body); err == nil {
+				err = checkNUL(msg)
+			}
+			if err != nil {
 				m.rejected.WithLabelValues(reason(err)).Inc()
 				return err
 			}
@@ -160,6 +163,39 @@ func decode(logger *slog.Logger, body []byte) (msg *incident.Message, partial bo
 	}
 	logger.Warn("the identity decoder refused a payload the whole decoder accepts; accepted (please report)", "group_key", msg.GroupKey, "err", ierr)
 	return msg, false, nil
+}
+
+// checkNUL refuses a message with a NUL character in a field that storage
+// keeps as text. PostgreSQL refuses NUL in text, so such a notification
+// could never be committed (groupKey, receiver: a 503 that Alertmanager
+// would retry for ever) or applied (the others: a job that fails on every
+// attempt, after a 200). JSON allows it ("\u0000"), and it is valid UTF-8;
+// Alertmanager itself never sends one. The statuses are already firing or
+// resolved, and label sets are stored as JSON, which escapes it.
+func checkNUL(m *incident.Message) error {
+	bad := func(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+	field := ""
+	switch {
+	case bad(m.GroupKey):
+		field = "groupKey"
+	case bad(m.Receiver):
+		field = "receiver"
+	case bad(m.ExternalURL):
+		field = "externalURL"
+	}
+	for i := 0; field == "" && i < len(m.Alerts); i++ {
+		a := m.Alerts[i]
+		switch {
+		case bad(a.Fingerprint):
+			field = "alerts[" + strconv.Itoa(i) + "].fingerprint"
+		case bad(a.GeneratorURL):
+			field = "alerts[" + strconv.Itoa(i) + "].generatorURL"
+		}
+	}
+	if field == "" {
+		return nil
+	}
+	return &incident.Error{Kind: incident.Invalid, Code: "nul_character", Msg: field + ": must not contain a NUL character"}
 }
 
 // seenPayloads is how many committed bodies the webhook remembers by their
@@ -250,6 +286,13 @@ func readBodyInto(b *bytes.Buffer, req *http.Request, limit int64, limitName str
 	b.Reset()
 	b.Grow(int(size) + bytes.MinRead)
 	if _, err := b.ReadFrom(io.LimitReader(req.Body, limit+1)); err != nil {
+		// The server's read timeout cut a body that was still arriving:
+		// nothing says it was malformed, and the sender (Alertmanager
+		// retries only 5xx) is still waiting for the answer.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, &incident.Error{Kind: incident.Unavailable, Code: "body_timeout", Msg: "request body not received in time; send it again", Err: err}
+		}
 		return nil, &incident.Error{Kind: incident.Invalid, Code: "malformed_json", Msg: "read request body", Err: err}
 	}
 	buf := b.Bytes()
@@ -457,7 +500,7 @@ func handleReload(logger *slog.Logger, reload func(context.Context) error) echo.
 		if err := reload(c.Request().Context()); err != nil {
 			// Alertmanager and Prometheus answer a failed reload with 500.
 			logger.Error("reload failed; the previous configuration stays in force", "err", err)
-			return c.JSON(http.StatusInternalServerError, errorBody{Status: "error", Error: "reload failed: " + err.Error()})
+			return c.JSON(http.StatusInternalServerError, errorBody{Status: "error", Error: "reload failed: " + err.Error(), Code: "reload_failed"})
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "success"})
 	}

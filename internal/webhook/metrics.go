@@ -50,7 +50,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	for _, o := range []string{"new", "duplicate"} {
 		m.notifications.WithLabelValues(o)
 	}
-	for _, r := range []string{"unauthorized", "too_large", "malformed_json", "unsupported_version", "missing_alerts", "invalid_utf8", "missing_group_key", "invalid_status", "invalid_alert", "unsupported_encoding", "storage_unavailable"} {
+	for _, r := range []string{"unauthorized", "too_large", "malformed_json", "unsupported_version", "missing_alerts", "invalid_utf8", "missing_group_key", "invalid_status", "invalid_alert", "unsupported_encoding", "storage_unavailable", "nul_character", "body_timeout", "cross_origin", "forbidden_host"} {
 		m.rejected.WithLabelValues(r)
 	}
 	if r != nil {

@@ -29,6 +29,9 @@ func storageDeadline(d time.Duration) echo.MiddlewareFunc {
 	}
 }
 
+// slackInteractionsPath is the route of Slack's interaction requests.
+const slackInteractionsPath = "/slack/interactions"
+
 // addRoutes registers every route of the service.
 func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *metrics) {
 	auth := requireAuth(opts.Config, m)
@@ -46,7 +49,7 @@ func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *me
 	api.POST("/remediation/resume", handlePause(opts, false))
 
 	// Slack signs its requests: the signature is the authentication.
-	e.POST("/slack/interactions", handleSlackInteractions(opts, m))
+	e.POST(slackInteractionsPath, handleSlackInteractions(opts, m))
 
 	// Profiling, as Prometheus and Alertmanager offer it, behind the API's
 	// authentication.

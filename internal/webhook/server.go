@@ -105,6 +105,9 @@ func NewServer(logger *slog.Logger, sink Sink, opts Options) http.Handler {
 			m.observe(v.RoutePath, v.Status, v.Latency)
 			level := slog.LevelDebug
 			switch {
+			case v.Status == statusClientClosed:
+				// Nobody was left to answer: a client's own timeout, not
+				// responder's problem (counted in the requests metric).
 			case v.Status >= 500:
 				level = slog.LevelWarn
 			case v.Status >= 400:
@@ -118,6 +121,9 @@ func NewServer(logger *slog.Logger, sink Sink, opts Options) http.Handler {
 			return nil
 		},
 	}))
+	// After routing (e.Use), before any route's own middleware: on every
+	// route, and on the 404s and 405s too.
+	e.Use(refuseCrossOrigin(m), requireLoopbackHost(opts.Config, m))
 	addRoutes(e, logger, sink, opts, m)
 	return e
 }
