@@ -75,6 +75,7 @@ func (r *reconciler) run(ctx context.Context) error {
 		if rec := r.current(cfg); rec != nil {
 			r.round(ctx, rec)
 		} else {
+			r.unhold(ctx, cfg)
 			wait = time.Minute
 		}
 		t := time.NewTimer(wait)
@@ -120,6 +121,26 @@ func (r *reconciler) round(ctx context.Context, rec *reconcile.Reconciler) {
 	for _, f := range fixes {
 		if err := r.apply(ctx, f, now); err != nil {
 			r.logger.WarnContext(ctx, "storing a reconciliation fix failed; it is tried again next interval", "group_key", f.Message.GroupKey, "err", err)
+		}
+	}
+}
+
+// unhold releases the incidents held while reconciliation was on (it was
+// turned off by a reload, or before a restart): nothing else would settle
+// them until their group's next notification, which for a group that has
+// resolved never comes.
+func (r *reconciler) unhold(ctx context.Context, cfg *config.Config) {
+	incs, err := r.db.HeldIncidents(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.logger.WarnContext(ctx, "reading held incidents failed; tried again in a minute", "err", err)
+		}
+		return
+	}
+	now := r.now()
+	for _, f := range reconcile.Unhold(incs, now, cfg.Global.AlertmanagerURL) {
+		if err := r.apply(ctx, f, now); err != nil {
+			r.logger.WarnContext(ctx, "releasing a held incident failed; tried again in a minute", "group_key", f.Message.GroupKey, "err", err)
 		}
 	}
 }

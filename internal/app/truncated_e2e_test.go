@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"crypto/rand"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,4 +128,74 @@ func TestApp_TruncatedResolveIsHeld(t *testing.T) {
 		}
 		return false, inc.Decisions, err
 	})
+}
+
+// An incident held while reconciliation was on is released once a reload
+// turns it off: nothing else would settle it, since Alertmanager sends a
+// resolved group no further notification.
+func TestApp_HeldIncidentReleasedWhenReconciliationTurnsOff(t *testing.T) {
+	t.Parallel()
+	testenv.Binary(t, testenv.AlertmanagerEnv, testenv.AlertmanagerNames...)
+	token := rand.Text()
+	gate := newWebhookGate(t)
+	am := testenv.StartAlertmanager(t, amWebhookConfig(gate.srv.URL+"/webhook/alertmanager", token, "['alertname']", "500ms", "max_alerts: 1"))
+	// A grace period that outlasts the test: reconciliation never
+	// releases the incident itself.
+	on := reconcilingConfig(t, am.URL(), token, "1h")
+	r, a, cfgFile := startE2EApp(t, on, token)
+	gate.forwardTo(t, r.addr)
+
+	group := "TruncatedOff"
+	incidents := func() ([]incident.Incident, error) {
+		list, err := r.incidents(t.Context(), "")
+		var out []incident.Incident
+		for _, inc := range list {
+			if inc.GroupLabels["alertname"] == group {
+				out = append(out, inc)
+			}
+		}
+		return out, err
+	}
+	start := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	alert := func(pod string, resolved bool) testenv.PostableAlert {
+		a := testenv.PostableAlert{Labels: map[string]string{"alertname": group, "pod": pod}, StartsAt: start}
+		if resolved {
+			a.EndsAt = time.Now().Add(-time.Second)
+		}
+		return a
+	}
+	am.PostAlerts(t, []testenv.PostableAlert{alert("c-1", false), alert("d-1", false)})
+	r.eventually(t, "the incident opened", func() (bool, any, error) {
+		l, err := incidents()
+		return err == nil && len(l) == 1 && l[0].Status == incident.StatusFiring, l, err
+	})
+	am.PostAlerts(t, []testenv.PostableAlert{alert("c-1", true), alert("d-1", true)})
+	r.eventually(t, "the incident held", func() (bool, any, error) {
+		l, err := incidents()
+		return err == nil && len(l) == 1 && l[0].ResolvedAlerts >= 1 && l[0].Status == incident.StatusFiring, l, err
+	})
+	// Held for a few reconciliation rounds (300 ms each).
+	time.Sleep(time.Second)
+	l, err := incidents()
+	require.NoError(t, err)
+	require.Equal(t, incident.StatusFiring, l[0].Status, "released before the grace period: %+v", l[0])
+
+	require.NoError(t, os.WriteFile(cfgFile, []byte(on+"  enabled: false\n"), 0o600))
+	require.NoError(t, a.Reload())
+	r.eventually(t, "the held incident released once reconciliation is off", func() (bool, any, error) {
+		l, err := incidents()
+		if err != nil || len(l) != 1 || l[0].Status != incident.StatusResolved {
+			return false, l, err
+		}
+		inc, err := r.incident(t.Context(), l[0].ID)
+		for _, d := range inc.Decisions {
+			if d.Kind == "reconcile" {
+				return err == nil && strings.Contains(d.Summary, "reconciliation is off"), d.Summary, err
+			}
+		}
+		return false, inc.Decisions, err
+	})
+	l, err = incidents()
+	require.NoError(t, err)
+	require.Equal(t, 1, l[0].Episode)
 }

@@ -320,6 +320,27 @@ func (r *Reconciler) release(incs []incident.Incident, receivers []string, activ
 	return fixes
 }
 
+// Unhold returns a fix that releases each held incident of incs (firing,
+// with no alert firing) at once. It is for when reconciliation is off:
+// nothing would settle them otherwise, and a truncated notification then
+// resolves as Alertmanager says (see store.Options.HoldTruncated). amURL
+// may be empty.
+func Unhold(incs []incident.Incident, now time.Time, amURL string) []Fix {
+	var fixes []Fix
+	for i := range incs {
+		inc := &incs[i]
+		if inc.Status != incident.StatusFiring || len(inc.Alerts) == 0 ||
+			slices.ContainsFunc(inc.Alerts, func(a incident.Alert) bool { return a.Status == incident.StatusFiring }) {
+			continue
+		}
+		fixes = append(fixes, Fix{
+			Message: releaseMessage(inc, now, amURL), Release: true,
+			Reason: "released: reconciliation is off, so the resolve of a truncated notification (max_alerts) is no longer held",
+		})
+	}
+	return fixes
+}
+
 // firingMessage is the notification Alertmanager would have sent for the
 // group: all its firing alerts.
 func firingMessage(g Group, alerts []Alert, amURL string) *incident.Message {

@@ -12,7 +12,20 @@ import (
 // FiringIncidents returns every firing incident with its alerts, for
 // reconciliation with Alertmanager.
 func (s *Store) FiringIncidents(ctx context.Context) ([]incident.Incident, error) {
-	rows, err := s.rQuery(ctx, `SELECT `+incidentColumns+` FROM incidents WHERE status = ? ORDER BY id`, incident.StatusFiring)
+	return s.firingIncidents(ctx, "")
+}
+
+// HeldIncidents returns, with their alerts, the firing incidents with no
+// alert firing: those a notification from which Alertmanager left alerts
+// out did not resolve (see Options.HoldTruncated).
+func (s *Store) HeldIncidents(ctx context.Context) ([]incident.Incident, error) {
+	return s.firingIncidents(ctx, ` AND firing_alerts = 0`)
+}
+
+// firingIncidents returns the firing incidents that also match and (a
+// literal condition), with their alerts.
+func (s *Store) firingIncidents(ctx context.Context, and string) ([]incident.Incident, error) {
+	rows, err := s.rQuery(ctx, `SELECT `+incidentColumns+` FROM incidents WHERE status = ?`+and+` ORDER BY id`, incident.StatusFiring)
 	if err != nil {
 		return nil, fmt.Errorf("list firing incidents: %w", err)
 	}

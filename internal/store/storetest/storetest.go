@@ -736,12 +736,20 @@ func testHoldTruncated(t *testing.T, open Opener) {
 				return inc.Status, inc.FiringAlerts
 			}
 			st, n := status()
+			held, err := s.HeldIncidents(ctx)
+			require.NoError(t, err)
 			if !hold {
 				require.Equal(t, incident.StatusResolved, st, "resolved by the truncated notification")
+				require.Empty(t, held)
 				return
 			}
 			require.Equal(t, incident.StatusFiring, st, "kept open: the alert left out may still fire")
 			require.Zero(t, n)
+			require.Len(t, held, 1, "the held incident is listed as such")
+			require.Len(t, held[0].Alerts, 1, "with its alerts")
+			firingNow, err := s.FiringIncidents(ctx)
+			require.NoError(t, err)
+			require.Len(t, firingNow, 1)
 
 			// The same states, nothing left out, under a state hash of its
 			// own (reconciliation's release): it resolves the incident.
@@ -757,6 +765,9 @@ func testHoldTruncated(t *testing.T, open Opener) {
 				require.NoError(t, err)
 				return len(list) == 1 && list[0].Status == incident.StatusResolved && list[0].ResolvedAt != nil
 			}, 10*time.Second, 10*time.Millisecond, "released")
+			held, err = s.HeldIncidents(ctx)
+			require.NoError(t, err)
+			require.Empty(t, held, "released")
 
 			// A group that fires again opens a new episode.
 			again := withAlerts(t, firing, c.Now(), map[string]string{"b": incident.StatusFiring})
