@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/version"
 
 	"github.com/responder/responder/internal/app"
@@ -214,12 +215,16 @@ func alertArgs(stderr io.Writer, file, at string, labels []string) (cfg *config.
 	}
 	lset = map[string]string{}
 	for _, kv := range labels {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || name == "" {
+		// As amtool config routes test reads its labels: an equality
+		// matcher, so that quoting and escaping are those of the matchers
+		// in the configuration. Cutting at the first "=" took
+		// severity!=critical for a label named "severity!".
+		m, err := amlabels.ParseMatcher(kv)
+		if err != nil || m.Type != amlabels.MatchEqual {
 			fmt.Fprintf(stderr, "responder: label %q must be name=value\n", kv)
 			return nil, when, nil, 2
 		}
-		lset[name] = strings.Trim(value, `"`)
+		lset[m.Name] = m.Value
 	}
 	return cfg, when, lset, 0
 }

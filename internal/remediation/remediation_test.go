@@ -98,6 +98,20 @@ func TestParse_Digest(t *testing.T) {
 	require.NotEqual(t, a.Digest, c.Digest)
 }
 
+// A match line may hold several matchers, as in Alertmanager's matchers;
+// before, `alertname=A,team=db` was one matcher on alertname, whose value
+// "A,team=db" no alert has, so the runbook silently never ran.
+func TestParse_MatchLineWithSeveralMatchers(t *testing.T) {
+	t.Parallel()
+	for _, line := range []string{`'alertname=A,team=db'`, `'{alertname="A", team="db"}'`} {
+		rb := mustParse(t, strings.ReplaceAll(execRunbook, `match: ['alertname="A"']`, "match: ["+line+"]"))
+		require.True(t, rb.Matches(map[string]string{"alertname": "A", "team": "db", "host": "web"}), line)
+		require.False(t, rb.Matches(map[string]string{"alertname": "A", "team": "web", "host": "web"}), line)
+	}
+	_, err := Parse([]byte(strings.ReplaceAll(execRunbook, `match: ['alertname="A"']`, `match: ['{}']`)))
+	require.ErrorContains(t, err, "match[0]: no matcher on the line")
+}
+
 func TestParse_Rejects(t *testing.T) {
 	t.Parallel()
 	for name, tc := range rejectedRunbooks {

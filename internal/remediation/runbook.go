@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v2"
+
+	"github.com/responder/responder/internal/incident"
 )
 
 // Limits of a runbook, checked when it is loaded.
@@ -252,14 +254,11 @@ func (rb *Runbook) validate() error {
 	if len(rb.Match) == 0 {
 		return errors.New("match: at least one matcher is required")
 	}
-	rb.matchers = nil
-	for i, s := range rb.Match {
-		m, err := labels.ParseMatcher(s)
-		if err != nil {
-			return fmt.Errorf("match[%d]: %w", i, err)
-		}
-		rb.matchers = append(rb.matchers, m)
+	ms, err := incident.ParseMatcherLines("match", rb.Match)
+	if err != nil {
+		return err
 	}
+	rb.matchers = ms
 	for _, name := range slices.Sorted(maps.Keys(rb.Params)) {
 		p := rb.Params[name]
 		if !paramNameRE.MatchString(name) {

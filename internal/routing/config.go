@@ -32,7 +32,9 @@ type Route struct {
 	// groups Alertmanager formed (its groupKey), so group in Alertmanager.
 	GroupBy []string `yaml:"group_by,omitempty"`
 	// Matchers are Alertmanager matchers such as `severity="critical"`; all
-	// must match. Validate parses them into ParsedMatchers.
+	// must match. As in Alertmanager, one line may hold several, separated
+	// by commas and optionally in braces: `{severity="critical", team="db"}`.
+	// Validate parses them into ParsedMatchers.
 	Matchers []string `yaml:"matchers,omitempty"`
 	// Routes are the children, tried in order.
 	Routes []*Route `yaml:"routes,omitempty"`
@@ -46,7 +48,8 @@ type Route struct {
 	// muted.
 	MuteTimeIntervals []string `yaml:"mute_time_intervals,omitempty"`
 
-	// ParsedMatchers holds Matchers parsed by Validate, in the same order.
+	// ParsedMatchers holds Matchers parsed by Validate, in the same order;
+	// a line with several matchers gives several.
 	ParsedMatchers labels.Matchers `yaml:"-"`
 }
 
@@ -61,14 +64,11 @@ func (r *Route) UnmarshalYAML(unmarshal func(any) error) error {
 // ParsedMatchers. A child's error is prefixed with its index, e.g.
 // "routes[2]: routes[0]: matchers[1]: bad matcher format: x".
 func (r *Route) Validate() error {
-	r.ParsedMatchers = nil
-	for i, s := range r.Matchers {
-		m, err := labels.ParseMatcher(s)
-		if err != nil {
-			return fmt.Errorf("matchers[%d]: %w", i, err)
-		}
-		r.ParsedMatchers = append(r.ParsedMatchers, m)
+	ms, err := incident.ParseMatcherLines("matchers", r.Matchers)
+	if err != nil {
+		return err
 	}
+	r.ParsedMatchers = ms
 	if err := validateGroupBy(r.GroupBy); err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/alertmanager/timeinterval"
+
+	"github.com/responder/responder/internal/incident"
 )
 
 // Router decides which receivers an alert goes to, with the semantics of
@@ -151,21 +153,14 @@ func (r *Router) compile(route *Route, path, parentReceiver string, errs *[]erro
 	if n.receiver == "" {
 		n.receiver = parentReceiver
 	}
-	n.matchers = route.ParsedMatchers
-	if len(n.matchers) != len(route.Matchers) {
-		// Validate has not run on this route: parse the matchers here, so
-		// that a route is never taken for one without matchers.
-		n.matchers = nil
-		for i, s := range route.Matchers {
-			m, err := labels.ParseMatcher(s)
-			if err != nil {
-				*errs = append(*errs, fmt.Errorf("%s: matchers[%d]: %w", path, i, err))
-				continue
-			}
-			n.matchers = append(n.matchers, m)
-		}
+	// The matchers are parsed again rather than taken from ParsedMatchers,
+	// which is only filled by Validate: a route must never be taken for one
+	// without matchers because Validate has not run on it.
+	ms, err := incident.ParseMatcherLines("matchers", route.Matchers)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s: %w", path, err))
 	}
-	n.matchers = slices.Clone(n.matchers)
+	n.matchers = ms
 	for _, f := range []struct {
 		field string
 		names []string

@@ -891,3 +891,69 @@ func FuzzRoute(f *testing.F) {
 		require.NotEmpty(t, d.Summary())
 	})
 }
+
+// TestRouter_Route_matcherLines checks that a line of a route's matchers is
+// read as Alertmanager reads it (config.Matchers: labels.ParseMatchers per
+// line): one line may hold several comma-separated matchers, in braces or
+// not, and all of them must match.
+func TestRouter_Route_matcherLines(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		line    string
+		reason  string // of the child route, for the alert that matches
+		nomatch map[string]string
+	}{
+		{
+			name:    "unquoted values",
+			line:    `severity=critical,team=db`,
+			reason:  `matched severity="critical", team="db"`,
+			nomatch: map[string]string{"severity": "critical"},
+		},
+		{
+			name:    "quoted values",
+			line:    `severity="critical", team=~"db|web"`,
+			reason:  `matched severity="critical", team=~"db|web" (team="db")`,
+			nomatch: map[string]string{"severity": "critical", "team": "ops"},
+		},
+		{
+			name:    "braces",
+			line:    `{severity="critical",team="db"}`,
+			reason:  `matched severity="critical", team="db"`,
+			nomatch: map[string]string{"team": "db"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var root routing.Route
+			require.NoError(t, yaml.UnmarshalStrict(fmt.Appendf(nil,
+				"{receiver: incidents, routes: [{matchers: [%q], receiver: db-pager}]}", tc.line), &root))
+			require.NoError(t, root.Validate())
+			r, err := routing.NewRouter(&root, nil)
+			require.NoError(t, err)
+			at := utc(t, "2026-11-25T09:00:00Z")
+
+			d := r.Route(map[string]string{"severity": "critical", "team": "db"}, at)
+			require.Equal(t, []string{"db-pager"}, d.Receivers)
+			require.Equal(t, tc.reason, d.Trace[1].Reason)
+			require.Equal(t, []string{"incidents"}, r.Route(tc.nomatch, at).Receivers)
+
+			// Without Validate, NewRouter reads the line the same way.
+			root.ParsedMatchers, root.Routes[0].ParsedMatchers = nil, nil
+			r, err = routing.NewRouter(&root, nil)
+			require.NoError(t, err)
+			require.Equal(t, []string{"db-pager"}, r.Route(map[string]string{"severity": "critical", "team": "db"}, at).Receivers)
+		})
+	}
+}
+
+func TestRoute_Validate_matchers(t *testing.T) {
+	t.Parallel()
+	for _, line := range []string{``, `{}`, ` `, `a=~"("`, `a="1",b`} {
+		r := routing.Route{Receiver: "a", Routes: []*routing.Route{{Matchers: []string{`x="1"`, line}}}}
+		require.ErrorContains(t, r.Validate(), "routes[0]: matchers[1]: ", "%q", line)
+		_, err := routing.NewRouter(&r, nil)
+		require.ErrorContains(t, err, "route.routes[0]: matchers[1]: ", "%q", line)
+	}
+}
