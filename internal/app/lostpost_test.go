@@ -66,34 +66,44 @@ func slackDelivery(ctx context.Context, get func(context.Context, string, any) e
 }
 
 // TestApp_SlackLostAnswerPostsOnce: Slack posts the parent but its answer
-// is lost (the connection drops). The retry finds the post in the
-// channel's history by its metadata and adopts it instead of posting a
-// second parent.
+// is lost (the connection drops), or is ok:false internal_error or
+// fatal_error, which Slack says may follow a request carried out in part.
+// The retry finds the post in the channel's history by its metadata and
+// adopts it instead of posting a second parent.
 func TestApp_SlackLostAnswerPostsOnce(t *testing.T) {
 	t.Parallel()
-	slackToken := "xoxb-" + rand.Text()
-	fake := routingtest.NewFakeSlack(t, slackToken)
-	channel := fake.AddChannel("#incidents")
-	fake.FailNext(routingtest.SlackPostMessage, 1, routingtest.SlackResponse{Lost: true})
-	r := startE2EResponder(t, lostPostConfig(fake.URL(), slackToken, filepath.Join(t.TempDir(), "responder.db")), crashToken)
+	for name, resp := range map[string]routingtest.SlackResponse{
+		"lost":           {Lost: true},
+		"internal_error": {ErrorAfter: "internal_error"},
+		"fatal_error":    {ErrorAfter: "fatal_error"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			slackToken := "xoxb-" + rand.Text()
+			fake := routingtest.NewFakeSlack(t, slackToken)
+			channel := fake.AddChannel("#incidents")
+			fake.FailNext(routingtest.SlackPostMessage, 1, resp)
+			r := startE2EResponder(t, lostPostConfig(fake.URL(), slackToken, filepath.Join(t.TempDir(), "responder.db")), crashToken)
 
-	body, g := crashPayload(t, 1)
-	code, out := post(t, "http://"+r.addr+"/webhook/alertmanager", crashToken, string(body))
-	require.Equal(t, http.StatusOK, code, out)
+			body, g := crashPayload(t, 1)
+			code, out := post(t, "http://"+r.addr+"/webhook/alertmanager", crashToken, string(body))
+			require.Equal(t, http.StatusOK, code, out)
 
-	var d *incident.Dispatch
-	r.eventually(t, "the delivery has the parent's ts", func() (bool, any, error) {
-		var err error
-		d, err = slackDelivery(t.Context(), r.get, g.groupKey)
-		return err == nil && d != nil && d.TS != "", d, err
-	})
-	msgs := fake.Messages(channel)
-	require.Len(t, msgs, 1, "one parent, however the first answer was lost")
-	require.Equal(t, msgs[0].TS, d.TS, "the delivery adopted the post that went through")
-	require.Equal(t, "posted", d.LastAction)
-	require.Len(t, fake.Calls(routingtest.SlackPostMessage), 1)
-	require.NotEmpty(t, fake.Calls(routingtest.SlackHistory), "the retry searched the history")
-	require.Contains(t, msgs[0].Metadata, `"key":"delivery-`, "the post carries its key")
+			var d *incident.Dispatch
+			r.eventually(t, "the delivery has the parent's ts", func() (bool, any, error) {
+				var err error
+				d, err = slackDelivery(t.Context(), r.get, g.groupKey)
+				return err == nil && d != nil && d.TS != "", d, err
+			})
+			msgs := fake.Messages(channel)
+			require.Equal(t, 1, len(msgs), "one parent, however the first answer went") //nolint:testifylint // the messages are too long to print
+			require.Equal(t, msgs[0].TS, d.TS, "the delivery adopted the post that went through")
+			require.Equal(t, "posted", d.LastAction)
+			require.Len(t, fake.Calls(routingtest.SlackPostMessage), 1)
+			require.NotEmpty(t, fake.Calls(routingtest.SlackHistory), "the retry searched the history")
+			require.Contains(t, msgs[0].Metadata, `"key":"delivery-`, "the post carries its key")
+		})
+	}
 }
 
 // TestApp_SlackPostCrashPostsOnce kills responder while Slack is carrying

@@ -138,7 +138,11 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 	}
 	maps.Copy(lset, inc.GroupLabels)
 	now := n.now()
-	d := cfg.router.Route(lset, now)
+	at, err := n.routeTime(ctx, inc.ID, now)
+	if err != nil {
+		return err
+	}
+	d := cfg.router.Route(lset, at)
 	detail, err := json.Marshal(d)
 	if err != nil {
 		return incident.Permanent(fmt.Errorf("encode route decision: %w", err))
@@ -158,6 +162,25 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 		n.console.stormJoined(ctx, inc.ID, j, cfg.storm.Window)
 	}
 	return nil
+}
+
+// routeTime is the instant an incident is routed at: when the
+// notification that opened it was received, as Alertmanager evaluates time
+// intervals when it sends. A route job that runs late (a retry after a
+// storage outage, a backlog after a restart) must not turn a page decided
+// at 17:59 into a mute at 18:05, or the reverse. It is never after now.
+func (n *notifier) routeTime(ctx context.Context, id int64, now time.Time) (time.Time, error) {
+	inc, err := n.db.ReadIncident(ctx, id, store.PartNotifications)
+	if err != nil {
+		return time.Time{}, permanentIfNotFound(err)
+	}
+	at := now
+	for _, nr := range inc.Notifications {
+		if !nr.ReceivedAt.IsZero() && nr.ReceivedAt.Before(at) {
+			at = nr.ReceivedAt
+		}
+	}
+	return at, nil
 }
 
 // plan returns one delivery per (receiver, integration, config index) of
@@ -408,11 +431,16 @@ func (n *notifier) adoptLostPost(ctx context.Context, sn *slack.Notifier, d *inc
 }
 
 // outcomeUnknown tells whether a failed post may have been carried out:
-// its answer never came (a network error, a timeout) or was a 5xx. A 429,
-// an ok:false answer or another 4xx means Slack did not post it.
+// its answer never came (a network error, a timeout), was a 5xx, or was an
+// ok:false that Slack says may follow a request carried out in part
+// (slack.PartlyDone). A 429, another ok:false answer or another 4xx means
+// Slack did not post it.
 func outcomeUnknown(retry bool, err error) bool {
 	var ra *slack.RetryAfterError
-	return retry && !errors.As(err, &ra) && slack.ErrorCode(err) == "" && !rateLimited(err)
+	if !retry || errors.As(err, &ra) || rateLimited(err) {
+		return false
+	}
+	return slack.ErrorCode(err) == "" || slack.PartlyDone(err)
 }
 
 // postSearchMargin is how far before the incident opened a search for a

@@ -20,14 +20,11 @@ import (
 	"github.com/responder/responder/internal/store/storetest"
 )
 
-// TestPruner: a pass removes what ended before the retention in force, a
-// batch per transaction until none is full; with retention 0 it removes
-// nothing. A reload changes the retention of the next pass.
-func TestPruner(t *testing.T) {
-	t.Parallel()
-	clock := storetest.NewClock()
-	ctx := t.Context()
-	db, err := openStorage(ctx, "sqlite://"+filepath.Join(t.TempDir(), "r.db"), store.Options{Now: clock.Now})
+// runTestStorage opens a SQLite store in a temporary directory, with clock
+// as its time, and runs its writer loop until the test ends.
+func runTestStorage(t *testing.T, clock *storetest.Clock) *storage {
+	t.Helper()
+	db, err := openStorage(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "r.db"), store.Options{Now: clock.Now})
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -37,6 +34,17 @@ func TestPruner(t *testing.T) {
 		require.NoError(t, <-done)
 		require.NoError(t, db.Close())
 	})
+	return db
+}
+
+// TestPruner: a pass removes what ended before the retention in force, a
+// batch per transaction until none is full; with retention 0 it removes
+// nothing. A reload changes the retention of the next pass.
+func TestPruner(t *testing.T) {
+	t.Parallel()
+	clock := storetest.NewClock()
+	ctx := t.Context()
+	db := runTestStorage(t, clock)
 
 	base := storetest.Payload(t, "am_v4_firing.json")
 	deliver := func(group, status string) {

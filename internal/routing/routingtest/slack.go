@@ -61,6 +61,10 @@ type SlackResponse struct {
 	// Lost carries the call out (the message is posted) and then drops the
 	// connection instead of answering: the caller cannot know it worked.
 	Lost bool
+	// ErrorAfter carries the call out and then answers
+	// {"ok":false,"error":ErrorAfter}, as Slack may for internal_error and
+	// fatal_error ("the request may have been partially completed").
+	ErrorAfter string
 }
 
 // SlackCall is one request FakeSlack received, whatever it answered.
@@ -363,6 +367,10 @@ func (f *FakeSlack) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		panic(http.ErrAbortHandler)
+	}
+	if scripted && resp.ErrorAfter != "" && e == "" {
+		// The work is done; the answer says it failed.
+		e, call.Error = resp.ErrorAfter, resp.ErrorAfter
 	}
 	f.record(call)
 	if e != "" {

@@ -472,18 +472,49 @@ func chunks(s string, size, n, budget int) []string {
 		}
 		last := len(out) == n-1 || limit < size
 		if last {
-			out = append(out, truncate(s, limit))
+			out = append(out, truncateMarkup(s, limit))
 			break
 		}
 		cut := byteOffset(s, limit)
 		if i := strings.LastIndexByte(s[:cut], '\n'); i > 0 {
 			cut = i
 		}
+		cut = tokenSafeCut(s, cut)
 		out = append(out, strings.TrimSpace(s[:cut]))
 		budget -= runes(out[len(out)-1])
 		s = strings.TrimSpace(s[cut:])
 	}
 	return slices.DeleteFunc(out, func(c string) bool { return c == "" })
+}
+
+// tokenSafeCut moves a cut at byte offset cut of s back to the start of
+// the <…> token (link, mention, date) that it would split. A '<' with no
+// '>' after it is no token, and a token that starts s is left to be cut.
+func tokenSafeCut(s string, cut int) int {
+	open := strings.LastIndexByte(s[:cut], '<')
+	if open <= 0 || strings.LastIndexByte(s[:cut], '>') > open || !strings.Contains(s[cut:], ">") {
+		return cut
+	}
+	return open
+}
+
+// truncateMarkup cuts mrkdwn that a template produced to at most n
+// characters, ending with "…" when it cut, without splitting a <…> token
+// or an entity (&amp;).
+func truncateMarkup(s string, n int) string {
+	if runes(s) <= n {
+		return s
+	}
+	if n <= 0 {
+		return ""
+	}
+	cut := tokenSafeCut(s, byteOffset(s, n-1))
+	if amp := strings.LastIndexByte(s[:cut], '&'); amp >= 0 && cut-amp <= 4 && !strings.Contains(s[amp:cut], ";") {
+		if semi := strings.IndexByte(s[amp:], ';'); semi > 0 && semi <= 5 {
+			cut = amp
+		}
+	}
+	return s[:cut] + "…"
 }
 
 func mrkdwn(s string) *goslack.TextBlockObject {
@@ -522,8 +553,10 @@ func truncate(s string, n int) string {
 	return string([]rune(s)[:n-1]) + "…"
 }
 
-// TruncateEscaped cuts text that Escape produced to at most n characters,
-// ending with "…" when it cut; it never cuts an entity (&amp;) in half.
+// TruncateEscaped cuts text that Escape produced, possibly with mrkdwn
+// markup around it (<url|text> links, <!date^…> tokens), to at most n
+// characters, ending with "…" when it cut; it never cuts an entity (&amp;)
+// or a <…> token in half.
 func TruncateEscaped(s string, n int) string {
 	if runes(s) <= n {
 		return s
@@ -532,6 +565,12 @@ func TruncateEscaped(s string, n int) string {
 		return ""
 	}
 	cut := []rune(s)[:n-1]
+	// In escaped text a '<' can only open markup: one that is not closed
+	// within the cut goes, with all after it, rather than leave Slack a
+	// link without its end (shown as raw text, its URL cut).
+	if open := lastIndexRune(cut, '<'); open >= 0 && lastIndexRune(cut, '>') < open {
+		cut = cut[:open]
+	}
 	if i := slices.Index(cut[max(0, len(cut)-4):], '&'); i >= 0 {
 		start := max(0, len(cut)-4) + i
 		if !slices.Contains(cut[start:], ';') {
@@ -568,6 +607,16 @@ func truncateJoined(parts []string, sep string, n int) string {
 }
 
 func runes(s string) int { return utf8.RuneCountInString(s) }
+
+// lastIndexRune is the index of the last r in rs, or -1.
+func lastIndexRune(rs []rune, r rune) int {
+	for i, c := range slices.Backward(rs) {
+		if c == r {
+			return i
+		}
+	}
+	return -1
+}
 
 func byteOffset(s string, n int) int {
 	i := 0

@@ -286,11 +286,41 @@ func ErrorCode(err error) string {
 	return ""
 }
 
+// transientErrors are the ok:false answers that Slack's method references
+// (chat.postMessage, chat.update, ...) document as temporary: a rate limit
+// reported in the body (ratelimited, and chat.postMessage's rate_limited)
+// and trouble on Slack's side. The same request may well succeed later, so
+// they are retried like a 429 or a 5xx; dropping them would lose the post
+// or leave a resolved incident's message showing FIRING. internal_error
+// and fatal_error may have been carried out in part (Slack says so), like
+// a 5xx: a post that got one has an unknown outcome.
+var transientErrors = map[string]bool{
+	"ratelimited":         true,
+	"rate_limited":        true,
+	"service_unavailable": true,
+	"request_timeout":     true,
+	"internal_error":      true,
+	"fatal_error":         true,
+}
+
+// PartlyDone reports whether err is an ok:false answer that Slack
+// documents as possibly following a request carried out in part
+// (internal_error, fatal_error): a post that got one may be in the channel.
+func PartlyDone(err error) bool {
+	switch ErrorCode(err) {
+	case "internal_error", "fatal_error":
+		return true
+	}
+	return false
+}
+
 // classify decides whether a failed call is retried and returns its error,
 // prefixed with op and free of the token and the API URL. Retried: 429 (as a
-// RetryAfterError when Slack said when), 5xx, network errors and timeouts.
-// Not retried: other HTTP statuses and Slack's ok:false answers, which the
-// same request would get again.
+// RetryAfterError when Slack said when), 5xx, the transient ok:false answers
+// (transientErrors), network errors and timeouts. Not retried: other HTTP
+// statuses and the other ok:false answers (channel_not_found, invalid_auth,
+// invalid_blocks, msg_too_long, ...), which the same request would get
+// again.
 func (n *Notifier) classify(ctx context.Context, key, op string, err error) (bool, error) {
 	var (
 		rl *goslack.RateLimitedError
@@ -307,7 +337,7 @@ func (n *Notifier) classify(ctx context.Context, key, op string, err error) (boo
 	case errors.As(err, &sc):
 		retry = sc.Code == http.StatusTooManyRequests || sc.Code >= 500
 	case errors.As(err, &se):
-		retry = false
+		retry = transientErrors[se.Err]
 	}
 	err = n.redact(err)
 	if ctx.Err() != nil {
