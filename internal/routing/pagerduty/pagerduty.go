@@ -155,7 +155,7 @@ func Severity(v string) (sev string, ok bool) {
 		return "error", true
 	case "warning", "warn", "medium":
 		return "warning", true
-	case "info":
+	case "info", "low":
 		return "info", true
 	}
 	return "", false
@@ -444,6 +444,10 @@ func firstAlert(inc *incident.Incident) *incident.Alert {
 	return nil
 }
 
+// alertSeverity is the event's severity from the alerts' severity label.
+// Without one PagerDuty knows, it is "error", Alertmanager's default for
+// pagerduty_configs: with severity-based urgency, "info" would make the
+// page low urgency, one that wakes nobody.
 func alertSeverity(inc *incident.Incident, first *incident.Alert) string {
 	v := inc.CommonLabels["severity"]
 	if v == "" && first != nil {
@@ -452,7 +456,7 @@ func alertSeverity(inc *incident.Incident, first *incident.Alert) string {
 	if s, ok := Severity(v); ok {
 		return s
 	}
-	return "info"
+	return "error"
 }
 
 func source(inc *incident.Incident, first *incident.Alert) string {

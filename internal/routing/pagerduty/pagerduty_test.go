@@ -383,7 +383,8 @@ func TestSeverity(t *testing.T) {
 		{"medium", "", "warning"},
 		{"info", "", "info"},
 		{"low", "", "info"},
-		{"", "", "info"},
+		{"", "", "error"},
+		{"sev2", "", "error"},
 		{"critical", "warning", "warning"},
 		{"info", "critical", "critical"},
 		{"warning", "page", "critical"},
@@ -456,7 +457,7 @@ func TestNotifier_TriggerPayload(t *testing.T) {
 		ev := fake.Events()[0]
 		require.Equal(t, "responder", ev.Payload.Source)
 		require.Equal(t, "[FIRING:1] Watchdog", ev.Payload.Summary)
-		require.Equal(t, "info", ev.Payload.Severity)
+		require.Equal(t, "error", ev.Payload.Severity, "no severity label: Alertmanager's default, not a low-urgency info")
 	})
 
 	t.Run("unsafe links are left out", func(t *testing.T) {
