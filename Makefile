@@ -70,6 +70,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzVerifySlackSignature$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/webhook/
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/config/
 	$(GO) test -run='^$$' -fuzz='^FuzzRoute$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/routing/
+	$(GO) test -run='^$$' -fuzz='^FuzzRenderContext$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/routing/slack/
 	$(GO) test -run='^$$' -fuzz='^FuzzExprFromGeneratorURL$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/context/promql/
 	$(GO) test -run='^$$' -fuzz='^FuzzEscapeString$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/context/promql/
 	$(GO) test -run='^$$' -fuzz='^FuzzFold$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/context/logs/

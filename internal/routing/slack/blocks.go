@@ -313,7 +313,7 @@ func alertLine(a incident.Alert, common map[string]string, commonSummary string)
 	}
 	line := "• " + strings.Join(parts, " ")
 	if len(parts) == 0 {
-		line += "`" + Escape(truncate(a.Fingerprint, maxLabelValue)) + "`"
+		line += codeSpan(a.Fingerprint, maxLabelValue)
 	}
 	if s := a.Annotations["summary"]; s != "" && s != commonSummary {
 		line += " — " + TruncateEscaped(Escape(strings.Join(strings.Fields(s), " ")), maxAlertSummary)
@@ -535,11 +535,20 @@ func contextRunes(b *goslack.ContextBlock) int {
 	return n
 }
 
-var mrkdwnEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+var mrkdwnEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "```", "'''")
+
+// codeSpan is s, cut to n characters, as an inline code span: a backtick
+// in it would end the span (and three would open a code block), so it
+// becomes an apostrophe.
+func codeSpan(s string, n int) string {
+	return "`" + Escape(truncate(strings.ReplaceAll(s, "`", "'"), n)) + "`"
+}
 
 // Escape makes user-provided text (labels, annotations) safe for Slack
 // mrkdwn: &, < and > become entities, so that text cannot form links,
-// mentions (<!channel>) or broken markup.
+// mentions (<!channel>) or broken markup, and three backticks become three
+// apostrophes, so that they cannot open a code block that swallows the rest
+// of the message.
 func Escape(s string) string { return mrkdwnEscaper.Replace(s) }
 
 // truncate cuts s to at most n characters, ending with "…" when it cut.

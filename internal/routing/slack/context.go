@@ -138,7 +138,7 @@ func deploymentsText(deps []incident.Deployment, now time.Time, limit int) strin
 		}
 		b.WriteString("*" + Escape(name) + "*")
 		if d.Version != "" {
-			b.WriteString(" `" + Escape(strings.ReplaceAll(d.Version, "`", "'")) + "`")
+			b.WriteString(" " + codeSpan(d.Version, maxLabelValue))
 		}
 		if d.Revision > 0 {
 			b.WriteString(" revision " + strconv.FormatInt(d.Revision, 10))
@@ -150,7 +150,7 @@ func deploymentsText(deps []incident.Deployment, now time.Time, limit int) strin
 			b.WriteString(" to " + Escape(d.Environment))
 		}
 		if d.Commit != "" {
-			b.WriteString(" commit `" + Escape(truncate(d.Commit, 12)) + "`")
+			b.WriteString(" commit " + codeSpan(d.Commit, 12))
 		}
 		if d.Author != "" {
 			b.WriteString(" by " + Escape(d.Author))
@@ -188,7 +188,7 @@ func logsText(sec incident.Section, limit int) string {
 }
 
 func snapshotText(sn incident.Snapshot, limit int) string {
-	head := fmt.Sprintf("*%s*  `%s`", Escape(sn.Name), Escape(truncate(strings.ReplaceAll(sn.Query, "`", "'"), 300)))
+	head := "*" + Escape(sn.Name) + "*  " + codeSpan(sn.Query, 300)
 	if sn.Error != "" {
 		return TruncateEscaped(head+"\n_"+Escape(truncate(sn.Error, 300))+"_", limit)
 	}
@@ -197,7 +197,7 @@ func snapshotText(sn incident.Snapshot, limit int) string {
 	}
 	lines := make([]string, 0, len(sn.Values))
 	for _, v := range sn.Values {
-		lines = append(lines, "• `"+Escape(truncate(v.Labels, 150))+"` = *"+FormatValue(v.Value)+"*")
+		lines = append(lines, "• "+codeSpan(v.Labels, 150)+" = *"+FormatValue(v.Value)+"*")
 	}
 	text, _ := fitLines(head+"\n", lines, "\n", "", limit, func(n int) string {
 		return fmt.Sprintf("\n_and %d more series_", n)
