@@ -136,6 +136,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.pipeline.Register(incident.JobRoute, incident.HandlerFunc(a.notifier.route))
 	a.pipeline.Register(incident.JobDeliver, incident.HandlerFunc(a.notifier.deliver))
 	a.pipeline.Register(incident.JobStorm, incident.HandlerFunc(a.notifier.storm))
+	a.pipeline.Register(incident.JobReroute, incident.HandlerFunc(a.notifier.reroute))
 	a.reconciler = newReconciler(opts.Logger, db.Store, a.Config, reg)
 	a.pruner = newPruner(opts.Logger, db.Store, a.Config, reg)
 	a.pipeline.Register(jobReconciled, incident.HandlerFunc(a.reconciler.record))

@@ -132,11 +132,7 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 		return err
 	}
 	cfg := n.cur.Load()
-	lset := maps.Clone(inc.CommonLabels)
-	if lset == nil {
-		lset = map[string]string{}
-	}
-	maps.Copy(lset, inc.GroupLabels)
+	lset := routeLabels(inc)
 	now := n.now()
 	at, err := n.routeTime(ctx, inc.ID, now)
 	if err != nil {
@@ -149,9 +145,12 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 	}
 	reason := routeReason(d)
 	policy := store.StormPolicy{Enabled: cfg.storm.Enabled, Threshold: cfg.storm.Threshold, Window: cfg.storm.Window}
+	// A receiver muted by its route's time intervals is chosen when they
+	// stop muting it, if the incident still fires then (reroute).
+	recheck, _ := cfg.router.NextUnmuted(d, at, rerouteHorizon)
 	planned, joins, err := n.db.PlanDeliveriesStorm(ctx, inc.ID,
 		incident.Decision{Kind: incident.DecisionRoute, Summary: reason, Detail: detail, At: now},
-		cfg.plan(inc, d.Receivers), policy)
+		cfg.plan(inc, d.Receivers), policy, recheck)
 	if err != nil {
 		return err
 	}
@@ -160,6 +159,77 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 	}
 	for _, j := range joins {
 		n.console.stormJoined(ctx, inc.ID, j, cfg.storm.Window)
+	}
+	return nil
+}
+
+// rerouteHorizon is how far ahead a muted receiver's time intervals are
+// searched for the minute they stop muting it: a week and a day covers any
+// weekly schedule (business hours, weekends, on-call rotations).
+const rerouteHorizon = 8 * 24 * time.Hour
+
+// routeLabels are the labels an incident is routed on: its group labels
+// over its common labels.
+func routeLabels(inc *incident.Incident) map[string]string {
+	lset := maps.Clone(inc.CommonLabels)
+	if lset == nil {
+		lset = map[string]string{}
+	}
+	maps.Copy(lset, inc.GroupLabels)
+	return lset
+}
+
+// reroute handles a reroute job (job.RefID is the incident), due when a
+// route that muted a receiver at routing time stops muting it: if the
+// incident still fires, it adds the deliveries of the receivers the route
+// tree chooses now and the incident lacks, with a "reroute" decision that
+// says why, and looks for the next such minute. As Alertmanager, which
+// checks time intervals at each notification of a group that still fires,
+// pages a critical alert of Saturday night on Monday morning. An incident
+// in a storm is left to the storm's digest and page.
+func (n *notifier) reroute(ctx context.Context, j incident.Job) error {
+	inc, err := n.db.ReadIncident(ctx, j.RefID, store.PartDecisions|store.PartDeliveries)
+	if err != nil {
+		if incident.KindOf(err) == incident.NotFound {
+			return nil // pruned
+		}
+		return err
+	}
+	if inc.Status != incident.StatusFiring || slices.ContainsFunc(inc.Decisions, func(d incident.Decision) bool { return d.Kind == incident.DecisionStorm }) {
+		return nil
+	}
+	cfg := n.cur.Load()
+	now := n.now()
+	d := cfg.router.Route(routeLabels(inc), now)
+	var added []incident.Dispatch
+	for _, p := range cfg.plan(inc, d.Receivers) {
+		if !slices.ContainsFunc(inc.Deliveries, func(have incident.Dispatch) bool {
+			return have.Receiver == p.Receiver && have.Integration == p.Integration && have.ConfigIndex == p.ConfigIndex
+		}) {
+			added = append(added, p)
+		}
+	}
+	recheck, _ := cfg.router.NextUnmuted(d, now, rerouteHorizon)
+	if len(added) == 0 && recheck.IsZero() {
+		return nil
+	}
+	detail, err := json.Marshal(d)
+	if err != nil {
+		return incident.Permanent(fmt.Errorf("encode reroute decision: %w", err))
+	}
+	var names []string
+	for _, p := range added {
+		if !slices.Contains(names, p.Receiver) {
+			names = append(names, p.Receiver)
+		}
+	}
+	reason := "added: " + strings.Join(names, ", ") + " — still firing when its route stopped being muted; " + routeReason(d)
+	n2, err := n.db.AddDeliveries(ctx, inc.ID, incident.Decision{Kind: incident.DecisionReroute, Summary: reason, Detail: detail, At: now}, added, recheck)
+	if err != nil {
+		return err
+	}
+	if n2 > 0 {
+		n.console.routed(ctx, inc.ID, names, reason)
 	}
 	return nil
 }

@@ -19,6 +19,12 @@ const (
 	// step with the storm, and ends the storm when it has been quiet long
 	// enough. Its RefID is the storm.
 	JobStorm = "storm"
+	// JobReroute routes an incident again when a route that was muted by
+	// its time intervals when the incident was routed stops being muted
+	// (Monday 09:00 for a critical incident that opened on Saturday), and
+	// adds the deliveries of the receivers it now chooses. Its RefID is the
+	// incident.
+	JobReroute = "reroute"
 )
 
 // The kinds of decisions.
@@ -28,6 +34,9 @@ const (
 	// DecisionStorm records that an incident joined a storm: its channel
 	// shows it in the storm's digest instead of a message of its own.
 	DecisionStorm = "storm"
+	// DecisionReroute records the receivers a reroute job added to an
+	// incident, and why.
+	DecisionReroute = "reroute"
 )
 
 // The integrations a Dispatch sends through.

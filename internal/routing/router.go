@@ -24,6 +24,8 @@ import (
 type Router struct {
 	root      *node
 	intervals map[string][]timeinterval.TimeInterval
+	// byPath finds a node by its path, for NextUnmuted.
+	byPath map[string]*node
 }
 
 // node is one route of the tree as the Router walks it: a copy of the
@@ -119,7 +121,7 @@ func NewRouter(root *Route, intervals []TimeInterval) (*Router, error) {
 	if root.Receiver == "" {
 		return nil, errors.New("route: root route must have a receiver")
 	}
-	r := &Router{intervals: make(map[string][]timeinterval.TimeInterval, len(intervals))}
+	r := &Router{intervals: make(map[string][]timeinterval.TimeInterval, len(intervals)), byPath: map[string]*node{}}
 	for i, ti := range intervals {
 		if ti.Name == "" {
 			return nil, fmt.Errorf("time_intervals[%d]: name is required", i)
@@ -147,6 +149,7 @@ func (r *Router) compile(route *Route, path, parentReceiver string, errs *[]erro
 		active:   slices.Clone(route.ActiveTimeIntervals),
 		mute:     slices.Clone(route.MuteTimeIntervals),
 	}
+	r.byPath[path] = n
 	// Alertmanager inherits the receiver, but not the time intervals: a
 	// child's active_time_intervals and mute_time_intervals are its own
 	// (dispatch.newRoute assigns them, it does not merge them).
@@ -209,6 +212,49 @@ func (r *Router) Route(lset map[string]string, at time.Time) Decision {
 		}
 	}
 	return d
+}
+
+// NextUnmuted returns the first whole minute after from, and no later than
+// from+horizon, at which a route that d (a decision of this Router at from)
+// found final but muted is no longer muted, for a receiver that d did not
+// choose; false when there is none. Which routes match does not depend on
+// the time, only whether they are muted, so the decision at that minute
+// chooses that receiver too. Time intervals have a resolution of a minute,
+// so no window is skipped; each step checks only the intervals of the muted
+// routes, a few microseconds.
+func (r *Router) NextUnmuted(d Decision, from time.Time, horizon time.Duration) (time.Time, bool) {
+	var muted []*node
+	for _, s := range d.Trace {
+		if s.Final && s.Muted && !slices.Contains(d.Receivers, s.Receiver) {
+			if n := r.byPath[s.Path]; n != nil {
+				muted = append(muted, n)
+			}
+		}
+	}
+	if len(muted) == 0 {
+		return time.Time{}, false
+	}
+	end := from.Add(horizon)
+	for t := from.UTC().Truncate(time.Minute).Add(time.Minute); !t.After(end); t = t.Add(time.Minute) {
+		for _, n := range muted {
+			if !r.mutedAt(n, t) {
+				return t, true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
+// mutedAt reports whether the final route n is muted at t (UTC): outside
+// all of its active time intervals, or inside one of its mute intervals.
+func (r *Router) mutedAt(n *node, t time.Time) bool {
+	in := func(name string) bool {
+		return slices.ContainsFunc(r.intervals[name], func(ti timeinterval.TimeInterval) bool { return ti.ContainsTime(t) })
+	}
+	if len(n.active) > 0 && !slices.ContainsFunc(n.active, in) {
+		return true
+	}
+	return slices.ContainsFunc(n.mute, in)
 }
 
 // walk is the state of one Route call.

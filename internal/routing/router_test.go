@@ -957,3 +957,72 @@ func TestRoute_Validate_matchers(t *testing.T) {
 		require.ErrorContains(t, err, "route.routes[0]: matchers[1]: ", "%q", line)
 	}
 }
+
+// NextUnmuted finds the minute a muted route's receiver would be chosen:
+// Monday 09:00 in Rome for a critical alert routed on Saturday night,
+// across a change to summer time; never for an interval that never comes.
+func TestRouter_NextUnmuted(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, `
+time_intervals:
+  - name: business-hours
+    time_intervals:
+      - weekdays: ['monday:friday']
+        times: [{ start_time: '09:00', end_time: '18:00' }]
+        location: Europe/Rome
+  - name: weekends
+    time_intervals:
+      - weekdays: ['saturday', 'sunday']
+  - name: never
+    time_intervals:
+      - years: ['2000']
+route:
+  receiver: incidents
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+      active_time_intervals: [business-hours]
+      continue: true
+    - matchers: ['team="db"']
+      receiver: db
+      mute_time_intervals: [weekends]
+      continue: true
+    - matchers: ['team="web"']
+      receiver: web
+      active_time_intervals: [never]
+      continue: true
+    - receiver: incidents
+`)
+	week := 8 * 24 * time.Hour
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		from   string
+		want   string // "" for none
+	}{
+		{"weekend to Monday morning", map[string]string{"severity": "critical"}, "2026-11-28T21:00:00Z", "2026-11-30T08:00:00Z"},
+		{"into summer time", map[string]string{"severity": "critical"}, "2026-03-28T21:00:00Z", "2026-03-30T07:00:00Z"},
+		{"evening to next morning", map[string]string{"severity": "critical"}, "2026-11-25T17:30:00Z", "2026-11-26T08:00:00Z"},
+		{"mute interval ends", map[string]string{"team": "db"}, "2026-11-28T12:00:00Z", "2026-11-30T00:00:00Z"},
+		{"never", map[string]string{"team": "web"}, "2026-11-28T12:00:00Z", ""},
+		{"not muted", map[string]string{"severity": "critical"}, "2026-11-25T10:00:00Z", ""},
+		{"no muted route", map[string]string{"severity": "info"}, "2026-11-28T21:00:00Z", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			from := utc(t, tc.from)
+			d := r.Route(tc.labels, from)
+			next, ok := r.NextUnmuted(d, from, week)
+			if tc.want == "" {
+				require.False(t, ok, "next %s", next)
+				return
+			}
+			require.True(t, ok)
+			require.Equal(t, utc(t, tc.want), next)
+			// The decision at that minute chooses a receiver the first did
+			// not; a minute before, it does not.
+			require.Greater(t, len(r.Route(tc.labels, next).Receivers), len(d.Receivers))
+			require.Len(t, r.Route(tc.labels, next.Add(-time.Minute)).Receivers, len(d.Receivers))
+		})
+	}
+}

@@ -110,14 +110,16 @@ func scanStorm(row scanner) (*Storm, error) {
 // plans are ignored, and only the deliver jobs are queued, as by
 // QueueDeliveries.
 func (s *Store) PlanDeliveries(ctx context.Context, incidentID int64, d incident.Decision, plans []incident.Dispatch) (bool, error) {
-	planned, _, err := s.PlanDeliveriesStorm(ctx, incidentID, d, plans, StormPolicy{})
+	planned, _, err := s.PlanDeliveriesStorm(ctx, incidentID, d, plans, StormPolicy{}, time.Time{})
 	return planned, err
 }
 
 // PlanDeliveriesStorm is PlanDeliveries with storm mode: when it records
 // the decision, each Slack delivery joins its channel's storm as p says
-// (see the top of this file), and it returns the storms joined.
-func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d incident.Decision, plans []incident.Dispatch, p StormPolicy) (bool, []StormJoin, error) {
+// (see the top of this file), and it returns the storms joined. A recheck
+// that is not zero queues, with the decision, a reroute job due then (see
+// AddDeliveries).
+func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d incident.Decision, plans []incident.Dispatch, p StormPolicy, recheck time.Time) (bool, []StormJoin, error) {
 	if d.Kind != incident.DecisionRoute {
 		return false, nil, incident.Errorf(incident.Invalid, "plan deliveries: decision kind %q is not %q", d.Kind, incident.DecisionRoute)
 	}
@@ -145,15 +147,16 @@ func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d inc
 	planned := n > 0
 	var joins []StormJoin
 	if planned {
-		for _, p := range plans {
-			if _, err := s.txExec(ctx, tx, `INSERT INTO deliveries (incident_id, receiver, integration, config_index, target, updated_at, planned_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-				incidentID, p.Receiver, p.Integration, p.ConfigIndex, p.Target, ns(now), ns(now)); err != nil {
-				return false, nil, fmt.Errorf("plan %s delivery to %s of incident %d: %w", p.Integration, p.Receiver, incidentID, err)
-			}
+		if _, err := s.insertDeliveries(ctx, tx, incidentID, plans, now); err != nil {
+			return false, nil, err
 		}
 		if p.Enabled {
 			if joins, err = s.joinStorms(ctx, tx.Tx, incidentID, plans, p, now); err != nil {
+				return false, nil, err
+			}
+		}
+		if !recheck.IsZero() {
+			if err := s.enqueueAt(ctx, tx.Tx, incident.JobReroute, incidentID, incidentID, recheck); err != nil {
 				return false, nil, err
 			}
 		}
@@ -169,6 +172,76 @@ func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d inc
 		s.opts.OnCommit()
 	}
 	return planned, joins, nil
+}
+
+// AddDeliveries adds to a routed incident the deliveries of plans it does
+// not have yet (a receiver whose route was muted by a time interval when
+// the incident was routed, and is not any more), with decision d, which is
+// recorded only when a delivery was added, and queues their deliver jobs,
+// all in one transaction. A recheck that is not zero queues a reroute job
+// due then, in the same transaction. It returns how many deliveries it
+// added: none when another worker or replica added them first, which makes
+// a repeated reroute job harmless.
+func (s *Store) AddDeliveries(ctx context.Context, incidentID int64, d incident.Decision, plans []incident.Dispatch, recheck time.Time) (int, error) {
+	if d.Kind == incident.DecisionRoute {
+		return 0, incident.Errorf(incident.Invalid, "add deliveries: an incident has one %q decision, recorded by PlanDeliveries", d.Kind)
+	}
+	detail := string(d.Detail)
+	if detail == "" {
+		detail = "{}"
+	}
+	now := s.opts.Now()
+	tx, err := s.begin(ctx, false)
+	if err != nil {
+		return 0, fmt.Errorf("begin add deliveries: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit.
+	added, err := s.insertDeliveries(ctx, tx, incidentID, plans, now)
+	if err != nil {
+		return 0, err
+	}
+	queued := 0
+	if added > 0 {
+		if _, err := s.txExec(ctx, tx, `INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, ?, ?)`,
+			incidentID, d.Kind, d.Summary, detail, ns(d.At)); err != nil {
+			return 0, fmt.Errorf("record %s decision of incident %d: %w", d.Kind, incidentID, err)
+		}
+		if queued, err = s.queueDeliveries(ctx, tx.Tx, incidentID); err != nil {
+			return 0, err
+		}
+	}
+	if !recheck.IsZero() {
+		if err := s.enqueueAt(ctx, tx.Tx, incident.JobReroute, incidentID, incidentID, recheck); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit add deliveries: %w", err)
+	}
+	if queued > 0 {
+		s.opts.OnCommit()
+	}
+	return added, nil
+}
+
+// insertDeliveries inserts one delivery per plan that the incident does
+// not have yet, and returns how many it inserted.
+func (s *Store) insertDeliveries(ctx context.Context, tx txConn, incidentID int64, plans []incident.Dispatch, now time.Time) (int, error) {
+	added := 0
+	for _, p := range plans {
+		res, err := s.txExec(ctx, tx, `INSERT INTO deliveries (incident_id, receiver, integration, config_index, target, updated_at, planned_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			incidentID, p.Receiver, p.Integration, p.ConfigIndex, p.Target, ns(now), ns(now))
+		if err != nil {
+			return 0, fmt.Errorf("plan %s delivery to %s of incident %d: %w", p.Integration, p.Receiver, incidentID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("plan %s delivery to %s of incident %d: %w", p.Integration, p.Receiver, incidentID, err)
+		}
+		added += int(n)
+	}
+	return added, nil
 }
 
 // joinStorms makes the incident's Slack deliveries join their channels'

@@ -356,7 +356,7 @@ func TestPostgres_StormAcrossReplicas(t *testing.T) {
 		wg.Go(func() {
 			_, joins, err := s.PlanDeliveriesStorm(t.Context(), int64(id+1),
 				incident.Decision{Kind: incident.DecisionRoute, Summary: "receivers: incidents", At: c.Now()},
-				[]incident.Dispatch{{Receiver: "incidents", Integration: incident.IntegrationSlack, Target: "#storm"}}, policy)
+				[]incident.Dispatch{{Receiver: "incidents", Integration: incident.IntegrationSlack, Target: "#storm"}}, policy, time.Time{})
 			if err != nil {
 				t.Error(err)
 				return

@@ -25,7 +25,7 @@ func TestStore_Storm(t *testing.T) {
 			[]incident.Dispatch{
 				{Receiver: "incidents", Integration: incident.IntegrationSlack, Target: "#incidents"},
 				{Receiver: "pd", Integration: incident.IntegrationPagerDuty, Target: "key"},
-			}, policy)
+			}, policy, time.Time{})
 		require.NoError(t, err)
 		require.True(t, planned)
 		return joins
@@ -64,7 +64,7 @@ func TestStore_Storm(t *testing.T) {
 		}
 	}
 	// A repeated route job joins nothing twice.
-	planned, joins, err := s.PlanDeliveriesStorm(ctx, 4, incident.Decision{Kind: incident.DecisionRoute, At: c.Now()}, nil, policy)
+	planned, joins, err := s.PlanDeliveriesStorm(ctx, 4, incident.Decision{Kind: incident.DecisionRoute, At: c.Now()}, nil, policy, time.Time{})
 	require.NoError(t, err)
 	require.False(t, planned)
 	require.Empty(t, joins)

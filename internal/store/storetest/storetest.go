@@ -94,6 +94,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
 	t.Run("PlanDeliveries", func(t *testing.T) { testPlanDeliveries(t, open) })
+	t.Run("AddDeliveries", func(t *testing.T) { testAddDeliveries(t, open) })
 	t.Run("LeaseDelivery", func(t *testing.T) { testLeaseDelivery(t, open) })
 	t.Run("Remediation", func(t *testing.T) {
 		testRemediation(t, open)
@@ -1020,6 +1021,68 @@ func testPlanDeliveries(t *testing.T, open Opener) {
 	require.Equal(t, 2, n)
 
 	_, err = s.PlanDeliveries(ctx, id, incident.Decision{Kind: "digest"}, nil)
+	require.Equal(t, incident.Invalid, incident.KindOf(err))
+}
+
+// testAddDeliveries: a route decision can queue a reroute job due later;
+// a reroute adds only the deliveries the incident lacks, with its decision,
+// once, and can queue the next reroute.
+func testAddDeliveries(t *testing.T, open Opener) {
+	c := NewClock()
+	s, id := openIncident(t, open, c)
+	ctx := context.Background()
+	monday := c.Now().Add(36 * time.Hour)
+	slackPlan := incident.Dispatch{Receiver: "incidents", Integration: incident.IntegrationSlack, Target: "#incidents"}
+	pdPlan := incident.Dispatch{Receiver: "pager", Integration: incident.IntegrationPagerDuty, Target: "dedup"}
+	planned, _, err := s.PlanDeliveriesStorm(ctx, id, incident.Decision{Kind: incident.DecisionRoute, Summary: "receivers: incidents; muted: pager", At: c.Now()},
+		[]incident.Dispatch{slackPlan}, store.StormPolicy{}, monday)
+	require.NoError(t, err)
+	require.True(t, planned)
+	reroutes := func() []incident.Job {
+		t.Helper()
+		jobs, err := s.ListJobs(ctx, incident.JobFilter{State: incident.JobQueued})
+		require.NoError(t, err)
+		var out []incident.Job
+		for _, j := range jobs {
+			if j.Kind == incident.JobReroute {
+				out = append(out, j)
+			}
+		}
+		return out
+	}
+	rr := reroutes()
+	require.Len(t, rr, 1, "queued with the route decision")
+	require.Equal(t, id, rr[0].RefID)
+	require.True(t, rr[0].RunAt.Equal(monday), "due when the route stops being muted: %s", rr[0].RunAt)
+	claimed, err := s.Claim(ctx, "w", 10, time.Minute, incident.JobReroute)
+	require.NoError(t, err)
+	require.Empty(t, claimed, "not due before then")
+
+	c.Advance(36 * time.Hour)
+	decision := incident.Decision{Kind: incident.DecisionReroute, Summary: "added: pager", At: c.Now()}
+	added, err := s.AddDeliveries(ctx, id, decision, []incident.Dispatch{slackPlan, pdPlan}, time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, 2-1, added, "the Slack delivery was there")
+	inc, err := s.GetIncident(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, inc.Deliveries, 2)
+	require.Equal(t, incident.IntegrationPagerDuty, inc.Deliveries[1].Integration)
+	require.Len(t, inc.Decisions, 2)
+	require.Equal(t, incident.DecisionReroute, inc.Decisions[1].Kind)
+	require.Len(t, queuedDeliverJobs(t, s), 2)
+
+	// Again (another replica, or a job run twice): nothing added, no second
+	// decision; the next reroute is queued all the same.
+	next := c.Now().Add(24 * time.Hour)
+	added, err = s.AddDeliveries(ctx, id, decision, []incident.Dispatch{pdPlan}, next)
+	require.NoError(t, err)
+	require.Zero(t, added)
+	again, err := s.GetIncident(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, again.Decisions, 2)
+	require.Len(t, reroutes(), 2)
+
+	_, err = s.AddDeliveries(ctx, id, incident.Decision{Kind: incident.DecisionRoute}, []incident.Dispatch{pdPlan}, time.Time{})
 	require.Equal(t, incident.Invalid, incident.KindOf(err))
 }
 
