@@ -60,23 +60,9 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-## fuzz: run every fuzz target briefly (FUZZTIME each; FUZZMIN to shrink each new input)
+## fuzz: run every fuzz target briefly (FUZZTIME each; FUZZMIN to shrink each new input; see scripts/fuzz.sh)
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeWebhook$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/incident/
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeIdentity$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/incident/
-	$(GO) test -run='^$$' -fuzz='^FuzzRenderQuery$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/incident/
-	$(GO) test -run='^$$' -fuzz='^FuzzParseDeployment$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/webhook/
-	$(GO) test -run='^$$' -fuzz='^FuzzSlackInteractions$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/webhook/
-	$(GO) test -run='^$$' -fuzz='^FuzzVerifySlackSignature$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/webhook/
-	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/config/
-	$(GO) test -run='^$$' -fuzz='^FuzzRoute$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/routing/
-	$(GO) test -run='^$$' -fuzz='^FuzzRenderContext$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/routing/slack/
-	$(GO) test -run='^$$' -fuzz='^FuzzExprFromGeneratorURL$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/context/promql/
-	$(GO) test -run='^$$' -fuzz='^FuzzEscapeString$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/context/promql/
-	$(GO) test -run='^$$' -fuzz='^FuzzFold$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/context/logs/
-	$(GO) test -run='^$$' -fuzz='^FuzzResolveParams$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/remediation/
-	$(GO) test -run='^$$' -fuzz='^FuzzParseRunbook$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/remediation/
-	$(GO) test -run='^$$' -fuzz='^FuzzPayload$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) ./internal/store/
+	@GO='$(GO)' FUZZTIME='$(FUZZTIME)' FUZZMIN='$(FUZZMIN)' scripts/fuzz.sh
 
 ## bench: Go benchmarks, the notification benchmarks, and the loopback load test against a baseline (see docs/benchmarks.md)
 bench:
