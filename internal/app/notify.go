@@ -572,12 +572,19 @@ func (n *notifier) syncPagerDuty(ctx context.Context, cfg *notifyConfig, d *inci
 	return done, nil
 }
 
-// routeNotes are the Slack notes that say why the message was sent.
+// routeNotes are the Slack notes that say why the message was sent: the
+// route decision, and the receivers added since (reroute).
 func routeNotes(inc *incident.Incident) []string {
+	var notes []string
 	if d := routeDecision(inc); d != nil {
-		return []string{d.Summary}
+		notes = append(notes, d.Summary)
 	}
-	return nil
+	for _, d := range inc.Decisions {
+		if d.Kind == incident.DecisionReroute {
+			notes = append(notes, d.Summary)
+		}
+	}
+	return notes
 }
 
 // slackPermalink is the link to the incident's first Slack message, if one

@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -13,15 +14,19 @@ import (
 
 	"github.com/responder/responder/internal/config"
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/routing/routingtest"
 	"github.com/responder/responder/internal/store"
 	"github.com/responder/responder/internal/store/storetest"
 )
 
 // businessHoursConfig sends every incident to Slack, and pages critical
-// ones inside business hours in Rome.
+// ones inside business hours in Rome; the Slack API and PagerDuty URLs are
+// its two arguments.
 const businessHoursConfig = `
 global:
   slack_bot_token: xoxb-test
+  slack_api_url: %q
+  pagerduty_events_url: %q
 time_intervals:
   - name: business-hours
     time_intervals:
@@ -40,22 +45,27 @@ receivers:
   - name: incidents
     slack_configs: [{ channel: '#incidents' }]
   - name: pager
-    pagerduty_configs: [{ routing_key: not-a-real-key }]
+    pagerduty_configs: [{ routing_key: 0123456789abcdef0123456789abcdef }]
 `
 
 // routingFixture is a running store on clock's time and a notifier with
-// businessHoursConfig, whose jobs the test runs itself.
+// businessHoursConfig and fake Slack and PagerDuty, whose jobs the test runs
+// itself.
 type routingFixture struct {
-	t     *testing.T
-	clock *storetest.Clock
-	db    *storage
-	n     *notifier
+	t       *testing.T
+	clock   *storetest.Clock
+	db      *storage
+	n       *notifier
+	slack   *routingtest.FakeSlack
+	channel string
+	pd      *routingtest.FakePagerDuty
 }
 
 func newRoutingFixture(t *testing.T, clock *storetest.Clock) *routingFixture {
 	t.Helper()
-	f := &routingFixture{t: t, clock: clock, db: runTestStorage(t, clock)}
-	cfg, err := config.Load(businessHoursConfig)
+	f := &routingFixture{t: t, clock: clock, db: runTestStorage(t, clock), slack: routingtest.NewFakeSlack(t, "xoxb-test"), pd: routingtest.NewFakePagerDuty(t)}
+	f.channel = f.slack.AddChannel("#incidents")
+	cfg, err := config.Load(fmt.Sprintf(businessHoursConfig, f.slack.URL(), f.pd.URL()))
 	require.NoError(t, err)
 	reg := prometheus.NewPedanticRegistry()
 	f.n = newNotifier(slog.New(slog.DiscardHandler), f.db.Store, newConsole(slog.New(slog.DiscardHandler), reg), time.Minute, reg)
@@ -92,6 +102,17 @@ func (f *routingFixture) accept(status string) incident.Incident {
 		return len(list) == 1
 	}, 10*time.Second, 10*time.Millisecond)
 	return inc
+}
+
+// deliverAll runs every deliver job that is due, as the pipeline would.
+func (f *routingFixture) deliverAll() {
+	f.t.Helper()
+	jobs, err := f.db.Claim(f.t.Context(), "test", 100, time.Minute, incident.JobDeliver)
+	require.NoError(f.t, err)
+	for _, j := range jobs {
+		require.NoError(f.t, f.n.deliver(f.t.Context(), j))
+		require.NoError(f.t, f.db.Complete(f.t.Context(), j))
+	}
 }
 
 // read returns the incident's decisions and deliveries.
@@ -142,6 +163,9 @@ func TestNotifier_ReroutesWhenBusinessHoursBegin(t *testing.T) {
 			got := f.read(inc.ID)
 			require.Contains(t, routeDecision(got).Summary, "muted: pager")
 			require.Len(t, got.Deliveries, 1, "Slack only on Saturday night")
+			f.deliverAll()
+			require.Len(t, f.slack.Messages(f.channel), 1)
+			require.Empty(t, f.pd.Events())
 
 			jobs, err := f.db.ListJobs(t.Context(), incident.JobFilter{State: incident.JobQueued})
 			require.NoError(t, err)
@@ -160,8 +184,10 @@ func TestNotifier_ReroutesWhenBusinessHoursBegin(t *testing.T) {
 			clock.Advance(35 * time.Hour) // Monday 08:00 UTC, 09:00 in Rome
 			require.NoError(t, f.n.reroute(t.Context(), *reroute))
 			got = f.read(inc.ID)
+			f.deliverAll()
 			if resolved {
 				require.Len(t, got.Deliveries, 1, "a resolved incident is not paged")
+				require.Empty(t, f.pd.Events())
 				return
 			}
 			require.Len(t, got.Deliveries, 2)
@@ -170,12 +196,22 @@ func TestNotifier_ReroutesWhenBusinessHoursBegin(t *testing.T) {
 			require.GreaterOrEqual(t, i, 0, "a reroute decision: %+v", got.Decisions)
 			require.Contains(t, got.Decisions[i].Summary, "added: pager")
 			require.Contains(t, got.Decisions[i].Summary, "active in business-hours (Europe/Rome, Mon 2026-11-30 09:00 CET)")
+			require.Greater(t, got.Version, inc.Version, "a new version: the Slack message is brought in step")
+			require.Contains(t, routeNotes(got), got.Decisions[i].Summary, "and shows the decision")
+			events := f.pd.Events()
+			require.Len(t, events, 1, "paged once")
+			require.Equal(t, "trigger", events[0].EventAction)
+			msgs := f.slack.Messages(f.channel)
+			require.Len(t, msgs, 1, "the same Slack message")
+			require.Contains(t, msgs[0].BlocksJSON, "added: pager", "brought in step: it says why PagerDuty was paged")
 
 			// Run again (a retry, another replica): nothing more.
 			require.NoError(t, f.n.reroute(t.Context(), *reroute))
 			again := f.read(inc.ID)
 			require.Len(t, again.Deliveries, 2)
 			require.Len(t, again.Decisions, len(got.Decisions))
+			f.deliverAll()
+			require.Len(t, f.pd.Events(), 1)
 		})
 	}
 }

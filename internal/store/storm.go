@@ -177,8 +177,9 @@ func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d inc
 // AddDeliveries adds to a routed incident the deliveries of plans it does
 // not have yet (a receiver whose route was muted by a time interval when
 // the incident was routed, and is not any more), with decision d, which is
-// recorded only when a delivery was added, and queues their deliver jobs,
-// all in one transaction. A recheck that is not zero queues a reroute job
+// recorded only when a delivery was added (with a new incident version, so
+// that the targets it had show it too), and queues the deliver jobs, all in
+// one transaction. A recheck that is not zero queues a reroute job
 // due then, in the same transaction. It returns how many deliveries it
 // added: none when another worker or replica added them first, which makes
 // a repeated reroute job harmless.
@@ -204,6 +205,11 @@ func (s *Store) AddDeliveries(ctx context.Context, incidentID int64, d incident.
 	if added > 0 {
 		if _, err := s.txExec(ctx, tx, `INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, ?, ?)`,
 			incidentID, d.Kind, d.Summary, detail, ns(d.At)); err != nil {
+			return 0, fmt.Errorf("record %s decision of incident %d: %w", d.Kind, incidentID, err)
+		}
+		// A new version, so that the deliveries it had bring their targets
+		// in step too: the Slack message shows the decision.
+		if _, err := s.txExec(ctx, tx, `UPDATE incidents SET version = version + 1 WHERE id = ?`, incidentID); err != nil {
 			return 0, fmt.Errorf("record %s decision of incident %d: %w", d.Kind, incidentID, err)
 		}
 		if queued, err = s.queueDeliveries(ctx, tx.Tx, incidentID); err != nil {

@@ -1059,6 +1059,8 @@ func testAddDeliveries(t *testing.T, open Opener) {
 	require.Empty(t, claimed, "not due before then")
 
 	c.Advance(36 * time.Hour)
+	routed, err := s.GetIncident(ctx, id)
+	require.NoError(t, err)
 	decision := incident.Decision{Kind: incident.DecisionReroute, Summary: "added: pager", At: c.Now()}
 	added, err := s.AddDeliveries(ctx, id, decision, []incident.Dispatch{slackPlan, pdPlan}, time.Time{})
 	require.NoError(t, err)
@@ -1069,6 +1071,7 @@ func testAddDeliveries(t *testing.T, open Opener) {
 	require.Equal(t, incident.IntegrationPagerDuty, inc.Deliveries[1].Integration)
 	require.Len(t, inc.Decisions, 2)
 	require.Equal(t, incident.DecisionReroute, inc.Decisions[1].Kind)
+	require.Equal(t, routed.Version+1, inc.Version, "a new version, so that the Slack message shows it")
 	require.Len(t, queuedDeliverJobs(t, s), 2)
 
 	// Again (another replica, or a job run twice): nothing added, no second
@@ -1080,6 +1083,7 @@ func testAddDeliveries(t *testing.T, open Opener) {
 	again, err := s.GetIncident(ctx, id)
 	require.NoError(t, err)
 	require.Len(t, again.Decisions, 2)
+	require.Equal(t, inc.Version, again.Version)
 	require.Len(t, reroutes(), 2)
 
 	_, err = s.AddDeliveries(ctx, id, incident.Decision{Kind: incident.DecisionRoute}, []incident.Dispatch{pdPlan}, time.Time{})
