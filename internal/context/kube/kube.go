@@ -5,6 +5,7 @@ package kube
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -308,7 +310,11 @@ func (p *PodLogs) Gather(ctx context.Context, inc *incident.Incident) (incident.
 		pods = pods[:p.opts.MaxPods]
 	}
 	since := int64(p.opts.Lookback.Seconds())
-	var lines []Line
+	var (
+		lines    []Line
+		firstErr error
+		read     int
+	)
 	for _, pod := range pods {
 		o := &corev1.PodLogOptions{Container: p.opts.Container, TailLines: &p.opts.TailLines, Timestamps: true}
 		if since > 0 {
@@ -316,32 +322,86 @@ func (p *PodLogs) Gather(ctx context.Context, inc *incident.Incident) (incident.
 		}
 		rc, err := p.cs.PodLogs(ctx, pod.Namespace, pod.Name, o)
 		if err != nil {
-			return incident.Section{}, fmt.Errorf("read logs of pod %s: %w", pod.Name, apiError(err))
+			if ctx.Err() != nil {
+				return incident.Section{}, context.Cause(ctx)
+			}
+			// One pod's log may be unreadable while the others are not
+			// (its container is still waiting to start, in the middle of
+			// the very rollout that caused the incident): skip it.
+			if firstErr == nil {
+				firstErr = fmt.Errorf("read logs of pod %s: %w", pod.Name, apiError(err))
+			}
+			continue
 		}
+		read++
 		lines = append(lines, p.read(rc, pod.Name)...)
 		_ = rc.Close()
+	}
+	if read == 0 && firstErr != nil {
+		return incident.Section{}, firstErr
 	}
 	return incident.Section{Logs: p.opts.Shape(lines)}, nil
 }
 
 // read keeps the lines that match the filter; each starts with the
-// RFC 3339 timestamp that Timestamps asked for.
+// RFC 3339 timestamp that Timestamps asked for. A line longer than
+// maxLineBytes is cut there, and reading goes on with the next line.
 func (p *PodLogs) read(r io.Reader, pod string) []Line {
 	var out []Line
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxLineBytes)
-	for sc.Scan() {
-		text := sc.Text()
-		at := p.opts.Now()
-		if ts, rest, ok := strings.Cut(text, " "); ok {
-			if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
-				at, text = t, rest
+	br := bufio.NewReaderSize(r, 4096)
+	for {
+		b, err := readLine(br, maxLineBytes)
+		if len(b) > 0 || err == nil {
+			text := strings.TrimRight(string(b), "\r")
+			at := p.opts.Now()
+			if ts, rest, ok := strings.Cut(text, " "); ok {
+				if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+					at, text = t, rest
+				}
+			}
+			if p.opts.Filter == nil || p.opts.Filter.MatchString(text) {
+				out = append(out, Line{At: at.UTC(), Text: text, Origin: pod})
 			}
 		}
-		if p.opts.Filter != nil && !p.opts.Filter.MatchString(text) {
-			continue
+		if err != nil {
+			// io.EOF, or the stream broke (the deadline): keep what was
+			// read.
+			return out
 		}
-		out = append(out, Line{At: at.UTC(), Text: text, Origin: pod})
 	}
-	return out
+}
+
+// readLine reads one line without its newline, keeping at most max bytes
+// of it (cut on a rune boundary) and discarding the rest.
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if room := limit - len(line); room > 0 {
+			line = append(line, frag[:min(len(frag), room)]...)
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err != nil:
+			return trimRune(line, limit), err
+		default:
+			return trimRune(bytes.TrimSuffix(line, []byte("\n")), limit), nil
+		}
+	}
+}
+
+// trimRune drops a rune cut in two at the end of a line cut at limit.
+func trimRune(b []byte, limit int) []byte {
+	if len(b) < limit {
+		return b
+	}
+	for len(b) > 0 && !utf8.Valid(b[max(0, len(b)-utf8.UTFMax):]) {
+		r, size := utf8.DecodeLastRune(b)
+		if r != utf8.RuneError || size != 1 {
+			break
+		}
+		b = b[:len(b)-1]
+	}
+	return b
 }

@@ -1,14 +1,18 @@
 package kube_test
 
 import (
+	"context"
 	"errors"
+	"io"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -155,4 +159,87 @@ func TestPodLogs(t *testing.T) {
 	sec, err = src.Gather(t.Context(), &incident.Incident{CommonLabels: map[string]string{"namespace": "shop", "deployment": "checkout"}})
 	require.NoError(t, err)
 	require.Empty(t, sec.Logs)
+}
+
+// podLogsAPI answers each pod's log from logs, or with err (as the API
+// server answers for a pod whose container is still waiting to start).
+type podLogsAPI struct {
+	*kubeapitest.Client
+	logs map[string]string
+	errs map[string]error
+}
+
+func (a *podLogsAPI) PodLogs(_ context.Context, _, name string, _ *corev1.PodLogOptions) (io.ReadCloser, error) {
+	if err := a.errs[name]; err != nil {
+		return nil, err
+	}
+	return io.NopCloser(strings.NewReader(a.logs[name])), nil
+}
+
+func podLogsCluster() *kubeapitest.Client {
+	checkout := deployment("checkout", "uid-checkout", "1", now)
+	pod := func(name string, age time.Duration) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: "shop", UID: types.UID("uid-" + name), Labels: map[string]string{"app": "checkout"},
+			CreationTimestamp: metav1.NewTime(now.Add(-age)),
+		}}
+	}
+	return kubeapitest.New(checkout, pod("checkout-new", 0), pod("checkout-old", time.Hour))
+}
+
+func collect(got *[]kube.Line) func([]kube.Line) []incident.LogLine {
+	return func(lines []kube.Line) []incident.LogLine {
+		*got = lines
+		out := make([]incident.LogLine, len(lines))
+		for i, l := range lines {
+			out[i] = incident.LogLine{At: l.At, Line: l.Text, Count: 1, Origin: l.Origin}
+		}
+		return out
+	}
+}
+
+// TestPodLogs_PodNotStarted: the newest pod of a rollout is often still
+// creating its container, and the API server answers its log with 400;
+// the lines of the other pods must still be shown.
+func TestPodLogs_PodNotStarted(t *testing.T) {
+	t.Parallel()
+	api := &podLogsAPI{
+		Client: podLogsCluster(),
+		logs:   map[string]string{"checkout-old": "2026-03-02T09:59:00Z ERROR payment refused\n"},
+		errs: map[string]error{"checkout-new": apierrors.NewBadRequest(
+			`container "app" in pod "checkout-new" is waiting to start: ContainerCreating`)},
+	}
+	var got []kube.Line
+	src := kube.NewPodLogs(api, kube.PodLogsOptions{Selector: selector(), Filter: regexp.MustCompile(`ERROR`), Shape: collect(&got), Now: func() time.Time { return now }})
+	sec, err := src.Gather(t.Context(), &incident.Incident{CommonLabels: map[string]string{"namespace": "shop", "deployment": "checkout"}})
+	require.NoError(t, err)
+	require.Len(t, sec.Logs, 1)
+	require.Equal(t, "ERROR payment refused", sec.Logs[0].Line)
+	require.Equal(t, "checkout-old", sec.Logs[0].Origin)
+
+	// When no pod's log can be read, the section fails, without the URL.
+	api.errs["checkout-old"] = errors.New(`Get "https://10.0.0.1:6443/api/v1/namespaces/shop/pods/checkout-old/log": connection refused`)
+	_, err = src.Gather(t.Context(), &incident.Incident{CommonLabels: map[string]string{"namespace": "shop", "deployment": "checkout"}})
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "10.0.0.1")
+}
+
+// TestPodLogs_LongLine: a line longer than the read buffer (a JSON dump, a
+// stack trace on one line) must not end the reading of the pod's log.
+func TestPodLogs_LongLine(t *testing.T) {
+	t.Parallel()
+	log := "2026-03-02T09:58:00Z ERROR first\n" +
+		"2026-03-02T09:58:30Z ERROR dump " + strings.Repeat("x", 200<<10) + "\n" +
+		"2026-03-02T09:59:00Z ERROR after the long line\n"
+	api := &podLogsAPI{Client: podLogsCluster(), logs: map[string]string{"checkout-new": log}}
+	var got []kube.Line
+	src := kube.NewPodLogs(api, kube.PodLogsOptions{Selector: selector(), Filter: regexp.MustCompile(`ERROR`), MaxPods: 1, Shape: collect(&got), Now: func() time.Time { return now }})
+	_, err := src.Gather(t.Context(), &incident.Incident{CommonLabels: map[string]string{"namespace": "shop", "deployment": "checkout"}})
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	require.Equal(t, "ERROR first", got[0].Text)
+	require.True(t, strings.HasPrefix(got[1].Text, "ERROR dump xxx"))
+	require.LessOrEqual(t, len(got[1].Text), 64<<10)
+	require.Equal(t, "ERROR after the long line", got[2].Text)
+	require.Equal(t, time.Date(2026, 3, 2, 9, 59, 0, 0, time.UTC), got[2].At)
 }

@@ -228,3 +228,44 @@ func FuzzFold(f *testing.F) {
 		require.Equal(t, n, logs.Normalize(n))
 	})
 }
+
+// TestEscapeQueryString_OneTerm: query_string splits terms on whitespace
+// (Lucene's classic grammar: space, \t, \n, \r and U+3000) and reads
+// AND, OR and NOT as operators, so a label value like "web<TAB>OR<TAB>x"
+// would widen `service:{{ .Labels.service }}` to every document holding x.
+// Every one of them must come out escaped: one term.
+func TestEscapeQueryString_OneTerm(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{ //nolint:gosec // G101: label values, no credentials.
+		"web\tOR\tpassword":  "web\\\tOR\\\tpassword",
+		"web\nOR\r*":         "web\\\nOR\\\r\\*",
+		"web\u3000OR\u3000x": "web\\\u3000OR\\\u3000x",
+		"web OR x":           `web\ OR\ x`,
+		"OR":                 `\OR`,
+		"AND":                `\AND`,
+		"NOT":                `\NOT`,
+		"ORDER":              "ORDER",
+	} {
+		require.Equal(t, want, logs.EscapeQueryString(in), "%q", in)
+	}
+}
+
+// TestRedactor_QuotedValues: JSON logged inside a JSON or logfmt string has
+// its quotes escaped (\"password\":\"…\"), and a quoted value may hold
+// spaces; neither may leave the secret, or a part of it, in the line.
+func TestRedactor_QuotedValues(t *testing.T) {
+	t.Parallel()
+	r, err := logs.NewRedactor(nil, true)
+	require.NoError(t, err)
+	for in, want := range map[string]string{ //nolint:gosec // G101: made-up secrets whose redaction the test checks.
+		`msg="request body {\"user\":\"bob\",\"password\":\"hunter2\"}"`: `msg="request body {\"user\":\"bob\",\"password\":\"[REDACTED]\"}"`,
+		`{"msg":"login {\"token\": \"tok-123456\"} failed"}`:             `{"msg":"login {\"token\": \"[REDACTED]\"} failed"}`,
+		`password="correct horse battery"`:                               `password="[REDACTED]"`,
+		`{"password": "correct horse", "user": "bob"}`:                   `{"password": "[REDACTED]", "user": "bob"}`,
+		`secret='two words' next`:                                        `secret='[REDACTED]' next`,
+		`password=hunter2 next`:                                          `password=[REDACTED] next`,
+		`?access_token=abc123&x=1`:                                       `?access_token=[REDACTED]&x=1`,
+	} {
+		require.Equal(t, want, r.Redact(in), in)
+	}
+}

@@ -18,8 +18,12 @@ var defaultRedactions = []struct {
 }{
 	// Authorization headers and bearer tokens.
 	{regexp.MustCompile(`(?i)(\b(?:bearer|basic|token)\s+)[A-Za-z0-9\-._~+/]{8,}=*`), "${1}" + Redacted},
-	// key=value and "key": "value" pairs whose key names a secret.
-	{regexp.MustCompile(`(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|auth|authorization|credentials?|session[_-]?id|cookie)["']?\s*[:=]\s*["']?)[^\s"'&,;}]+`), "${1}" + Redacted},
+	// key=value and "key": "value" pairs whose key names a secret. A quoted
+	// value is replaced up to its closing quote (it may hold spaces), and
+	// the quotes may be escaped (\"key\":\"value\"), as they are in JSON
+	// logged inside a JSON or logfmt string. Groups 2-5 are the quotes.
+	{regexp.MustCompile(`(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|auth|authorization|credentials?|session[_-]?id|cookie)(?:\\?["'])?\s*[:=]\s*)` +
+		`(?:(\\?")(?:[^"\\]|\\[^"])*(\\?")?|(')[^']*(')?|[^\s"'&,;}]+)`), "${1}${2}${4}" + Redacted + "${3}${5}"},
 	// Credentials in URLs.
 	{regexp.MustCompile(`(://[^/\s:@]+:)[^@/\s]+@`), "${1}" + Redacted + "@"},
 	// Well-known token formats: Slack, GitHub, AWS access keys, JWTs,

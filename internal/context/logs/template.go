@@ -31,15 +31,23 @@ func EscapeLogQL(s string) string {
 }
 
 // EscapeQueryString escapes s for Elasticsearch's query_string syntax: its
-// reserved characters are backslash-escaped, and < and >, which cannot be
-// escaped, are dropped, so that a value is always one term.
+// reserved characters and the whitespace that separates terms (Lucene's
+// classic grammar: space, \t, \n, \r and U+3000) are backslash-escaped,
+// < and >, which cannot be escaped, are dropped, and a value that is an
+// operator (AND, OR, NOT) gets its first letter escaped, so that a value
+// is always one term.
 func EscapeQueryString(s string) string {
+	switch s {
+	case "AND", "OR", "NOT":
+		return `\` + s
+	}
 	var b strings.Builder
 	for _, r := range s {
 		switch r {
 		case '<', '>':
 			continue
-		case '+', '-', '=', '&', '|', '!', '(', ')', '{', '}', '[', ']', '^', '"', '~', '*', '?', ':', '\\', '/', ' ':
+		case '+', '-', '=', '&', '|', '!', '(', ')', '{', '}', '[', ']', '^', '"', '~', '*', '?', ':', '\\', '/',
+			' ', '\t', '\n', '\r', '\u3000':
 			b.WriteByte('\\')
 		}
 		b.WriteRune(r)

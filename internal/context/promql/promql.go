@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -39,6 +40,9 @@ type Options struct {
 	// MaxAlertExpressions caps the distinct alert expressions; default 2.
 	MaxAlertExpressions int
 	Queries             []Query
+	// MaxResponseBytes bounds each answer's body; a larger one fails the
+	// query instead of being read and decoded whole. Default 16 MiB.
+	MaxResponseBytes int64
 	// Range and Step shape the chart's range query.
 	Range, Step time.Duration
 	Logger      *slog.Logger
@@ -68,7 +72,17 @@ func New(opts Options) (*Source, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	c, err := promapi.NewClient(promapi.Config{Address: opts.URL, RoundTripper: opts.RoundTripper})
+	if opts.MaxResponseBytes <= 0 {
+		opts.MaxResponseBytes = 16 << 20
+	}
+	rt := opts.RoundTripper
+	if rt == nil {
+		rt = promapi.DefaultRoundTripper
+	}
+	// The client library reads a whole answer into memory, however large
+	// (a query over many series), before it decodes it.
+	rt = limitTransport{rt: rt, limit: opts.MaxResponseBytes}
+	c, err := promapi.NewClient(promapi.Config{Address: opts.URL, RoundTripper: rt})
 	if err != nil {
 		// The client's errors quote the address, which may hold a password.
 		return nil, errors.New("prometheus client: invalid prometheus_url")
@@ -202,12 +216,21 @@ func samples(v model.Value) []incident.Sample {
 
 // queryError describes a failed query without the request URL.
 func queryError(op string, err error) string {
+	var lerr *tooLargeError
+	if errors.As(err, &lerr) {
+		return op + ": " + lerr.Error()
+	}
 	var perr *v1.Error
 	if errors.As(err, &perr) {
 		return fmt.Sprintf("%s: %s: %s", op, perr.Type, perr.Msg)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return op + ": " + err.Error()
+	// A transport error is a *url.Error quoting the request URL (host,
+	// user name): name the context error only.
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return op + ": " + context.DeadlineExceeded.Error()
+	case errors.Is(err, context.Canceled):
+		return op + ": " + context.Canceled.Error()
 	}
 	var uerr interface{ Timeout() bool }
 	if errors.As(err, &uerr) && uerr.Timeout() {
@@ -221,4 +244,47 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// limitTransport bounds the bodies of the answers.
+type limitTransport struct {
+	rt    http.RoundTripper
+	limit int64
+}
+
+func (l limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.rt.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: l.limit, limit: l.limit}
+	return resp, nil
+}
+
+// tooLargeError is the read error of an answer over the limit.
+type tooLargeError struct{ limit int64 }
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("answer larger than %d MiB", e.limit>>20)
+}
+
+// limitedBody fails a read that goes past limit bytes.
+type limitedBody struct {
+	io.ReadCloser
+	left, limit int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, &tooLargeError{b.limit}
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n + int(b.left), &tooLargeError{b.limit}
+	}
+	return n, err
 }

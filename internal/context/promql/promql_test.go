@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"image/png"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -229,4 +230,76 @@ func FuzzEscapeString(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, s, got)
 	})
+}
+
+// fakePrometheus answers POST /api/v1/query and /api/v1/query_range like
+// Prometheus (form-encoded bodies) through answer, which gets the form.
+func fakePrometheus(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		answer(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestSource_TimeoutLeaksNoURL: a query cut short by the source's deadline
+// keeps its snapshot (the partial result is stored and served by the API),
+// so its error must not carry the request URL the transport error quotes.
+func TestSource_TimeoutLeaksNoURL(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := fakePrometheus(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Form.Get("query") == "slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"vector","result":[]}}`))
+	})
+	defer close(release)
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	u.User = url.UserPassword("prom-user", "s3cret-pass")
+	src, err := promql.New(promql.Options{URL: u.String(), Queries: []promql.Query{{Name: "slow", Query: "slow"}}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	sec, err := src.Gather(ctx, &incident.Incident{})
+	require.Error(t, err)
+	require.Len(t, sec.Snapshots, 1)
+	msg := sec.Snapshots[0].Error
+	require.NotEmpty(t, msg)
+	for _, leak := range []string{u.Host, "/api/v1", "prom-user", "s3cret"} {
+		require.NotContains(t, msg, leak)
+	}
+}
+
+// TestSource_LargeAnswer: a query over many series answers with a body of
+// tens of megabytes, all of it read and decoded to keep MaxSeries of it;
+// the answer must be cut off at MaxResponseBytes instead.
+func TestSource_LargeAnswer(t *testing.T) {
+	t.Parallel()
+	srv := fakePrometheus(t, func(w http.ResponseWriter, _ *http.Request) {
+		// About 19 MB, unless the client hangs up first.
+		_, _ = io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[`)
+		for i := range 200000 {
+			_, err := fmt.Fprintf(w, `{"metric":{"__name__":"up","instance":"host-%06d:9100","job":"node"},"value":[1772445600,"1"]},`, i)
+			if err != nil {
+				break
+			}
+		}
+		_, _ = io.WriteString(w, `{"metric":{},"value":[1772445600,"1"]}]}}`)
+	})
+	src, err := promql.New(promql.Options{URL: srv.URL, MaxResponseBytes: 1 << 20, Queries: []promql.Query{{Name: "all", Query: "up"}}})
+	require.NoError(t, err)
+	_, err = src.Gather(t.Context(), &incident.Incident{})
+	require.ErrorContains(t, err, "answer larger than 1 MiB")
 }
