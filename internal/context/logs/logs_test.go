@@ -265,6 +265,10 @@ func TestRedactor_QuotedValues(t *testing.T) {
 		`secret='two words' next`:                                        `secret='[REDACTED]' next`,
 		`password=hunter2 next`:                                          `password=[REDACTED] next`,
 		`?access_token=abc123&x=1`:                                       `?access_token=[REDACTED]&x=1`,
+		`DB_PASS=hunter2 started`:                                        `DB_PASS=[REDACTED] started`,
+		`"private_key": "abc def"`:                                       `"private_key": "[REDACTED]"`,
+		`Cookie: a=1; sid=s3cr3t; theme=dark`:                            `Cookie: [REDACTED]`,
+		`dial postgres://app:p@ss@db:5432/x failed`:                      `dial postgres://app:[REDACTED]@db:5432/x failed`,
 	} {
 		require.Equal(t, want, r.Redact(in), in)
 	}

@@ -22,10 +22,13 @@ var defaultRedactions = []struct {
 	// value is replaced up to its closing quote (it may hold spaces), and
 	// the quotes may be escaped (\"key\":\"value\"), as they are in JSON
 	// logged inside a JSON or logfmt string. Groups 2-5 are the quotes.
-	{regexp.MustCompile(`(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|auth|authorization|credentials?|session[_-]?id|cookie)(?:\\?["'])?\s*[:=]\s*)` +
+	{regexp.MustCompile(`(?i)((?:password|passwd|pwd|pass|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|private[_-]?key|auth|authorization|credentials?|session[_-]?id|cookie)(?:\\?["'])?\s*[:=]\s*)` +
 		`(?:(\\?")(?:[^"\\]|\\[^"])*(\\?")?|(')[^']*(')?|[^\s"'&,;}]+)`), "${1}${2}${4}" + Redacted + "${3}${5}"},
-	// Credentials in URLs.
-	{regexp.MustCompile(`(://[^/\s:@]+:)[^@/\s]+@`), "${1}" + Redacted + "@"},
+	// A Cookie or Set-Cookie header: every cookie in it.
+	{regexp.MustCompile(`(?i)(\b(?:set-)?cookie:\s*)[^\r\n"]+`), "${1}" + Redacted},
+	// Credentials in URLs, up to the last @ before the host: a password
+	// may hold one.
+	{regexp.MustCompile(`(://[^/\s:@]+:)[^/\s]*@`), "${1}" + Redacted + "@"},
 	// Well-known token formats: Slack, GitHub, AWS access keys, JWTs,
 	// private keys.
 	{regexp.MustCompile(`\b(?:xox[abposr]-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|AKIA[0-9A-Z]{16}|eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+|sk_live_[A-Za-z0-9]{10,}|glpat-[A-Za-z0-9_-]{20})`), Redacted},
