@@ -156,6 +156,9 @@ func (g *Gatherer) run(ctx context.Context, src Source, inc *incident.Incident) 
 		sec.DurationMS = g.opts.Now().Sub(start).Milliseconds()
 	}()
 	sec, err := src.Gather(sctx, inc)
+	// What a source read before it timed out or failed is kept too, and
+	// bounded the same way.
+	Cap(&sec)
 	switch {
 	case err != nil && sctx.Err() != nil:
 		sec.Status = incident.SourceTimeout
@@ -165,7 +168,6 @@ func (g *Gatherer) run(ctx context.Context, src Source, inc *incident.Incident) 
 		sec.Error = truncate(SafeError(err), maxErrorRunes)
 		g.opts.Logger.WarnContext(ctx, "context source failed; the others are shown", "source", src.Name(), "incident_id", inc.ID, "err", sec.Error)
 	default:
-		Cap(&sec)
 		sec.Status = incident.SourceOK
 		if sec.Empty() {
 			sec.Status = incident.SourceEmpty

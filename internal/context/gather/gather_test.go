@@ -67,21 +67,24 @@ func TestGatherer_Statuses(t *testing.T) {
 		&fakeSource{name: "slow", hang: true},
 		&fakeSource{name: "broken", err: errors.New(`get "http://user:hunter2@loki:3100/x": connection refused`)},
 		&fakeSource{name: "big", sec: incident.Section{Logs: lines(100)}},
+		// What a source read before it failed is kept, within the limits.
+		&fakeSource{name: "partial", sec: incident.Section{Logs: lines(100)}, err: errors.New("stream broke")},
 	}, gather.Options{Budget: time.Second, Timeout: 100 * time.Millisecond, Metrics: m})
 	start := time.Now()
 	c := g.Gather(t.Context(), &incident.Incident{ID: 1})
 	require.Less(t, time.Since(start), 500*time.Millisecond, "the slow source's timeout, not the budget, ends the wait")
-	require.Len(t, c.Sections, 5)
+	require.Len(t, c.Sections, 6)
 	status := map[string]string{}
 	for _, s := range c.Sections {
 		status[s.Source] = s.Status
 	}
-	require.Equal(t, map[string]string{"fast": "ok", "empty": "empty", "slow": "timeout", "broken": "error", "big": "ok"}, status)
+	require.Equal(t, map[string]string{"fast": "ok", "empty": "empty", "slow": "timeout", "broken": "error", "big": "ok", "partial": "error"}, status)
 	require.Contains(t, c.Sections[2].Error, "source slow timed out after 100ms")
 	require.Len(t, c.Sections[0].Logs, 1)
 	require.Len(t, c.Sections[4].Logs, gather.MaxLogLines)
+	require.Len(t, c.Sections[5].Logs, gather.MaxLogLines, "a failed source's partial result is capped too")
 	require.InDelta(t, 1.0, testutil.ToFloat64(mustCounter(t, reg, "slow", "timeout")), 0)
-	require.Equal(t, 5, testutil.CollectAndCount(reg, "responder_context_source_duration_seconds"))
+	require.Equal(t, 6, testutil.CollectAndCount(reg, "responder_context_source_duration_seconds"))
 }
 
 func mustCounter(t *testing.T, reg *prometheus.Registry, source, status string) prometheus.Collector {
