@@ -76,6 +76,9 @@ type esResponse struct {
 		Hits []struct {
 			Index  string         `json:"_index"`
 			Source map[string]any `json:"_source"`
+			// Sort is the hit's sort values: for the date field sorted
+			// on, its epoch milliseconds whatever the field's format.
+			Sort []any `json:"sort"`
 		} `json:"hits"`
 	} `json:"hits"`
 }
@@ -113,13 +116,30 @@ func (e *Elasticsearch) Gather(ctx context.Context, inc *incident.Incident) (inc
 		if !ok {
 			continue
 		}
-		var at time.Time
-		if s, ok := field(h.Source, ts).(string); ok {
-			at, _ = time.Parse(time.RFC3339Nano, s)
-		}
-		lines = append(lines, Line{At: at.UTC(), Text: msg, Origin: h.Index})
+		lines = append(lines, Line{At: hitTime(field(h.Source, ts), h.Sort).UTC(), Text: msg, Origin: h.Index})
 	}
 	return incident.Section{Logs: e.opts.Shaper.Shape(lines)}, nil
+}
+
+// hitTime is a hit's time: its timestamp field when it is RFC 3339 or
+// epoch milliseconds (a number), else the date Elasticsearch sorted it by
+// (epoch milliseconds, whatever the field's format: "2026-03-02 09:59:58",
+// epoch seconds); the zero time when neither says.
+func hitTime(v any, sort []any) time.Time {
+	switch v := v.(type) {
+	case string:
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return t
+		}
+	case float64:
+		return time.UnixMilli(int64(v))
+	}
+	if len(sort) > 0 {
+		if ms, ok := sort[0].(float64); ok {
+			return time.UnixMilli(int64(ms))
+		}
+	}
+	return time.Time{}
 }
 
 // field reads a field by name, or by dotted path through nested objects

@@ -170,6 +170,37 @@ func TestElasticsearch(t *testing.T) {
 	require.Equal(t, "logs-2026.03.02", sec.Logs[0].Origin)
 }
 
+// A hit's time comes from its timestamp field when that is RFC 3339 or
+// epoch milliseconds, else from the sort value Elasticsearch returns for
+// the date it sorted on (epoch milliseconds, whatever the field's format).
+func TestElasticsearch_HitTimes(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprint(w, `{"hits":{"hits":[
+  {"_index":"a","_source":{"@timestamp":"2026-03-02T09:59:58Z","message":"rfc3339 failed"},"sort":[1772445598000]},
+  {"_index":"b","_source":{"@timestamp":1772445590000,"message":"millis failed"},"sort":[1772445590000]},
+  {"_index":"c","_source":{"@timestamp":"2026-03-02 09:59:40","message":"custom format failed"},"sort":[1772445580000]}
+]}}`)
+	}))
+	defer srv.Close()
+	e, err := logs.NewElasticsearch(logs.ElasticsearchOptions{
+		URL: srv.URL, Index: "logs", Query: `level:error`, Shaper: shaper(t), Now: func() time.Time { return now },
+	})
+	require.NoError(t, err)
+	sec, err := e.Gather(t.Context(), &incident.Incident{})
+	require.NoError(t, err)
+	at := map[string]time.Time{}
+	for _, l := range sec.Logs {
+		at[l.Origin] = l.At
+	}
+	require.Equal(t, map[string]time.Time{
+		"a": time.Date(2026, 3, 2, 9, 59, 58, 0, time.UTC),
+		"b": time.Date(2026, 3, 2, 9, 59, 50, 0, time.UTC),
+		"c": time.Date(2026, 3, 2, 9, 59, 40, 0, time.UTC),
+	}, at)
+}
+
 func TestNormalize(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct{ a, b string }{
