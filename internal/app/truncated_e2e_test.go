@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"crypto/rand"
 	"os"
 	"strings"
@@ -12,6 +13,75 @@ import (
 	"github.com/responder/responder/internal/incident"
 	"github.com/responder/responder/internal/testenv"
 )
+
+// alertGroup is one Alertmanager group of a test, by its alertname, with
+// its alerts' common start.
+type alertGroup struct {
+	r     *e2eResponder
+	name  string
+	start time.Time
+}
+
+func newAlertGroup(r *e2eResponder, name string) *alertGroup {
+	return &alertGroup{r: r, name: name, start: time.Now().Add(-time.Minute).UTC().Truncate(time.Second)}
+}
+
+// incidents are the group's incidents.
+func (g *alertGroup) incidents(ctx context.Context) ([]incident.Incident, error) {
+	list, err := g.r.incidents(ctx, "")
+	var out []incident.Incident
+	for _, inc := range list {
+		if inc.GroupLabels["alertname"] == g.name {
+			out = append(out, inc)
+		}
+	}
+	return out, err
+}
+
+// alert is the group's alert of pod, firing or just resolved.
+func (g *alertGroup) alert(pod string, resolved bool) testenv.PostableAlert {
+	a := testenv.PostableAlert{Labels: map[string]string{"alertname": g.name, "pod": pod}, StartsAt: g.start}
+	if resolved {
+		a.EndsAt = time.Now().Add(-time.Second)
+	}
+	return a
+}
+
+// hold fires two alerts of the group and resolves both: with max_alerts: 1
+// the resolved notification carries one and leaves the other out, and the
+// incident is held. It waits for that.
+func (g *alertGroup) hold(t *testing.T, am *testenv.Alertmanager) {
+	t.Helper()
+	am.PostAlerts(t, []testenv.PostableAlert{g.alert("c-1", false), g.alert("d-1", false)})
+	g.r.eventually(t, g.name+" opened", func() (bool, any, error) {
+		l, err := g.incidents(t.Context())
+		return err == nil && len(l) == 1 && l[0].Status == incident.StatusFiring, l, err
+	})
+	am.PostAlerts(t, []testenv.PostableAlert{g.alert("c-1", true), g.alert("d-1", true)})
+	g.r.eventually(t, g.name+" held", func() (bool, any, error) {
+		l, err := g.incidents(t.Context())
+		return err == nil && len(l) == 1 && l[0].ResolvedAlerts >= 1 && l[0].Status == incident.StatusFiring, l, err
+	})
+}
+
+// waitReleased waits until the group's incident is resolved with a
+// reconcile decision whose summary contains why.
+func (g *alertGroup) waitReleased(t *testing.T, why string) {
+	t.Helper()
+	g.r.eventually(t, g.name+" released", func() (bool, any, error) {
+		l, err := g.incidents(t.Context())
+		if err != nil || len(l) != 1 || l[0].Status != incident.StatusResolved {
+			return false, l, err
+		}
+		inc, err := g.r.incident(t.Context(), l[0].ID)
+		for _, d := range inc.Decisions {
+			if d.Kind == "reconcile" {
+				return err == nil && strings.Contains(d.Summary, why), d.Summary, err
+			}
+		}
+		return false, inc.Decisions, err
+	})
+}
 
 // With max_alerts: 1, a real Alertmanager sends a group of two alerts as
 // the first of them (by labels) and counts the other in truncatedAlerts,
@@ -33,25 +103,9 @@ func TestApp_TruncatedResolveIsHeld(t *testing.T) {
 	r := startE2EResponder(t, reconcilingConfig(t, am.URL(), token, "4s"), token)
 	gate.forwardTo(t, r.addr)
 
-	group := "Truncated"
-	incidents := func() ([]incident.Incident, error) {
-		list, err := r.incidents(t.Context(), "")
-		var out []incident.Incident
-		for _, inc := range list {
-			if inc.GroupLabels["alertname"] == group {
-				out = append(out, inc)
-			}
-		}
-		return out, err
-	}
-	start := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
-	alert := func(pod string, resolved bool) testenv.PostableAlert {
-		a := testenv.PostableAlert{Labels: map[string]string{"alertname": group, "pod": pod}, StartsAt: start}
-		if resolved {
-			a.EndsAt = time.Now().Add(-time.Second)
-		}
-		return a
-	}
+	g := newAlertGroup(r, "Truncated")
+	incidents := func() ([]incident.Incident, error) { return g.incidents(t.Context()) }
+	alert := g.alert
 
 	// Both fire; the notification carries a-1 and leaves b-1 out.
 	am.PostAlerts(t, []testenv.PostableAlert{alert("a-1", false), alert("b-1", false)})
@@ -104,30 +158,9 @@ func TestApp_TruncatedResolveIsHeld(t *testing.T) {
 	// until Alertmanager has had no active alert of the group for the grace
 	// period, then released by reconciliation (a notification with the
 	// same alert states, which must not be taken for a duplicate).
-	group = "TruncatedAll"
-	am.PostAlerts(t, []testenv.PostableAlert{alert("c-1", false), alert("d-1", false)})
-	r.eventually(t, "the second incident opened", func() (bool, any, error) {
-		l, err := incidents()
-		return err == nil && len(l) == 1 && l[0].Status == incident.StatusFiring, l, err
-	})
-	am.PostAlerts(t, []testenv.PostableAlert{alert("c-1", true), alert("d-1", true)})
-	r.eventually(t, "the second incident held", func() (bool, any, error) {
-		l, err := incidents()
-		return err == nil && len(l) == 1 && l[0].ResolvedAlerts >= 1 && l[0].Status == incident.StatusFiring, l, err
-	})
-	r.eventually(t, "the second incident released by reconciliation", func() (bool, any, error) {
-		l, err := incidents()
-		if err != nil || len(l) != 1 || l[0].Status != incident.StatusResolved {
-			return false, l, err
-		}
-		inc, err := r.incident(t.Context(), l[0].ID)
-		for _, d := range inc.Decisions {
-			if d.Kind == "reconcile" {
-				return err == nil, d.Summary, err
-			}
-		}
-		return false, inc.Decisions, err
-	})
+	all := newAlertGroup(r, "TruncatedAll")
+	all.hold(t, am)
+	all.waitReleased(t, "")
 }
 
 // An incident held while reconciliation was on is released once a reload
@@ -145,57 +178,18 @@ func TestApp_HeldIncidentReleasedWhenReconciliationTurnsOff(t *testing.T) {
 	r, a, cfgFile := startE2EApp(t, on, token)
 	gate.forwardTo(t, r.addr)
 
-	group := "TruncatedOff"
-	incidents := func() ([]incident.Incident, error) {
-		list, err := r.incidents(t.Context(), "")
-		var out []incident.Incident
-		for _, inc := range list {
-			if inc.GroupLabels["alertname"] == group {
-				out = append(out, inc)
-			}
-		}
-		return out, err
-	}
-	start := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
-	alert := func(pod string, resolved bool) testenv.PostableAlert {
-		a := testenv.PostableAlert{Labels: map[string]string{"alertname": group, "pod": pod}, StartsAt: start}
-		if resolved {
-			a.EndsAt = time.Now().Add(-time.Second)
-		}
-		return a
-	}
-	am.PostAlerts(t, []testenv.PostableAlert{alert("c-1", false), alert("d-1", false)})
-	r.eventually(t, "the incident opened", func() (bool, any, error) {
-		l, err := incidents()
-		return err == nil && len(l) == 1 && l[0].Status == incident.StatusFiring, l, err
-	})
-	am.PostAlerts(t, []testenv.PostableAlert{alert("c-1", true), alert("d-1", true)})
-	r.eventually(t, "the incident held", func() (bool, any, error) {
-		l, err := incidents()
-		return err == nil && len(l) == 1 && l[0].ResolvedAlerts >= 1 && l[0].Status == incident.StatusFiring, l, err
-	})
+	g := newAlertGroup(r, "TruncatedOff")
+	g.hold(t, am)
 	// Held for a few reconciliation rounds (300 ms each).
 	time.Sleep(time.Second)
-	l, err := incidents()
+	l, err := g.incidents(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, incident.StatusFiring, l[0].Status, "released before the grace period: %+v", l[0])
 
 	require.NoError(t, os.WriteFile(cfgFile, []byte(on+"  enabled: false\n"), 0o600))
 	require.NoError(t, a.Reload())
-	r.eventually(t, "the held incident released once reconciliation is off", func() (bool, any, error) {
-		l, err := incidents()
-		if err != nil || len(l) != 1 || l[0].Status != incident.StatusResolved {
-			return false, l, err
-		}
-		inc, err := r.incident(t.Context(), l[0].ID)
-		for _, d := range inc.Decisions {
-			if d.Kind == "reconcile" {
-				return err == nil && strings.Contains(d.Summary, "reconciliation is off"), d.Summary, err
-			}
-		}
-		return false, inc.Decisions, err
-	})
-	l, err = incidents()
+	g.waitReleased(t, "reconciliation is off")
+	l, err = g.incidents(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, 1, l[0].Episode)
 }

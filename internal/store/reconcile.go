@@ -88,13 +88,18 @@ func (s *Store) NotificationIncident(ctx context.Context, notificationID int64) 
 
 // AddDecision records a decision taken for an incident.
 func (s *Store) AddDecision(ctx context.Context, incidentID int64, d incident.Decision) error {
-	detail := string(d.Detail)
-	if detail == "" {
-		detail = "{}"
-	}
+	detail := decisionDetail(d)
 	if _, err := s.wExec(ctx, `INSERT INTO decisions (incident_id, kind, summary, detail, at) VALUES (?, ?, ?, ?, ?)`,
 		incidentID, d.Kind, d.Summary, detail, ns(d.At)); err != nil {
 		return fmt.Errorf("record decision for incident %d: %w", incidentID, err)
 	}
 	return nil
+}
+
+// decisionDetail is a decision's detail as stored: its JSON, "{}" for none.
+func decisionDetail(d incident.Decision) string {
+	if len(d.Detail) == 0 {
+		return "{}"
+	}
+	return string(d.Detail)
 }

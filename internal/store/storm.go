@@ -123,10 +123,7 @@ func (s *Store) PlanDeliveriesStorm(ctx context.Context, incidentID int64, d inc
 	if d.Kind != incident.DecisionRoute {
 		return false, nil, incident.Errorf(incident.Invalid, "plan deliveries: decision kind %q is not %q", d.Kind, incident.DecisionRoute)
 	}
-	detail := string(d.Detail)
-	if detail == "" {
-		detail = "{}"
-	}
+	detail := decisionDetail(d)
 	now := s.opts.Now()
 	tx, err := s.begin(ctx, false)
 	if err != nil {
@@ -187,10 +184,7 @@ func (s *Store) AddDeliveries(ctx context.Context, incidentID int64, d incident.
 	if d.Kind == incident.DecisionRoute {
 		return 0, incident.Errorf(incident.Invalid, "add deliveries: an incident has one %q decision, recorded by PlanDeliveries", d.Kind)
 	}
-	detail := string(d.Detail)
-	if detail == "" {
-		detail = "{}"
-	}
+	detail := decisionDetail(d)
 	now := s.opts.Now()
 	tx, err := s.begin(ctx, false)
 	if err != nil {
