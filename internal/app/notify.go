@@ -224,11 +224,11 @@ func (n *notifier) reroute(ctx context.Context, j incident.Job) error {
 		}
 	}
 	reason := "added: " + strings.Join(names, ", ") + " — still firing when its route stopped being muted; " + routeReason(d)
-	n2, err := n.db.AddDeliveries(ctx, inc.ID, incident.Decision{Kind: incident.DecisionReroute, Summary: reason, Detail: detail, At: now}, added, recheck)
+	count, err := n.db.AddDeliveries(ctx, inc.ID, incident.Decision{Kind: incident.DecisionReroute, Summary: reason, Detail: detail, At: now}, added, recheck)
 	if err != nil {
 		return err
 	}
-	if n2 > 0 {
+	if count > 0 {
 		n.console.routed(ctx, inc.ID, names, reason)
 	}
 	return nil
