@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -112,6 +113,22 @@ func TestLoki_Errors(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "s3cret")
 	require.NotContains(t, err.Error(), u.Host)
+}
+
+// An error answer is quoted in part, cut between two characters: the
+// error is shown in Slack and the incidents API.
+func TestLoki_LongErrorStaysUTF8(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "x"+strings.Repeat("é", 300), http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	l, err := logs.NewLoki(logs.LokiOptions{URL: srv.URL, Query: `{app="x"}`, Shaper: shaper(t)})
+	require.NoError(t, err)
+	_, err = l.Gather(t.Context(), checkoutIncident())
+	require.Error(t, err)
+	require.True(t, utf8.ValidString(err.Error()), "%q", err.Error())
+	require.Contains(t, err.Error(), "é…")
 }
 
 func TestLoki_Injection(t *testing.T) {

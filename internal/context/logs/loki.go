@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/responder/responder/internal/incident"
 )
@@ -190,7 +191,12 @@ func unwrapNet(err error) error {
 func snippet(b []byte) string {
 	s := strings.Join(strings.Fields(string(b)), " ")
 	if len(s) > 200 {
-		s = s[:200] + "…"
+		// Cut at a rune's start: an error is shown in Slack and the API.
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
 	return s
 }
