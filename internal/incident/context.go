@@ -110,6 +110,9 @@ type Snapshot struct {
 	StepMS int64     `json:"step_ms,omitempty"`
 	// Truncated counts the series left out to keep the snapshot small.
 	Truncated int `json:"truncated,omitempty"`
+	// Warnings are what Prometheus said about its answers, e.g. that they
+	// are partial (a remote store or a shard did not answer).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Sample is one series' current value.

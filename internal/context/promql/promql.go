@@ -169,13 +169,15 @@ func (s *Source) Gather(ctx context.Context, inc *incident.Incident) (incident.S
 
 func (s *Source) snapshot(ctx context.Context, q Query, now time.Time) incident.Snapshot {
 	sn := incident.Snapshot{Name: q.Name, Query: q.Query, At: now, Start: now.Add(-s.opts.Range), End: now, StepMS: s.opts.Step.Milliseconds()}
-	v, _, _, err := s.api.Query(ctx, q.Query, now)
+	v, warnings, _, err := s.api.Query(ctx, q.Query, now)
+	sn.Warnings = addWarnings(sn.Warnings, warnings)
 	if err != nil {
 		sn.Error = queryError("instant query", err)
 		return sn
 	}
 	sn.Values = samples(v)
-	r, _, _, err := s.api.QueryRange(ctx, q.Query, v1.Range{Start: sn.Start, End: now, Step: s.opts.Step})
+	r, warnings, _, err := s.api.QueryRange(ctx, q.Query, v1.Range{Start: sn.Start, End: now, Step: s.opts.Step})
+	sn.Warnings = addWarnings(sn.Warnings, warnings)
 	if err != nil {
 		sn.Error = queryError("range query", err)
 		return sn
@@ -192,6 +194,27 @@ func (s *Source) snapshot(ctx context.Context, q Query, now time.Time) incident.
 		}
 	}
 	return sn
+}
+
+// maxWarnings and maxWarningRunes bound what a snapshot keeps of
+// Prometheus' warnings.
+const (
+	maxWarnings     = 3
+	maxWarningRunes = 200
+)
+
+// addWarnings appends to have the warnings it does not hold yet, within
+// maxWarnings, each cut to maxWarningRunes.
+func addWarnings(have []string, warnings v1.Warnings) []string {
+	for _, w := range warnings {
+		if r := []rune(w); len(r) > maxWarningRunes {
+			w = string(r[:maxWarningRunes-1]) + "…"
+		}
+		if len(have) < maxWarnings && !slices.Contains(have, w) {
+			have = append(have, w)
+		}
+	}
+	return have
 }
 
 // samples converts an instant result; values that JSON cannot carry (NaN,

@@ -303,3 +303,23 @@ func TestSource_LargeAnswer(t *testing.T) {
 	_, err = src.Gather(t.Context(), &incident.Incident{})
 	require.ErrorContains(t, err, "answer larger than 1 MiB")
 }
+
+// Prometheus' warnings (a partial answer: a remote store or a shard did not
+// answer) are kept with the snapshot, each once, a few at most.
+func TestSource_Warnings(t *testing.T) {
+	t.Parallel()
+	srv := fakePrometheus(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/query_range") {
+			_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"matrix","result":[]},"warnings":["remote read failed: store-b","remote read failed: store-c","remote read failed: store-d"]}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"api"},"value":[1772445600,"3"]}]},"warnings":["remote read failed: store-b"]}`))
+	})
+	src, err := promql.New(promql.Options{URL: srv.URL, Queries: []promql.Query{{Name: "up", Query: "sum(up)"}}})
+	require.NoError(t, err)
+	sec, err := src.Gather(t.Context(), &incident.Incident{})
+	require.NoError(t, err)
+	require.Len(t, sec.Snapshots, 1)
+	require.Equal(t, []string{"remote read failed: store-b", "remote read failed: store-c", "remote read failed: store-d"}, sec.Snapshots[0].Warnings)
+	require.Len(t, sec.Snapshots[0].Values, 1)
+}

@@ -189,6 +189,10 @@ func logsText(sec incident.Section, limit int) string {
 
 func snapshotText(sn incident.Snapshot, limit int) string {
 	head := "*" + Escape(sn.Name) + "*  " + codeSpan(sn.Query, 300)
+	if len(sn.Warnings) > 0 {
+		// Said before the values: they may be partial.
+		head += "\n_Prometheus warns: " + Escape(truncate(strings.Join(sn.Warnings, "; "), 300)) + "_"
+	}
 	if sn.Error != "" {
 		return TruncateEscaped(head+"\n_"+Escape(truncate(sn.Error, 300))+"_", limit)
 	}

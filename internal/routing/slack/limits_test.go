@@ -131,6 +131,7 @@ func TestRenderContext_Small(t *testing.T) {
 			{Name: "rate", Query: "rate(x[5m])", Values: []incident.Sample{{Labels: `{job="api"}`, Value: 1.5}}},
 			{Name: "empty", Query: "up == 0"},
 			{Name: "broken", Query: "bad(", Error: "parse error"},
+			{Name: "partial", Query: "sum(up)", Values: []incident.Sample{{Labels: `{}`, Value: 3}}, Warnings: []string{"remote read failed: <store-b>"}},
 		}},
 		{Source: "es", Status: incident.SourceTimeout},
 	}}
@@ -142,6 +143,7 @@ func TestRenderContext_Small(t *testing.T) {
 		"*rate*  `rate(x[5m])`\n• `{job=\"api\"}` = *1.5*",
 		"*empty*  `up == 0`\nno series now",
 		"*broken*  `bad(`\n_parse error_",
+		"*partial*  `sum(up)`\n_Prometheus warns: remote read failed: &lt;store-b&gt;_\n• `{}` = *3*",
 	}, texts["section"])
 	require.Equal(t, []string{"Context gathered in 420ms · es: timed out"}, texts["context"])
 }

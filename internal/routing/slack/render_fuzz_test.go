@@ -37,7 +37,7 @@ func FuzzRenderContext(f *testing.F) {
 			{Source: "deployments", Kind: incident.ContextDeployments, Status: incident.SourceOK, Deployments: deps},
 			{Source: label, Kind: incident.ContextLogs, Status: incident.SourceOK, Logs: logs},
 			{Source: "promql", Kind: incident.ContextMetrics, Status: incident.SourceOK, Snapshots: []incident.Snapshot{
-				{Name: label, Query: line, Values: values},
+				{Name: label, Query: line, Values: values, Warnings: []string{line, label}},
 				{Name: "failed", Query: line, Error: line},
 			}},
 			{Source: "loki", Kind: incident.ContextLogs, Status: incident.SourceError, Error: line},
