@@ -31,9 +31,13 @@ const (
 	// under 4,000 characters, and it only has to identify the incident.
 	maxFallbackText = 3000
 	// maxTotalText bounds the characters of all blocks together: Slack
-	// answers msg_blocks_too_long somewhere above 13k (undocumented;
-	// slackapi/bolt-js#2509).
-	maxTotalText = 12000
+	// answers msg_blocks_too_long somewhere above that (undocumented; about
+	// 13,200 in slackapi/bolt-js#2509, where Slack speaks of 12,000 text
+	// characters with a buffer for the block containers, and a message of
+	// 11,341 characters of text refused in slackapi/bolt-js#2867). A
+	// refused post is not retried, so this keeps well under: 11,000, as
+	// the context reply does.
+	maxTotalText = 11000
 )
 
 // Rendering choices below the limits, so that a message stays readable.

@@ -408,7 +408,7 @@ func TestNotifier_BlockKitLimits(t *testing.T) {
 			for _, c := range texts["context"] {
 				total += utf8.RuneCountInString(c)
 			}
-			require.LessOrEqual(t, total, 12000, "all blocks together stay under msg_blocks_too_long")
+			require.LessOrEqual(t, total, 11000, "all blocks together stay under msg_blocks_too_long")
 			body := allText(texts)
 			require.Regexp(t, `and \d+ more alerts`, body)
 			require.Contains(t, body, "and 21 more notes")
