@@ -145,8 +145,8 @@ func DedupKey(groupKey string) string {
 
 // Severity maps a severity label value, or a configured severity, to one of
 // the Events API's, case-insensitively: critical and page are critical;
-// error and high are error; warning, warn and medium are warning; info is
-// info. ok is false for anything else.
+// error and high are error; warning, warn and medium are warning; info and
+// low are info. ok is false for anything else.
 func Severity(v string) (sev string, ok bool) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "critical", "page":
