@@ -13,6 +13,8 @@ import (
 	"github.com/responder/responder/internal/routing"
 )
 
+// routesConfig is the route tree the command tests run `routes test` on:
+// PagerDuty for critical alerts in business hours, Slack for everything.
 const routesConfig = `
 global: {slack_bot_token: xoxb-test}
 time_intervals:
@@ -34,8 +36,10 @@ route:
     - receiver: incidents
 receivers:
   - name: incidents
+    slack_configs: [{channel: '#incidents'}]
   - name: storage
   - name: pagerduty
+    pagerduty_configs: [{routing_key: 0123456789abcdef0123456789abcdef}]
 `
 
 // TestRoutesTest_labels checks that `routes test` reads its label=value

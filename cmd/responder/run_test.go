@@ -15,28 +15,7 @@ func TestRun(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yml")
 	require.NoError(t, os.WriteFile(bad, []byte("receivers:\n  - name: x\n    slack_configs: [{}]\nroute: {receiver: x}\n"), 0o600))
 	routes := filepath.Join(dir, "routes.yml")
-	require.NoError(t, os.WriteFile(routes, []byte(`
-global: {slack_bot_token: xoxb-test}
-time_intervals:
-  - name: business-hours
-    time_intervals:
-      - weekdays: ['monday:friday']
-        times: [{start_time: '09:00', end_time: '18:00'}]
-        location: Europe/Rome
-route:
-  receiver: incidents
-  routes:
-    - matchers: ['severity="critical"']
-      receiver: pagerduty
-      active_time_intervals: [business-hours]
-      continue: true
-    - receiver: incidents
-receivers:
-  - name: incidents
-    slack_configs: [{channel: '#incidents'}]
-  - name: pagerduty
-    pagerduty_configs: [{routing_key: 0123456789abcdef0123456789abcdef}]
-`), 0o600))
+	require.NoError(t, os.WriteFile(routes, []byte(routesConfig), 0o600))
 
 	tests := []struct {
 		name       string
