@@ -59,6 +59,13 @@ const (
 	// maxErrorText how much of it is kept in an error.
 	maxErrorBody = 64 << 10
 	maxErrorText = 512
+	// maxFieldRunes caps payload.source, component, group and class, as the
+	// API caps the summary: they hold label values, of any length.
+	maxFieldRunes = maxSummaryRunes
+	// maxLinkBytes is the longest href kept in links: a cut URL is a broken
+	// one, so a longer link is left out (it is still among the alerts in the
+	// custom details, while they fit).
+	maxLinkBytes = 8192
 	// truncation ends a truncated summary.
 	truncation = "…"
 )
@@ -306,12 +313,12 @@ func (n *Notifier) render(ctx context.Context, key incident.Secret, inc *inciden
 		Links:      links(inc, first, extra.SlackPermalink, incidentURL),
 		Payload: &pagerduty.V2Payload{
 			Summary:   summary,
-			Source:    source(inc, first),
+			Source:    field(source(inc, first)),
 			Severity:  sev,
 			Timestamp: timestamp(inc),
-			Component: firstLabel(inc.CommonLabels, "service", "job"),
-			Group:     firstLabel(inc.CommonLabels, "cluster", "namespace"),
-			Class:     inc.CommonLabels["alertname"],
+			Component: field(firstLabel(inc.CommonLabels, "service", "job")),
+			Group:     field(firstLabel(inc.CommonLabels, "cluster", "namespace")),
+			Class:     field(inc.CommonLabels["alertname"]),
 		},
 	}
 
@@ -503,6 +510,9 @@ func links(inc *incident.Incident, first *incident.Alert, slackPermalink, incide
 	var out []any
 	add := func(href, text string) {
 		u, err := url.Parse(href)
+		if len(href) > maxLinkBytes {
+			return
+		}
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return
 		}
@@ -582,6 +592,14 @@ func nonNil(m map[string]string) map[string]string {
 // the summary as a one-line title.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// field cuts a label value shown in one of the payload's fields to
+// maxFieldRunes: one value can exceed the Events API's size limit alone,
+// which fit cannot help, since it only trims the custom details.
+func field(s string) string {
+	s, _ = truncate(s, maxFieldRunes)
+	return s
 }
 
 // truncate cuts s to at most n runes, the last of them "…" when it cut.

@@ -498,6 +498,34 @@ func TestNotifier_TriggerPayload(t *testing.T) {
 		require.EqualValues(t, 503-kept, d["alerts_omitted"])
 	})
 
+	t.Run("huge labels and links are cut", func(t *testing.T) {
+		t.Parallel()
+		// One label value or URL alone can exceed the Events API's 512,000
+		// bytes; PagerDuty then answers 400 and the page is never sent.
+		fake := routingtest.NewFakePagerDuty(t)
+		n := newNotifier(t, fake, pagerduty.Options{})
+		inc := checkoutIncident()
+		huge := strings.Repeat("z", 600_000)
+		inc.CommonLabels["service"] = huge
+		inc.CommonLabels["namespace"] = huge
+		inc.CommonLabels["alertname"] = huge
+		inc.Alerts[0].Labels["instance"] = huge
+		inc.Alerts[0].GeneratorURL = "http://prometheus.example/graph?g0.expr=" + huge
+		inc.CommonAnnotations["runbook_url"] = "https://runbooks.example/" + huge
+		_, err := n.Notify(t.Context(), testKey, pagerduty.ActionTrigger, inc, pagerduty.Extra{})
+		require.NoError(t, err)
+		ev := fake.Events()[0]
+		require.Less(t, len(ev.Raw), 512000/2)
+		for _, f := range []string{ev.Payload.Source, ev.Payload.Component, ev.Payload.Group, ev.Payload.Class} {
+			require.LessOrEqual(t, utf8.RuneCountInString(f), 1024)
+			require.True(t, strings.HasSuffix(f, "…"), "a cut value says so")
+		}
+		for _, l := range ev.Links {
+			require.NotContains(t, l.Href, huge[:100], "a cut URL would be broken: the link is left out")
+		}
+		require.Contains(t, ev.Links, routingtest.PagerDutyLink{Href: "http://alertmanager.example:9093", Text: "Alertmanager"})
+	})
+
 	t.Run("huge details are removed", func(t *testing.T) {
 		t.Parallel()
 		fake := routingtest.NewFakePagerDuty(t)
