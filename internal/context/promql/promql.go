@@ -175,7 +175,8 @@ func (s *Source) snapshot(ctx context.Context, q Query, now time.Time) incident.
 		sn.Error = queryError("instant query", err)
 		return sn
 	}
-	sn.Values = samples(v)
+	var histograms bool
+	sn.Values, histograms = samples(v)
 	r, warnings, _, err := s.api.QueryRange(ctx, q.Query, v1.Range{Start: sn.Start, End: now, Step: s.opts.Step})
 	sn.Warnings = addWarnings(sn.Warnings, warnings)
 	if err != nil {
@@ -184,6 +185,10 @@ func (s *Source) snapshot(ctx context.Context, q Query, now time.Time) incident.
 	}
 	if m, ok := r.(model.Matrix); ok {
 		for _, ss := range m {
+			histograms = histograms || len(ss.Histograms) > 0
+			if len(ss.Values) == 0 && len(ss.Histograms) > 0 {
+				continue
+			}
 			pts := make([]incident.Point, 0, len(ss.Values))
 			for _, p := range ss.Values {
 				if f := float64(p.Value); !math.IsNaN(f) && !math.IsInf(f, 0) {
@@ -193,8 +198,15 @@ func (s *Source) snapshot(ctx context.Context, q Query, now time.Time) incident.
 			sn.Series = append(sn.Series, incident.Series{Labels: ss.Metric.String(), Points: pts})
 		}
 	}
+	if histograms {
+		sn.Warnings = addWarnings(sn.Warnings, v1.Warnings{histogramWarning})
+	}
 	return sn
 }
+
+// histogramWarning replaces the native histograms a query returned, which a
+// snapshot cannot show as one number or chart as a line.
+const histogramWarning = "native histogram series not shown: query histogram_quantile(), histogram_count() or histogram_sum() of them"
 
 // maxWarnings and maxWarningRunes bound what a snapshot keeps of
 // Prometheus' warnings.
@@ -218,9 +230,9 @@ func addWarnings(have []string, warnings v1.Warnings) []string {
 }
 
 // samples converts an instant result; values that JSON cannot carry (NaN,
-// ±Inf) are left out.
-func samples(v model.Value) []incident.Sample {
-	var out []incident.Sample
+// ±Inf) are left out, and so are native histograms, whose value field is
+// 0: histograms reports whether there were any.
+func samples(v model.Value) (out []incident.Sample, histograms bool) {
 	add := func(labels string, f float64) {
 		if !math.IsNaN(f) && !math.IsInf(f, 0) {
 			out = append(out, incident.Sample{Labels: labels, Value: f})
@@ -229,12 +241,16 @@ func samples(v model.Value) []incident.Sample {
 	switch v := v.(type) {
 	case model.Vector:
 		for _, smp := range v {
+			if smp.Histogram != nil {
+				histograms = true
+				continue
+			}
 			add(smp.Metric.String(), float64(smp.Value))
 		}
 	case *model.Scalar:
 		add("scalar", float64(v.Value))
 	}
-	return out
+	return out, histograms
 }
 
 // queryError describes a failed query without the request URL.

@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -39,18 +41,10 @@ shop_errors_ratio{service="cart"} 0.5
 // exporter every second and waits until the first scrape is stored.
 func startScrapedPrometheus(t *testing.T) string {
 	t.Helper()
-	exp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	prom := startPrometheusScraping(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		_, _ = w.Write([]byte(exporterBody))
 	}))
-	t.Cleanup(exp.Close)
-	u, err := url.Parse(exp.URL)
-	require.NoError(t, err)
-	prom := testenv.StartPrometheus(t, fmt.Sprintf(`global: { scrape_interval: 1s, evaluation_interval: 1s }
-scrape_configs:
-  - job_name: shop
-    static_configs: [{ targets: ['%s'] }]
-`, u.Host))
 	src, err := promql.New(promql.Options{URL: prom.URL(), Queries: []promql.Query{{Name: "up", Query: `up{job="shop"}`}}})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -58,6 +52,21 @@ scrape_configs:
 		return err == nil && len(sec.Snapshots) == 1 && len(sec.Snapshots[0].Values) == 1 && sec.Snapshots[0].Values[0].Value == 1
 	}, 30*time.Second, 200*time.Millisecond, "prometheus never scraped the exporter")
 	return prom.URL()
+}
+
+// startPrometheusScraping starts a real Prometheus, with flags, scraping
+// exporter as job "shop" every second.
+func startPrometheusScraping(t *testing.T, exporter http.Handler, flags ...string) *testenv.Prometheus {
+	t.Helper()
+	exp := httptest.NewServer(exporter)
+	t.Cleanup(exp.Close)
+	u, err := url.Parse(exp.URL)
+	require.NoError(t, err)
+	return testenv.StartPrometheus(t, fmt.Sprintf(`global: { scrape_interval: 1s, evaluation_interval: 1s }
+scrape_configs:
+  - job_name: shop
+    static_configs: [{ targets: ['%s'] }]
+`, u.Host), flags...)
 }
 
 func generatorURL(expr string) string {
@@ -322,4 +331,44 @@ func TestSource_Warnings(t *testing.T) {
 	require.Len(t, sec.Snapshots, 1)
 	require.Equal(t, []string{"remote read failed: store-b", "remote read failed: store-c", "remote read failed: store-d"}, sec.Snapshots[0].Warnings)
 	require.Len(t, sec.Snapshots[0].Values, 1)
+}
+
+// A native histogram has no single value: the instant sample's value is 0
+// and the range query's points are histograms. The snapshot leaves such
+// series out and says how to query them, rather than show or chart a 0.
+func TestSource_NativeHistogram(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "shop_latency_seconds", Help: "Request latency.",
+		NativeHistogramBucketFactor: 1.1,
+	})
+	reg.MustRegister(latency)
+	for _, v := range []float64{0.1, 0.2, 0.4} {
+		latency.Observe(v)
+	}
+	prom := startPrometheusScraping(t, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), "--enable-feature=native-histograms")
+	src, err := promql.New(promql.Options{URL: prom.URL(), Range: time.Minute, Step: time.Second, Queries: []promql.Query{
+		{Name: "latency", Query: `shop_latency_seconds`},
+		{Name: "count", Query: `histogram_count(shop_latency_seconds)`},
+	}})
+	require.NoError(t, err)
+	var sec incident.Section
+	require.Eventually(t, func() bool {
+		sec, err = src.Gather(t.Context(), &incident.Incident{})
+		return err == nil && len(sec.Snapshots) == 2 && len(sec.Snapshots[1].Values) == 1
+	}, 30*time.Second, 200*time.Millisecond, "prometheus never stored the native histogram")
+
+	count := sec.Snapshots[1]
+	require.InDelta(t, 3, count.Values[0].Value, 1e-9)
+	require.Empty(t, count.Warnings)
+
+	hist := sec.Snapshots[0]
+	require.Empty(t, hist.Error)
+	require.Empty(t, hist.Values, "a histogram shown as its value field, 0")
+	for _, s := range hist.Series {
+		require.NotEmpty(t, s.Points, "a histogram series charted as nothing")
+	}
+	require.Len(t, hist.Warnings, 1)
+	require.Contains(t, hist.Warnings[0], "native histogram")
+	require.Contains(t, hist.Warnings[0], "histogram_quantile")
 }
