@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v2"
@@ -177,6 +178,13 @@ type section[T any] struct {
 func (s *section[T]) UnmarshalYAML(unmarshal func(any) error) error {
 	s.set = true
 	s.err = unmarshal(&s.v)
+	// The decoder hands out its own error list, whose storage it reuses
+	// for the next section's errors: keep a copy, or a later section's
+	// errors would replace this one's.
+	var te *yaml.TypeError
+	if errors.As(s.err, &te) {
+		s.err = &yaml.TypeError{Errors: slices.Clone(te.Errors)}
+	}
 	return nil
 }
 
@@ -202,10 +210,17 @@ func Load(s string) (*Config, error) {
 		return nil, errors.New("config is empty")
 	}
 	var f file
-	if err := yaml.UnmarshalStrict([]byte(s), &f); err != nil {
-		return nil, errors.Join(yamlErrors("", err)...)
-	}
 	var errs []error
+	if err := yaml.UnmarshalStrict([]byte(s), &f); err != nil {
+		// A syntax error leaves nothing to look at; after type errors at
+		// the top level (an unknown section), the sections were decoded
+		// and their problems are reported too.
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, errors.Join(yamlErrors("", err)...)
+		}
+		errs = yamlErrors("", err)
+	}
 	for _, s := range []struct {
 		key string
 		err error

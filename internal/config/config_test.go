@@ -175,6 +175,28 @@ receivers: [{name: a}, {name: a}]
 		`route.routes[0]: undefined receiver "y" used in route`,
 	}
 	require.Equal(t, want, got)
+
+	// Each section's errors are its own: a later section's errors used to
+	// overwrite an earlier one's (they shared the decoder's storage), and
+	// an unknown top-level key hid every section's.
+	_, err = Load(`
+storage:
+  queue: {workerz: 1}
+webhook:
+  max_body_sizes: 1
+remediation:
+  max_concurrent: many
+routez: {}
+`)
+	require.Error(t, err)
+	got = strings.Split(err.Error(), "\n")
+	want = []string{
+		"line 8: field routez not found",
+		"storage: line 3: field workerz not found",
+		"webhook: line 5: field max_body_sizes not found",
+		"remediation: line 7: cannot unmarshal !!str into int",
+	}
+	require.Equal(t, want, got)
 }
 
 func TestLoad_defaults(t *testing.T) {
