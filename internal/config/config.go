@@ -150,11 +150,7 @@ func (g *GlobalConfig) Validate() error {
 func checkURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return fmt.Errorf("invalid URL: %w", err)
+		return errors.New(withoutURLs(err))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return errors.New("invalid URL: scheme must be http or https")
@@ -388,6 +384,22 @@ var (
 	valueRE  = regexp.MustCompile(" `[^`]*`")
 )
 
+// invalidPortRE matches net/url's error about a port, which quotes what
+// follows the host's colon: in http://user:pa/ss@host, part of a password.
+var invalidPortRE = regexp.MustCompile(`invalid port ".*" after host`)
+
+// withoutURLs returns the text of err without the URL (which may carry
+// credentials) that net/url's errors quote: a section's own decoders, such
+// as the proxy_url of an http_config, return url.Parse's error as it is.
+func withoutURLs(err error) string {
+	msg := err.Error()
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		msg = strings.ReplaceAll(msg, uerr.Error(), "invalid URL: "+uerr.Err.Error())
+	}
+	return invalidPortRE.ReplaceAllString(msg, "invalid port after host")
+}
+
 // yamlErrors splits err into one error per problem, each prefixed with key
 // (when not empty) and free of values.
 func yamlErrors(key string, err error) []error {
@@ -397,7 +409,7 @@ func yamlErrors(key string, err error) []error {
 	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return []error{fmt.Errorf("%s%w", prefix, err)}
+		return []error{errors.New(prefix + withoutURLs(err))}
 	}
 	errs := make([]error, 0, len(te.Errors))
 	for _, e := range te.Errors {

@@ -435,6 +435,10 @@ func TestLoad_secretsNeverPrinted(t *testing.T) {
 		{name: "unknown key", text: secretText + "remediation: {dryrun: true}\n"},
 		{name: "secret in a field of the wrong type", text: secretText + "remediation: {max_concurrent: s3cr3t-wrong-place}\n"},
 		{name: "secret in a list of the wrong type", text: strings.Replace(secretText, "receivers:\n", "receivers:\n- s3cr3t-in-list\n", 1)},
+		{name: "unparsable URL", text: "global: {prometheus_url: 'http://u:s3cr3t/x@prometheus/'}\n"},
+		{name: "unparsable proxy URL", text: "context: {promql: {http_config: {proxy_url: 'http://u:s3cr3t-proxy@[::1'}}}\n"},
+		{name: "unparsable proxy URL of loki", text: "context:\n  logs:\n    loki:\n      url: http://loki:3100\n      query: '{job=\"x\"}'\n" +
+			"      http_config: {proxy_url: 'http://u:s3cr3t/proxy@host/'}\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -442,6 +446,7 @@ func TestLoad_secretsNeverPrinted(t *testing.T) {
 			_, err := Load(tt.text)
 			require.Error(t, err)
 			require.NotContains(t, err.Error(), "s3cr3t")
+			require.NotContains(t, err.Error(), "http://")
 		})
 	}
 	t.Run("String", func(t *testing.T) {
