@@ -422,7 +422,7 @@ func yamlErrors(key string, err error) []error {
 
 // LoadFile reads and parses the configuration file at path, resolves its
 // relative paths (the SQLite database, every *_file secret, runbooks_dir,
-// kill_switch_file) against the file's directory, and reads every *_file
+// kill_switch_file, kubeconfig_file) against the file's directory, and reads every *_file
 // secret into its inline field. Every line of the error names the file.
 func LoadFile(path string) (*Config, error) {
 	content, err := os.ReadFile(path) //nolint:gosec // G304: path is the operator's own --config.file.
@@ -481,6 +481,7 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	join(&c.Remediation.RunbooksDir)
 	join(&c.Remediation.KillSwitchFile)
+	join(&c.Remediation.KubeconfigFile)
 }
 
 // readSecrets reads every *_file secret into its inline field.

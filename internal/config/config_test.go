@@ -505,6 +505,7 @@ receivers:
 remediation:
   runbooks_dir: runbooks/
   kill_switch_file: stop
+  kubeconfig_file: kube/config
 `)
 	c, err := LoadFile(path)
 	require.NoError(t, err)
@@ -517,6 +518,7 @@ remediation:
 		require.Equal(t, filepath.Join(dir, "pd-key"), c.Receivers[0].PagerDutyConfigs[0].RoutingKeyFile)
 		require.Equal(t, filepath.Join(dir, "runbooks"), c.Remediation.RunbooksDir)
 		require.Equal(t, filepath.Join(dir, "stop"), c.Remediation.KillSwitchFile)
+		require.Equal(t, filepath.Join(dir, "kube/config"), c.Remediation.KubeconfigFile)
 	})
 	t.Run("absolute paths are kept", func(t *testing.T) {
 		require.Equal(t, abs, c.Global.SlackSigningSecretFile)
