@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -326,12 +327,44 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err := s.createMigrationsTable(ctx); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
+	if err := s.checkNotNewer(ctx, names); err != nil {
+		return err
+	}
 	for _, name := range names {
 		if err := s.migrateOne(ctx, dir, name); err != nil {
 			return err
 		}
 	}
 	return s.prepare(ctx)
+}
+
+// checkNotNewer refuses a database that a newer version migrated: one
+// with a migration recorded that this binary does not have. Its code would
+// write to a schema it does not know (a table a later migration replaced,
+// a column it does not fill), and its migrations, which all count as
+// applied, would not notice.
+func (s *Store) checkNotNewer(ctx context.Context, known []string) error {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("read schema_migrations: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // it only read.
+	applied, err := queryColumn[string](ctx, s, tx, `SELECT name FROM schema_migrations`, nil)
+	if err != nil {
+		return fmt.Errorf("read schema_migrations: %w", err)
+	}
+	slices.Sort(applied)
+	var unknown []string
+	for _, name := range applied {
+		if _, found := slices.BinarySearch(known, name); !found {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("the database was migrated by a newer version of responder (it has migrations this one does not: %s): "+
+			"run that version, or restore the backup taken before the upgrade; nothing was changed", strings.Join(unknown, ", "))
+	}
+	return nil
 }
 
 // createMigrationsTable creates schema_migrations if needed, under the

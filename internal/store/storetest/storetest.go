@@ -93,6 +93,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ClaimOrder", func(t *testing.T) { testClaimOrder(t, open) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, open) })
 	t.Run("Migrate", func(t *testing.T) { testMigrateTwice(t, open) })
+	t.Run("MigrateNewerSchema", func(t *testing.T) { testMigrateNewerSchema(t, open) })
 	t.Run("PlanDeliveries", func(t *testing.T) { testPlanDeliveries(t, open) })
 	t.Run("AddDeliveries", func(t *testing.T) { testAddDeliveries(t, open) })
 	t.Run("LeaseDelivery", func(t *testing.T) { testLeaseDelivery(t, open) })
@@ -942,6 +943,24 @@ func testConcurrentClaims(t *testing.T, open Opener) {
 func testMigrateTwice(t *testing.T, open Opener) {
 	s := open(t, NewClock(), nil)
 	require.NoError(t, s.Migrate(context.Background()), "migrating an up-to-date database is a no-op")
+}
+
+// testMigrateNewerSchema migrates a database that a newer version
+// migrated (as a downgrade or an old replica's restart meets it): it is
+// refused, with a reason that says so, and nothing is recorded.
+func testMigrateNewerSchema(t *testing.T, open Opener) {
+	s := open(t, NewClock(), nil)
+	ctx := context.Background()
+	_, err := s.DB().ExecContext(ctx, s.Rebind(`INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`), "9999_from_a_newer_version.sql", 1)
+	require.NoError(t, err)
+	var before int
+	require.NoError(t, s.DB().QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&before))
+	err = s.Migrate(ctx)
+	require.ErrorContains(t, err, "migrated by a newer version of responder")
+	require.ErrorContains(t, err, "9999_from_a_newer_version.sql")
+	var after int
+	require.NoError(t, s.DB().QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&after))
+	require.Equal(t, before, after)
 }
 
 // openIncident returns a store holding one firing incident, and its ID.
