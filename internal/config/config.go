@@ -496,9 +496,18 @@ func (c *Config) readSecrets() error {
 			errs = append(errs, fmt.Errorf("%s: read secret: %w", at, err))
 			return
 		}
-		s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		if s == "" {
+		// As Prometheus and Alertmanager read their *_file secrets, so
+		// that the files they use work here too: "key\n\n" was read as a
+		// PagerDuty key ending in a newline, which PagerDuty refuses.
+		s := strings.TrimSpace(string(b))
+		switch {
+		case s == "":
 			errs = append(errs, fmt.Errorf("%s: secret file %s is empty", at, path))
+			return
+		case strings.ContainsAny(s, "\r\n"):
+			// No token, key or password here can hold a line break: in
+			// a header it fails every request, or matches none.
+			errs = append(errs, fmt.Errorf("%s: secret file %s holds more than one line", at, path))
 			return
 		}
 		*into = incident.Secret(s)

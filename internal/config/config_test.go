@@ -523,11 +523,11 @@ remediation:
 	t.Run("absolute paths are kept", func(t *testing.T) {
 		require.Equal(t, abs, c.Global.SlackSigningSecretFile)
 	})
-	t.Run("secret files are read, one trailing newline trimmed", func(t *testing.T) {
+	t.Run("secret files are read, surrounding white space trimmed", func(t *testing.T) {
 		require.Equal(t, "xoxb-from-file", c.Global.SlackBotToken.Value())
 		require.Equal(t, "signing-from-file", c.Global.SlackSigningSecret.Value())
 		require.Equal(t, "bearer-from-file", c.Webhook.Authorization.Credentials.Value())
-		require.Equal(t, "pd-from-file\n", c.Receivers[0].PagerDutyConfigs[0].RoutingKey.Value())
+		require.Equal(t, "pd-from-file", c.Receivers[0].PagerDutyConfigs[0].RoutingKey.Value(), "as Alertmanager reads it")
 	})
 	t.Run("String prints the files, not their secrets, and loads again", func(t *testing.T) {
 		s := c.String()
@@ -556,6 +556,8 @@ func TestLoadFile_errors(t *testing.T) {
 		return p
 	}
 	write("empty-secret", "\n")
+	write("blank-secret", " \r\n\n")
+	write("two-lines", "token\n# the staging token\n")
 	tests := []struct {
 		name    string
 		path    string
@@ -584,6 +586,16 @@ func TestLoadFile_errors(t *testing.T) {
 			name:    "empty secret file",
 			path:    write("empty.yml", "webhook: {basic_auth: {username: u, password_file: empty-secret}}\n"),
 			wantErr: "webhook: basic_auth: password_file: secret file " + filepath.Join(dir, "empty-secret") + " is empty",
+		},
+		{
+			name:    "blank secret file",
+			path:    write("blank.yml", "webhook: {authorization: {credentials_file: blank-secret}}\n"),
+			wantErr: "webhook: authorization: credentials_file: secret file " + filepath.Join(dir, "blank-secret") + " is empty",
+		},
+		{
+			name:    "secret file of two lines",
+			path:    write("lines.yml", "global: {slack_bot_token_file: two-lines}\n"),
+			wantErr: "global: slack_bot_token_file: secret file " + filepath.Join(dir, "two-lines") + " holds more than one line",
 		},
 		{
 			name:    "missing routing key file",
