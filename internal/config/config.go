@@ -241,8 +241,7 @@ func Load(s string) (*Config, error) {
 	}
 	if !f.Global.set && !f.Storage.set && !f.Webhook.set && !f.TimeIntervals.set &&
 		!f.Route.set && !f.Receivers.set && !f.Context.set && !f.Remediation.set && !f.Storm.set && !f.Reconcile.set {
-		// Only comments, or a document like `{}`.
-		return nil, errors.New("config is empty")
+		return nil, nothingSet(s)
 	}
 	c := &Config{
 		Global:        f.Global.v,
@@ -262,6 +261,27 @@ func Load(s string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// nothingSet is the error for a file that sets no key: it has only
+// comments, is a document like `{}`, or has only sections with no value
+// (`storage:`), which it names, since such a file would run on defaults
+// the operator did not choose (a template whose values came out empty).
+func nothingSet(s string) error {
+	var top yaml.MapSlice
+	if err := yaml.Unmarshal([]byte(s), &top); err != nil || len(top) == 0 {
+		return errors.New("config is empty")
+	}
+	keys := make([]string, 0, len(top))
+	for _, item := range top {
+		keys = append(keys, fmt.Sprint(item.Key))
+	}
+	verb := "has"
+	if len(keys) > 1 {
+		verb = "have"
+	}
+	return fmt.Errorf("config sets nothing: %s %s no keys (set at least one, or run without --config.file for the embedded default)",
+		strings.Join(keys, ", "), verb)
 }
 
 // setDefaults fills the sections that were absent or written as `key:` with
