@@ -8,6 +8,7 @@ import (
 	_ "embed" // The default configuration is embedded.
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -205,6 +206,9 @@ func Load(s string) (*Config, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("config is empty")
 	}
+	if err := oneDocument(s); err != nil {
+		return nil, err
+	}
 	var f file
 	var errs []error
 	if err := yaml.UnmarshalStrict([]byte(s), &f); err != nil {
@@ -261,6 +265,26 @@ func Load(s string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// oneDocument refuses a text of more than one YAML document: the decoder
+// reads the first one only, so the settings after a `---` were silently
+// left out (and never checked). An empty document after the first, such as
+// what follows a final `---`, is allowed.
+func oneDocument(s string) error {
+	dec := yaml.NewDecoder(strings.NewReader(s))
+	for i := 0; ; i++ {
+		var doc any
+		err := dec.Decode(&doc)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case i == 0 && err != nil:
+			return nil // a syntax error of the first document: the strict decode reports it
+		case i > 0 && (err != nil || doc != nil):
+			return errors.New("config holds more than one YAML document (separated by ---): only the first is read, so merge them")
+		}
+	}
 }
 
 // nothingSet is the error for a file that sets no key: it has only

@@ -120,6 +120,10 @@ func TestLoad_text(t *testing.T) {
 		{name: "null sections only", text: "route:\nreceivers:\n", wantErr: "config sets nothing: route, receivers have no keys"},
 		{name: "one null section", text: "# commented out:\nstorage:\n#  dsn: postgres://db/responder\n", wantErr: "config sets nothing: storage has no keys"},
 		{name: "not a mapping", text: "- a\n- b\n", wantErr: "cannot unmarshal !!seq"},
+		{name: "a second document", text: "storage: {dsn: 'sqlite://a.db'}\n---\nremediation: {max_concurrent: 0}\n", wantErr: "config holds more than one YAML document"},
+		{name: "an empty document first", text: "---\n# nothing yet\n---\nstorage: {dsn: 'sqlite://a.db'}\n", wantErr: "config holds more than one YAML document"},
+		{name: "a broken second document", text: "storage: {dsn: 'sqlite://a.db'}\n---\nroute: [\n", wantErr: "config holds more than one YAML document"},
+		{name: "a second document after a first marker", text: "---\nstorage: {dsn: 'sqlite://a.db'}\n---\n# remediation: {max_concurrent: 0}\nstorm: {}\n", wantErr: "config holds more than one YAML document"},
 		{name: "syntax error", text: "route: [\n", wantErr: "yaml:"},
 		{name: "unknown key in a time interval", text: "time_intervals:\n- name: x\n  time_intervals: [{weekday: [monday]}]\n", wantErr: "time_intervals: line 3: field weekday not found"},
 		{name: "unknown key in a nested route", text: "route:\n  receiver: a\n  routes:\n  - receiver: a\n    match: {a: b}\nreceivers: [{name: a}]\n", wantErr: "route: line 5: field match not found"},
@@ -140,6 +144,26 @@ func TestLoad_text(t *testing.T) {
 			cfg, err := Load(tt.text)
 			require.ErrorContains(t, err, tt.wantErr)
 			require.Nil(t, cfg)
+		})
+	}
+}
+
+// TestLoad_documentMarkers checks that the markers of a single YAML
+// document are allowed: only a second document is refused.
+func TestLoad_documentMarkers(t *testing.T) {
+	t.Parallel()
+	tests := map[string]string{
+		"start marker":        "---\nstorm: {threshold: 5}\n",
+		"end marker":          "storm: {threshold: 5}\n...\n",
+		"final start marker":  "storm: {threshold: 5}\n---\n",
+		"then only a comment": "storm: {threshold: 5}\n---\n# nothing but a comment\n",
+	}
+	for name, text := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(text)
+			require.NoError(t, err)
+			require.Equal(t, 5, c.Storm.Threshold)
 		})
 	}
 }
