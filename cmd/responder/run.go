@@ -30,11 +30,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// kingpin ends the program after --help through this function; it
 	// must not call os.Exit here (main does, once), so it records the code
 	// and run returns it right after parsing. Without it, --help went on
-	// to run the command with its flags unset.
+	// to run the command with its flags unset. kingpin ends with 1 only
+	// after a usage error of its own (`help frobnicate`), which is 2 here
+	// like every other wrong command line.
 	exit := -1
 	a.Terminate(func(code int) {
-		if exit < 0 {
-			exit = code
+		switch {
+		case exit >= 0:
+		case code == 0:
+			exit = 0
+		default:
+			exit = 2
 		}
 	})
 

@@ -40,6 +40,7 @@ func TestRun(t *testing.T) {
 		{"help of serve does not serve", []string{"serve", "--help"}, 0, "", "--web.listen-address", "unknown name"},
 		{"help of check-config does not check", []string{"check-config", "--help"}, 0, "", "--config.file", "SUCCESS"},
 		{"help command", []string{"help", "serve"}, 0, "", "--web.listen-address", "unknown name"},
+		{"help of an unknown command is a usage error", []string{"help", "frobnicate"}, 2, "", "frobnicate", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
