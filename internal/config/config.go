@@ -466,8 +466,9 @@ func yamlErrors(key string, err error) []error {
 
 // LoadFile reads and parses the configuration file at path, resolves its
 // relative paths (the SQLite database, every *_file secret, runbooks_dir,
-// kill_switch_file, kubeconfig_file) against the file's directory, and reads every *_file
-// secret into its inline field. Every line of the error names the file.
+// kill_switch_file, kubeconfig_file) against the file's directory, and
+// reads every *_file secret into its inline field. Every line of the error
+// names the file.
 func LoadFile(path string) (*Config, error) {
 	content, err := os.ReadFile(path) //nolint:gosec // G304: path is the operator's own --config.file.
 	if err != nil {
