@@ -31,6 +31,7 @@ func TestLoad(t *testing.T) {
 		{file: "good-storm"},
 		{file: "storm-bad-threshold", wantErr: "storm: threshold must be at least 1"},
 		{file: "reconcile-bad-interval", wantErr: "reconcile: interval must be positive"},
+		{file: "reconcile-zero-grace", wantErr: "reconcile: grace must be positive"},
 		{file: "empty", wantErr: "config is empty"},
 		{file: "unknown-top-key", wantErr: "line 1: field routes not found"},
 		{file: "unknown-nested-key", wantErr: "receivers: line 9: field chanel not found"},

@@ -46,8 +46,11 @@ func (c *Config) Validate() error {
 	if c.Interval <= 0 {
 		return errors.New("interval must be positive")
 	}
-	if c.Grace < 0 {
-		return errors.New("grace must not be negative")
+	if c.Grace <= 0 {
+		// 0 would act on a difference the moment it is seen: an
+		// Alertmanager that restarts holds no alerts until Prometheus sends
+		// them again, and every firing incident would be resolved.
+		return errors.New("grace must be positive (default 5m): an Alertmanager that restarts has no alerts until Prometheus sends them again, and a difference acted on at once would resolve every firing incident")
 	}
 	if slices.Contains(c.Receivers, "") {
 		return errors.New("receivers: a receiver name must not be empty")
