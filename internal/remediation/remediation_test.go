@@ -64,6 +64,8 @@ var rejectedRunbooks = map[string]struct{ text, want string }{
 	// Wrapped in ^(?: )$, this pattern would become ^(?:[a-z]+)|(.+)$:
 	// a second branch anchored at neither end, which accepts anything.
 	"pattern escaping its anchors":  {"name: rb\nmatch: ['a=\"b\"']\nparams:\n  x: { label: x, pattern: '[a-z]+)|(.+' }\nsteps:\n  - name: s\n    wait: { duration: 1s }\n", "params.x.pattern"},
+	"second document":               {rejectHead + "steps:\n  - name: s\n    wait: { duration: 1s }\n---\nname: rb2\nmatch: ['a=\"b\"']\nsteps:\n  - name: s\n    exec: { command: /bin/true, shell: true }\n", "more than one YAML document"},
+	"wait of zero":                  {rejectHead + "steps:\n  - name: s\n    wait: { duration: 0s }\n", "wait.duration: must be above 0"},
 	"content type not a media type": {rejectHead + "steps:\n  - name: s\n    http: { method: POST, url: 'https://a.example/', content_type: 'json; =' }\n", "http.content_type"},
 }
 
@@ -110,6 +112,15 @@ func TestParse_MatchLineWithSeveralMatchers(t *testing.T) {
 	}
 	_, err := Parse([]byte(strings.ReplaceAll(execRunbook, `match: ['alertname="A"']`, `match: ['{}']`)))
 	require.ErrorContains(t, err, "match[0]: no matcher on the line")
+}
+
+// Document markers around the one runbook of a file are fine.
+func TestParse_DocumentMarkers(t *testing.T) {
+	t.Parallel()
+	for _, text := range []string{"---\n" + execRunbook, execRunbook + "---\n", "---\n" + execRunbook + "...\n"} {
+		rb := mustParse(t, text)
+		require.Equal(t, mustParse(t, execRunbook).Digest, rb.Digest)
+	}
 }
 
 func TestParse_Rejects(t *testing.T) {

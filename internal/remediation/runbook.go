@@ -1,10 +1,12 @@
 package remediation
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"mime"
 	"net/url"
@@ -208,8 +210,17 @@ var (
 // and validates it.
 func Parse(b []byte) (*Runbook, error) {
 	var rb Runbook
-	if err := yaml.UnmarshalStrict(b, &rb); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.SetStrict(true)
+	if err := dec.Decode(&rb); err != nil && !errors.Is(err, io.EOF) {
 		return nil, withoutValues(err)
+	}
+	// A file is one runbook: a second one after a `---` would otherwise be
+	// left out unchecked, and never run. An empty document (a final `---`)
+	// is fine.
+	var more any
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) && (err != nil || more != nil) {
+		return nil, errors.New("the file holds more than one YAML document (separated by ---): a file is one runbook, so put each in a file of its own")
 	}
 	// The digest is taken of the runbook as written, before validation adds
 	// its defaults, so that it changes only when the file does (comments
@@ -321,7 +332,7 @@ func (rb *Runbook) validate() error {
 			return errors.New("verify.query: a query is required")
 		}
 		if v.Within <= 0 || time.Duration(v.Within) > MaxVerifyWithin {
-			return fmt.Errorf("verify.within: must be between 0 and %s", MaxVerifyWithin)
+			return fmt.Errorf("verify.within: must be above 0 and at most %s", MaxVerifyWithin)
 		}
 		if v.Interval == 0 {
 			v.Interval = model.Duration(min(DefaultVerifyInterval, time.Duration(v.Within)))
@@ -378,7 +389,7 @@ func checkTimeout(t *model.Duration) error {
 		*t = model.Duration(DefaultStepTimeout)
 	}
 	if *t < 0 || time.Duration(*t) > MaxStepTimeout {
-		return fmt.Errorf("timeout: must be between 0 and %s", MaxStepTimeout)
+		return fmt.Errorf("timeout: must be at most %s (0 or none for the default, %s)", MaxStepTimeout, DefaultStepTimeout)
 	}
 	return nil
 }
@@ -417,7 +428,7 @@ func (s *Step) validate(rb *Runbook) error {
 		return s.Silence.validate(rb)
 	case KindWait:
 		if s.Wait.Duration <= 0 || time.Duration(s.Wait.Duration) > MaxWait {
-			return fmt.Errorf("wait.duration: must be between 0 and %s", MaxWait)
+			return fmt.Errorf("wait.duration: must be above 0 and at most %s", MaxWait)
 		}
 	case KindPromQLCheck:
 		if s.PromQLCheck.Query == "" {
@@ -558,7 +569,7 @@ func (s *SilenceStep) validate(rb *Runbook) error {
 		}
 	}
 	if s.Duration <= 0 || time.Duration(s.Duration) > MaxSilence {
-		return fmt.Errorf("silence.duration: must be between 0 and %s", MaxSilence)
+		return fmt.Errorf("silence.duration: must be above 0 and at most %s", MaxSilence)
 	}
 	if err := checkTemplate(s.Comment, rb, true); err != nil {
 		return fmt.Errorf("silence.comment: %w", err)
