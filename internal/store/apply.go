@@ -79,6 +79,14 @@ func (s *Store) applyDue(ctx context.Context, n int, slice time.Duration) (more 
 			return false, fmt.Errorf("savepoint: %w", err)
 		}
 		ap, aerr := s.applyJob(ctx, tx.Tx, j)
+		if aerr != nil && s.transient(aerr) {
+			// The storage failed, not the notification: nothing of the
+			// batch is committed and no attempt counts (ten of them, a
+			// few minutes of a full disk or a database outage, parked
+			// notifications that had been answered 200). The writer
+			// loop tries again after ApplyPoll.
+			return false, fmt.Errorf("apply notification %d: %w", j.RefID, aerr)
+		}
 		if aerr != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_job"); err != nil {
 				return false, fmt.Errorf("rollback to savepoint: %w", err)

@@ -61,6 +61,17 @@ type Dialect struct {
 	// SingleWriter is set for engines with one writer connection (SQLite):
 	// its users then take turns through a write gate, the writer loop first.
 	SingleWriter bool
+	// Transient, when set, reports whether an error is the storage's own
+	// and passes with time (a full disk, a lost connection, a deadlock),
+	// not the statement's or the data's: applying a notification that
+	// fails so is tried again without counting an attempt.
+	Transient func(error) bool
+}
+
+// transient reports whether err is a failure of the storage that passes
+// with time (see Dialect.Transient).
+func (s *Store) transient(err error) bool {
+	return s.dialect.Transient != nil && s.dialect.Transient(err)
 }
 
 // Options tunes a Store. Zero fields get defaults.

@@ -12,8 +12,10 @@ package postgres
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -22,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/responder/responder/internal/store"
@@ -51,6 +54,33 @@ var Dialect = store.Dialect{
 	TargetLock:    "SELECT pg_advisory_xact_lock(" + targetLockClass + ", hashtext(?))",
 	PruneLock:     "SELECT pg_try_advisory_xact_lock(" + pruneLockKey + ")",
 	LazyCommit:    "SET LOCAL synchronous_commit = off",
+	Transient:     Transient,
+}
+
+// Transient reports whether err is a failure of the server or of the
+// connection to it rather than of a statement: a lost or refused
+// connection, a deadlock or serialization failure, a server that is
+// shutting down, out of disk or memory, or read-only (a standby after a
+// failover). Constraint violations, bad data and SQL errors are not.
+func Transient(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "40001", "40P01", // serialization failure, deadlock
+			"25006", // read-only transaction
+			"55P03": // lock not available
+			return true
+		}
+		switch pe.Code[:2] {
+		case "08", "53", "57", "58": // connection, resources, operator intervention, system
+			return true
+		}
+		return false
+	}
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ne) || errors.As(err, &ce) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 // MaxConns bounds one replica's connections. The writer loop holds one

@@ -14,7 +14,8 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver.
+	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver.
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/responder/responder/internal/store"
 )
@@ -29,6 +30,24 @@ var Dialect = store.Dialect{
 	// rest of the WAL.
 	LazyBegin: "PRAGMA synchronous = NORMAL",
 	LazyEnd:   "PRAGMA synchronous = FULL",
+	Transient: Transient,
+}
+
+// Transient reports whether err is a failure of SQLite's file or its
+// locks rather than of a statement: the disk is full, a write or read
+// failed, the file cannot be written or opened, the database is busy.
+// A corrupt database is not: it stays so until someone repairs it.
+func Transient(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() & 0xff { // the primary result code of an extended one
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY,
+		sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL:
+		return true
+	}
+	return false
 }
 
 // DB is a Store on SQLite plus the background WAL checkpointer.

@@ -18,8 +18,15 @@ import (
 
 func open(t *testing.T, c *storetest.Clock, setup func(*store.Store)) *store.Store {
 	t.Helper()
+	return openOpts(t, store.Options{Now: c.Now}, setup).Store
+}
+
+// openOpts opens a new database with opts, calls setup, and runs it until
+// the test ends.
+func openOpts(t *testing.T, opts store.Options, setup func(*store.Store)) *sqlite.DB {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "responder.db"), store.Options{Now: c.Now})
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "responder.db"), opts)
 	require.NoError(t, err)
 	if setup != nil {
 		setup(db.Store)
@@ -34,7 +41,7 @@ func open(t *testing.T, c *storetest.Clock, setup func(*store.Store)) *store.Sto
 		<-done
 		require.NoError(t, db.Close())
 	})
-	return db.Store
+	return db
 }
 
 func TestSQLite(t *testing.T) {

@@ -945,6 +945,19 @@ func testMigrateTwice(t *testing.T, open Opener) {
 	require.NoError(t, s.Migrate(context.Background()), "migrating an up-to-date database is a no-op")
 }
 
+// RequireUnattempted fails the test unless s holds one notification, still
+// pending, and no job: applying it failed with storage's own error, which
+// counts no attempt.
+func RequireUnattempted(t testing.TB, s *store.Store) {
+	t.Helper()
+	counts, err := s.NotificationCounts(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{incident.NotificationPending: 1}, counts, "still pending")
+	jobs, err := s.ListJobs(context.Background(), incident.JobFilter{})
+	require.NoError(t, err)
+	require.Empty(t, jobs, "no retry job: no attempt counted")
+}
+
 // testMigrateNewerSchema migrates a database that a newer version
 // migrated (as a downgrade or an old replica's restart meets it): it is
 // refused, with a reason that says so, and nothing is recorded.
