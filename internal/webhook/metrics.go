@@ -50,7 +50,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	for _, o := range []string{"new", "duplicate"} {
 		m.notifications.WithLabelValues(o)
 	}
-	for _, r := range []string{"unauthorized", "too_large", "malformed_json", "unsupported_version", "missing_alerts", "invalid_utf8", "missing_group_key", "invalid_status", "invalid_alert", "unsupported_encoding", "storage_unavailable", "nul_character", "body_timeout", "cross_origin", "forbidden_host"} {
+	// Every reason is exported at 0 from the start: increase() does not
+	// count a series' first sample, so a reason that appeared with its first
+	// refusal would hide that refusal from alerts.
+	for _, r := range []string{"unauthorized", "bad_signature", "too_large", "malformed_json", "unsupported_version", "missing_alerts", "invalid_utf8", "missing_group_key", "invalid_status", "invalid_alert", "unsupported_encoding", "storage_unavailable", "nul_character", "body_timeout", "cross_origin", "forbidden_host"} {
 		m.rejected.WithLabelValues(r)
 	}
 	if r != nil {
