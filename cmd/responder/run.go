@@ -61,6 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	runbooks := addRunbooksCommands(a)
 	deploy := addDeployCommand(a)
+	backup := addBackupCommand(a)
 
 	a.Command("version", "Print version information.")
 
@@ -77,6 +78,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd == deploy.record.FullCommand() {
 		return deploy.run(stdout, stderr)
+	}
+	if cmd == backup.cmd.FullCommand() {
+		return backup.run(stdout, stderr)
 	}
 	switch cmd {
 	case serve.FullCommand():

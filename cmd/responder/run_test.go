@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/responder/responder/internal/store"
+	"github.com/responder/responder/internal/store/sqlite"
 )
 
 func TestRun(t *testing.T) {
@@ -16,6 +19,15 @@ func TestRun(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte("receivers:\n  - name: x\n    slack_configs: [{}]\nroute: {receiver: x}\n"), 0o600))
 	routes := filepath.Join(dir, "routes.yml")
 	require.NoError(t, os.WriteFile(routes, []byte(routesConfig), 0o600))
+	db, err := sqlite.Open(t.Context(), filepath.Join(dir, "data", "responder.db"), store.Options{})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	withDB := filepath.Join(dir, "sqlite.yml")
+	require.NoError(t, os.WriteFile(withDB, []byte("storage:\n  dsn: sqlite://data/responder.db\n"), 0o600))
+	withPG := filepath.Join(dir, "postgres.yml")
+	require.NoError(t, os.WriteFile(withPG, []byte("storage:\n  dsn: postgres://responder:hunter2@db.example/responder\n"), 0o600))
+	copied := filepath.Join(dir, "copy.db")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "exists.db"), []byte("keep me"), 0o600))
 
 	tests := []struct {
 		name       string
@@ -34,6 +46,10 @@ func TestRun(t *testing.T) {
 		{"a bad time is a usage error", []string{"routes", "test", "--config.file=" + routes, "--time=tomorrow"}, 2, "", "RFC 3339", ""},
 		{"a bad label is a usage error", []string{"routes", "test", "severity"}, 2, "", "name=value", ""},
 		{"secrets never print", []string{"routes", "test", "--config.file=" + routes, "severity=warning"}, 0, "incidents", "", "0123456789abcdef"},
+		{"backup", []string{"backup", "--config.file=" + withDB, copied}, 0, "copy.db: ", "", ""},
+		{"backup never overwrites", []string{"backup", "--config.file=" + withDB, filepath.Join(dir, "exists.db")}, 1, "", "already exists", ""},
+		{"backup of postgres", []string{"backup", "--config.file=" + withPG, filepath.Join(dir, "pg.db")}, 1, "", "pg_dump", "hunter2"},
+		{"backup needs a file", []string{"backup"}, 2, "", "file", ""},
 		{"version", []string{"version"}, 0, "responder, version", "", ""},
 		{"unknown command", []string{"frobnicate"}, 2, "", "see --help", ""},
 		{"help", []string{"--help"}, 0, "", "usage: responder", "see --help"},

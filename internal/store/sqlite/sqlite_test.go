@@ -25,8 +25,14 @@ func open(t *testing.T, c *storetest.Clock, setup func(*store.Store)) *store.Sto
 // the test ends.
 func openOpts(t *testing.T, opts store.Options, setup func(*store.Store)) *sqlite.DB {
 	t.Helper()
+	return openAt(t, filepath.Join(t.TempDir(), "responder.db"), opts, setup)
+}
+
+// openAt is openOpts with the database at path.
+func openAt(t *testing.T, path string, opts store.Options, setup func(*store.Store)) *sqlite.DB {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "responder.db"), opts)
+	db, err := sqlite.Open(ctx, path, opts)
 	require.NoError(t, err)
 	if setup != nil {
 		setup(db.Store)

@@ -1,0 +1,105 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// BackupInfo describes a copy that Backup wrote.
+type BackupInfo struct {
+	// Bytes is the copy's size.
+	Bytes int64
+	// Migrations is how many schema migrations the copy has: a restore
+	// needs a responder version that knows as many.
+	Migrations int
+	// Notifications is how many notifications the copy holds.
+	Notifications int64
+}
+
+// Backup writes a consistent copy of the database at path to dest (a new
+// file: it must not exist), then checks the copy and flushes it to disk. It
+// may run while responder serves the database: the copy is one read
+// snapshot (SQLite's VACUUM INTO), the WAL's commits included, and the
+// writer is not held back (a long copy only delays the checkpoints, which
+// wait for the snapshot to end). Copying responder.db alone, or it and its
+// WAL one after the other, can give a file that misses or tears commits.
+func Backup(ctx context.Context, path, dest string) (BackupInfo, error) {
+	// SQLite would create a missing file, and an empty copy of it.
+	if _, err := os.Stat(path); err != nil {
+		return BackupInfo{}, fmt.Errorf("database: %w", err)
+	}
+	if _, err := os.Lstat(dest); err == nil {
+		return BackupInfo{}, fmt.Errorf("%s already exists: a backup is written to a new file", dest)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return BackupInfo{}, err
+	}
+	// Not query_only, which refuses VACUUM INTO; nothing here writes to
+	// the database.
+	src, err := openPool(ctx, path, 1, "")
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	defer func() { _ = src.Close() }()
+	var tables int
+	if err := src.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&tables); err != nil {
+		return BackupInfo{}, fmt.Errorf("read %s: %w", filepath.Base(path), err)
+	}
+	if tables == 0 {
+		return BackupInfo{}, fmt.Errorf("%s is not a responder database (it has no schema_migrations table)", filepath.Base(path))
+	}
+	if _, err := src.ExecContext(ctx, `VACUUM INTO ?`, dest); err != nil {
+		_ = os.Remove(dest) // a partial copy is no backup
+		return BackupInfo{}, fmt.Errorf("copy: %w", err)
+	}
+	info, err := checkCopy(ctx, dest)
+	if err != nil {
+		_ = os.Remove(dest)
+		return BackupInfo{}, err
+	}
+	return info, nil
+}
+
+// checkCopy verifies a copy's integrity, reads what BackupInfo reports and
+// fsyncs the file and its directory.
+func checkCopy(ctx context.Context, dest string) (BackupInfo, error) {
+	db, err := openPool(ctx, dest, 1, "", "query_only(1)")
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	defer func() { _ = db.Close() }()
+	var ok string
+	if err := db.QueryRowContext(ctx, `PRAGMA integrity_check(1)`).Scan(&ok); err != nil {
+		return BackupInfo{}, fmt.Errorf("check the copy: %w", err)
+	}
+	if ok != "ok" {
+		return BackupInfo{}, fmt.Errorf("the copy fails SQLite's integrity check: %s", ok)
+	}
+	var info BackupInfo
+	if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM schema_migrations), (SELECT count(*) FROM notifications)`).Scan(&info.Migrations, &info.Notifications); err != nil {
+		return BackupInfo{}, fmt.Errorf("read the copy: %w", err)
+	}
+	f, err := os.OpenFile(dest, os.O_RDWR, 0) //nolint:gosec // G304: the file the operator asked for.
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	st, err := f.Stat()
+	if err == nil {
+		info.Bytes = st.Size()
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("flush the copy: %w", err)
+	}
+	if dir, err := os.Open(filepath.Dir(dest)); err == nil {
+		_ = dir.Sync() // best effort: some file systems refuse to sync a directory
+		_ = dir.Close()
+	}
+	return info, nil
+}

@@ -1,0 +1,116 @@
+package sqlite_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/store"
+	"github.com/responder/responder/internal/store/sqlite"
+	"github.com/responder/responder/internal/store/storetest"
+)
+
+// A backup taken while notifications are accepted holds every one that was
+// answered before it began, opens as a responder database, and is written
+// only to a new file.
+func TestBackup_WhileAccepting(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := storetest.NewClock()
+	path := filepath.Join(t.TempDir(), "responder.db")
+	db := openAt(t, path, store.Options{Now: c.Now}, nil)
+	m := storetest.Payload(t, "am_v4_firing_10.json")
+	accept := func(i int) {
+		m := *m
+		m.GroupKey = "{}:{backup=\"" + strconv.Itoa(i) + "\"}"
+		raw, err := json.Marshal(&m)
+		require.NoError(t, err)
+		_, err = db.Accept(ctx, incident.Delivery{Message: &m, Raw: raw, ReceivedAt: c.Now()})
+		require.NoError(t, err)
+	}
+	const before = 200
+	for i := range before {
+		accept(i)
+	}
+
+	// Accepts go on, from 4 senders, while the copy is made.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				accept(1_000_000*(w+1) + i)
+			}
+		})
+	}
+	dest := filepath.Join(t.TempDir(), "copy.db")
+	info, err := sqlite.Backup(ctx, path, dest)
+	close(stop)
+	wg.Wait()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, info.Notifications, int64(before))
+	require.Positive(t, info.Migrations)
+	st, err := os.Stat(dest)
+	require.NoError(t, err)
+	require.Equal(t, st.Size(), info.Bytes)
+
+	// The copy opens as a store (no migration to run) and holds what the
+	// backup counted.
+	cp, err := sqlite.Open(ctx, dest, store.Options{})
+	require.NoError(t, err)
+	counts, err := cp.NotificationCounts(ctx)
+	require.NoError(t, err)
+	var total int64
+	for _, n := range counts {
+		total += int64(n)
+	}
+	require.Equal(t, info.Notifications, total)
+	require.NoError(t, cp.Close())
+
+	// A second backup to the same file is refused, and leaves it alone.
+	st, err = os.Stat(dest)
+	require.NoError(t, err)
+	_, err = sqlite.Backup(ctx, path, dest)
+	require.ErrorContains(t, err, "already exists")
+	st2, err := os.Stat(dest)
+	require.NoError(t, err)
+	require.Equal(t, st.ModTime(), st2.ModTime())
+}
+
+func TestBackup_Refuses(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+
+	// A missing database is not created.
+	missing := filepath.Join(dir, "missing.db")
+	_, err := sqlite.Backup(ctx, missing, filepath.Join(dir, "a.db"))
+	require.ErrorContains(t, err, "database:")
+	require.NoFileExists(t, missing)
+	require.NoFileExists(t, filepath.Join(dir, "a.db"))
+
+	// A file that is not responder's leaves no copy behind.
+	other := filepath.Join(dir, "other.db")
+	require.NoError(t, os.WriteFile(other, nil, 0o600))
+	_, err = sqlite.Backup(ctx, other, filepath.Join(dir, "b.db"))
+	require.ErrorContains(t, err, "not a responder database")
+	require.NoFileExists(t, filepath.Join(dir, "b.db"))
+
+	// Nor does a file that is not SQLite.
+	junk := filepath.Join(dir, "junk.db")
+	require.NoError(t, os.WriteFile(junk, []byte("this is not a database, but it is long enough to have a header of 100 bytes......................"), 0o600))
+	_, err = sqlite.Backup(ctx, junk, filepath.Join(dir, "c.db"))
+	require.Error(t, err)
+	require.NoFileExists(t, filepath.Join(dir, "c.db"))
+}
