@@ -269,6 +269,7 @@ func (s *Store) commitBatch(ctx context.Context, batch []acceptReq, l *lendReq) 
 	ctx = context.WithoutCancel(ctx)
 	defer s.prepareMissed(ctx)
 	res, kept, deferred, err := s.commit(ctx, batch, l)
+	s.observeCommit(ctx, err)
 	for _, l := range kept {
 		l.result <- nil
 	}
@@ -277,6 +278,7 @@ func (s *Store) commitBatch(ctx context.Context, batch []acceptReq, l *lendReq) 
 		// the handlers' writes, which have had their answer).
 		for i := range batch {
 			r, _, d, err := s.commit(ctx, batch[i:i+1], nil)
+			s.observeCommit(ctx, err)
 			deferred = deferred || d
 			if err != nil {
 				batch[i].reply <- acceptRes{err: err}

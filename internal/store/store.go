@@ -139,6 +139,7 @@ type Store struct {
 	stopOnce sync.Once
 	applyNow chan struct{}      // wakes Run to apply due ingest jobs
 	settle   chan chan struct{} // Settle's requests, answered when Run is idle
+	health   commitHealth
 }
 
 // New returns a Store over a writer and a reader pool (the same pool where
@@ -292,9 +293,6 @@ func (s *Store) Close() error {
 	}
 	return err
 }
-
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 
 // Rebind turns the ?-placeholders of a query for DB() into what the engine
 // takes ($n on PostgreSQL). The query must not contain a literal question
