@@ -63,6 +63,7 @@ type App struct {
 	srv      *http.Server
 	ready    atomic.Bool
 	reloadMu sync.Mutex
+	reloads  *reloadMetrics
 	console  *console
 	notifier *notifier
 	// reconciler compares incidents with Alertmanager's alerts.
@@ -116,7 +117,8 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.db = db
-	reg.MustRegister(newQueueCollector(db.Store))
+	reg.MustRegister(newQueueCollector(db.Store), newPausedCollector(db.Store))
+	a.reloads = newReloadMetrics(reg)
 	if db.walBytes != nil {
 		reg.MustRegister(newWALGauge(db.walBytes, opts.Logger))
 	}
@@ -299,8 +301,15 @@ func (a *App) readiness(ctx context.Context) error {
 }
 
 // Reload re-reads the configuration file. An invalid file is rejected and
-// the configuration in force stays.
+// the configuration in force stays; responder_config_last_reload_successful
+// says which happened.
 func (a *App) Reload() error {
+	err := a.reload()
+	a.reloads.observe(err)
+	return err
+}
+
+func (a *App) reload() error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	cur := a.cfg.Load()

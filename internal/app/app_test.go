@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,8 +100,17 @@ func TestApp_Reload(t *testing.T) {
 	// A valid new token takes effect on POST /-/reload.
 	dir := filepath.Dir(file)
 	require.NoError(t, os.WriteFile(file, []byte(strings.ReplaceAll(strings.ReplaceAll(tokenConfig, "first-token", "second-token"), "$DIR", dir)), 0o600))
+	require.Equal(t, "1", scrape(t, base, "responder_config_last_reload_successful"))
+	started, err := strconv.ParseFloat(scrape(t, base, "responder_config_last_reload_success_timestamp_seconds"), 64)
+	require.NoError(t, err)
+	require.InDelta(t, float64(time.Now().Unix()), started, 60)
+	time.Sleep(1100 * time.Millisecond) // the timestamp counts seconds
 	code, body := post(t, base+"/-/reload", "", "")
 	require.Equal(t, http.StatusOK, code, body)
+	reloadedText := scrape(t, base, "responder_config_last_reload_success_timestamp_seconds")
+	reloaded, err := strconv.ParseFloat(reloadedText, 64)
+	require.NoError(t, err)
+	require.Greater(t, reloaded, started)
 	code, _ = post(t, base+"/webhook/alertmanager", "first-token", string(payload))
 	require.Equal(t, http.StatusUnauthorized, code)
 	code, _ = post(t, base+"/webhook/alertmanager", "second-token", string(payload))
@@ -114,6 +124,39 @@ func TestApp_Reload(t *testing.T) {
 	require.Error(t, a.Reload())
 	code, _ = post(t, base+"/webhook/alertmanager", "second-token", string(payload))
 	require.Equal(t, http.StatusOK, code, "the old configuration still runs")
+	require.Equal(t, "0", scrape(t, base, "responder_config_last_reload_successful"))
+	require.Equal(t, reloadedText, scrape(t, base, "responder_config_last_reload_success_timestamp_seconds"), "the last success")
+
+	// Fixed, it loads again.
+	require.NoError(t, os.WriteFile(file, []byte(strings.ReplaceAll(tokenConfig, "$DIR", dir)), 0o600))
+	require.NoError(t, a.Reload())
+	require.Equal(t, "1", scrape(t, base, "responder_config_last_reload_successful"))
+}
+
+// scrape returns the value of series (name and labels, as /metrics prints
+// them) in the text exposition format.
+func scrape(t *testing.T, base, series string) string {
+	t.Helper()
+	for line := range strings.SplitSeq(metricsText(t, base), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	require.FailNow(t, "no such series in /metrics", series)
+	return ""
+}
+
+// metricsText returns what GET /metrics answers.
+func metricsText(t *testing.T, base string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/metrics", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
 }
 
 func TestApp_RefusesExposureWithoutAuth(t *testing.T) {
@@ -171,12 +214,20 @@ func TestApp_SecretsNeverLeak(t *testing.T) {
 	t.Parallel()
 	a, _ := startApp(t, tokenConfig)
 	require.NotContains(t, a.Config().String(), "first-token")
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+a.Addr()+"/metrics", nil)
-	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.NotContains(t, string(b), "first-token")
+	require.NotContains(t, metricsText(t, "http://"+a.Addr()), "first-token")
+}
+
+// A pause of remediation is durable and shared by every replica; the gauge
+// shows one that nobody lifted.
+func TestApp_RemediationPausedMetric(t *testing.T) {
+	t.Parallel()
+	a, _ := startApp(t, tokenConfig)
+	base := "http://" + a.Addr()
+	require.Equal(t, "0", scrape(t, base, "responder_remediation_paused"))
+	code, body := post(t, base+"/api/v1/remediation/pause", "first-token", "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Equal(t, "1", scrape(t, base, "responder_remediation_paused"))
+	code, body = post(t, base+"/api/v1/remediation/resume", "first-token", "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Equal(t, "0", scrape(t, base, "responder_remediation_paused"))
 }

@@ -143,3 +143,70 @@ func (c *stormCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, v, channel)
 	}
 }
+
+// reloadMetrics are the gauges Alertmanager and Prometheus export about
+// their configuration reloads, under responder's name: a reload that fails
+// leaves the previous configuration in force, so nothing else shows it.
+type reloadMetrics struct {
+	ok, at prometheus.Gauge
+}
+
+// newReloadMetrics registers the gauges, set for the configuration loaded
+// at start.
+func newReloadMetrics(r prometheus.Registerer) *reloadMetrics {
+	m := &reloadMetrics{
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "responder_config_last_reload_successful",
+			Help: "1 when the last configuration reload (POST /-/reload or SIGHUP) succeeded, 0 when it failed and the previous configuration stays in force.",
+		}),
+		at: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "responder_config_last_reload_success_timestamp_seconds",
+			Help: "Time of the last successful configuration load (the start, or a reload).",
+		}),
+	}
+	r.MustRegister(m.ok, m.at)
+	m.observe(nil)
+	return m
+}
+
+// observe records the outcome of a reload.
+func (m *reloadMetrics) observe(err error) {
+	if err != nil {
+		m.ok.Set(0)
+		return
+	}
+	m.ok.Set(1)
+	m.at.SetToCurrentTime()
+}
+
+// pausedCollector reports at scrape time whether remediation is paused
+// (POST /api/v1/remediation/pause): a pause is durable and shared by every
+// replica, and one that nobody lifted stops every runbook silently.
+type pausedCollector struct {
+	s      *store.Store
+	paused *prometheus.Desc
+}
+
+func newPausedCollector(s *store.Store) *pausedCollector {
+	return &pausedCollector{s: s, paused: prometheus.NewDesc("responder_remediation_paused",
+		"1 while remediation is paused (POST /api/v1/remediation/pause), on every replica, else 0.", nil, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *pausedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.paused }
+
+// Collect implements prometheus.Collector.
+func (c *pausedCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	paused, _, err := c.s.RemediationPaused(ctx)
+	if err != nil {
+		// responder_storage_up says why.
+		return
+	}
+	v := 0.0
+	if paused {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, v)
+}
