@@ -529,6 +529,28 @@ func (c *Config) resolvePaths(dir string) {
 	join(&c.Remediation.KubeconfigFile)
 }
 
+// maxSecretFile is the largest *_file secret read: tokens and keys are
+// far smaller, and a path to the wrong file (a log, /dev/zero) must fail
+// the load rather than fill the memory or never end.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a *_file secret of at most maxSecretFile bytes.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path) //nolint:gosec // G304: a *_file path from the operator's own config.
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSecretFile {
+		return nil, fmt.Errorf("%s is larger than %d KiB, too large for a secret", path, maxSecretFile>>10)
+	}
+	return b, nil
+}
+
 // readSecrets reads every *_file secret into its inline field.
 func (c *Config) readSecrets() error {
 	var errs []error
@@ -536,7 +558,7 @@ func (c *Config) readSecrets() error {
 		if path == "" {
 			return
 		}
-		b, err := os.ReadFile(path) //nolint:gosec // G304: a *_file path from the operator's own config.
+		b, err := readSecretFile(path)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: read secret: %w", at, err))
 			return

@@ -78,6 +78,7 @@ func TestLoad(t *testing.T) {
 		{file: "context-pod-logs-without-kubernetes", wantErr: "context: logs: kubernetes: needs context.kubernetes"},
 		{file: "context-bad-pod-log-filter", wantErr: "context: logs: kubernetes: filter: error parsing regexp"},
 		{file: "context-max-lines", wantErr: "context: logs: max_lines must be between 1 and 20"},
+		{file: "context-negative-step", wantErr: "context: promql: step must not be negative"},
 		{file: "wrong-type", wantErr: "remediation: line 2: cannot unmarshal !!str into int"},
 	}
 	seen := map[string]bool{}
@@ -607,6 +608,12 @@ func TestLoadFile_errors(t *testing.T) {
 			name:    "missing secret file",
 			path:    write("missing.yml", "global: {slack_bot_token_file: missing-token}\n"),
 			wantErr: filepath.Join(dir, "missing.yml") + ": global: slack_bot_token_file: read secret: open " + filepath.Join(dir, "missing-token"),
+		},
+		{
+			// Read to its end, /dev/zero would never be.
+			name:    "a secret file that is not one",
+			path:    write("zero.yml", "webhook: {authorization: {credentials_file: /dev/zero}}\n"),
+			wantErr: "webhook: authorization: credentials_file: read secret: /dev/zero is larger than 64 KiB",
 		},
 		{
 			name:    "empty secret file",

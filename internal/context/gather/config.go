@@ -248,9 +248,18 @@ func setDuration(d *time.Duration, def time.Duration) {
 
 // Validate checks the section on its own.
 func (c *Config) Validate() error {
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"budget", c.Budget}, {"timeout", c.Timeout}, {"deployments: lookback", c.Deployments.Lookback},
+		{"promql: range", c.PromQL.Range}, {"promql: step", c.PromQL.Step}, {"logs: lookback", c.Logs.Lookback},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s must not be negative", d.key)
+		}
+	}
 	switch {
-	case c.Budget < 0 || c.Timeout < 0 || c.Deployments.Lookback < 0 || c.PromQL.Range < 0 || c.PromQL.Step < 0 || c.Logs.Lookback < 0:
-		return errors.New("durations must not be negative")
 	case c.Logs.MaxLines < 0 || c.Logs.MaxLines > MaxLogLines:
 		return fmt.Errorf("logs: max_lines must be between 1 and %d", MaxLogLines)
 	case c.PromQL.Step > 0 && c.PromQL.Range/c.PromQL.Step > 11000:
