@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -100,6 +101,13 @@ func (d *deployCommand) run(stdout, stderr io.Writer) int {
 }
 
 func (d *deployCommand) authorize(req *http.Request) error {
+	basic := *d.basicUser != "" || *d.basicPasswordFile != ""
+	switch {
+	case basic && *d.basicUser == "":
+		return errors.New("--basic-auth.password-file needs --basic-auth.username")
+	case basic && (*d.bearerToken != "" || *d.bearerTokenFile != ""):
+		return errors.New("a bearer token or --basic-auth, not both")
+	}
 	tok := *d.bearerToken
 	if *d.bearerTokenFile != "" {
 		if tok != "" {
@@ -129,9 +137,11 @@ func (d *deployCommand) authorize(req *http.Request) error {
 	return nil
 }
 
+// redacted is u without what may be credentials: its user information,
+// its query (a token parameter) and its fragment.
 func redacted(u *url.URL) string {
 	c := *u
-	c.User = nil
+	c.User, c.RawQuery, c.Fragment = nil, "", ""
 	return c.String()
 }
 

@@ -56,9 +56,22 @@ func TestDeployRecord(t *testing.T) {
 
 	stderr.Reset()
 	srv.Close()
-	code = run([]string{"deploy", "record", "--url=http://ci:s3cret@" + srv.Listener.Addr().String(), "--service=x"}, &stdout, &stderr)
+	code = run([]string{"deploy", "record", "--url=http://ci:s3cret@" + srv.Listener.Addr().String() + "/?token=s3cret", "--service=x"}, &stdout, &stderr)
 	require.Equal(t, 1, code)
+	require.Contains(t, stderr.String(), "did not answer")
 	require.NotContains(t, stderr.String(), "s3cret")
+
+	// A password file without a user name was ignored: the request went
+	// out unauthenticated. Two kinds of credentials are refused too.
+	for _, args := range [][]string{
+		{"--basic-auth.password-file=" + tokFile},
+		{"--bearer-token=t", "--basic-auth.username=ci", "--basic-auth.password-file=" + tokFile},
+	} {
+		stderr.Reset()
+		code = run(append([]string{"deploy", "record", "--url=http://127.0.0.1:1", "--service=x"}, args...), &stdout, &stderr)
+		require.Equal(t, 2, code, "%v: %s", args, stderr.String())
+		require.Contains(t, stderr.String(), "--basic-auth")
+	}
 
 	require.Equal(t, 2, run([]string{"deploy", "record", "--service=x"}, &stdout, &stderr), "--url is required")
 }
