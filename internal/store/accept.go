@@ -663,7 +663,7 @@ func (s *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d incident.Deliv
 	var applied incident.Applied
 	full, aerr := fullMessage(d)
 	if aerr == nil {
-		applied, aerr = s.applyMessage(ctx, tx, id, full)
+		applied, aerr = s.applyMessage(ctx, tx, id, full, false)
 	}
 	if aerr != nil {
 		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT apply_inline"); err != nil {

@@ -65,6 +65,7 @@ func (s *Store) applyDue(ctx context.Context, n int, slice time.Duration) (more 
 	}
 	var applied []done
 	queued, yielded := false, false
+	waiting := 0 // notifications left for their group's earlier ones
 	start := time.Now()
 	for i, j := range jobs {
 		if i > 0 && ((len(s.accepts) > 0 && time.Since(start) >= slice) ||
@@ -95,6 +96,12 @@ func (s *Store) applyDue(ctx context.Context, n int, slice time.Duration) (more 
 		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT apply_job"); err != nil {
 			return false, fmt.Errorf("release savepoint: %w", err)
 		}
+		if errors.Is(aerr, errEarlierPending) {
+			// Not a failure: it stays as it is, and the next round (here
+			// or on the replica applying the earlier one) applies it.
+			waiting++
+			continue
+		}
 		if aerr != nil {
 			if err := s.failIngest(ctx, tx.Tx, j, aerr, now); err != nil {
 				return false, err
@@ -121,7 +128,9 @@ func (s *Store) applyDue(ctx context.Context, n int, slice time.Duration) (more 
 		s.opts.OnApplied(d.id, d.ap)
 	}
 	s.prepareMissed(ctx)
-	return yielded || len(jobs) == n, nil
+	// A batch that only waited would find the same notifications again at
+	// once: the next poll comes back for them, if their replica has not.
+	return yielded || (len(jobs) == n && waiting < n), nil
 }
 
 // pendingTx reads up to n pending notifications as ingest work without a
@@ -193,13 +202,20 @@ func (s *Store) applyJob(ctx context.Context, tx *sql.Tx, j incident.Job) (incid
 	if err != nil {
 		return out, incident.Permanent(fmt.Errorf("decode notification %d: %w", j.RefID, err))
 	}
-	return s.applyMessage(ctx, tx, j.RefID, m)
+	// Replicas take pending notifications with SKIP LOCKED, so another one
+	// may hold an earlier notification of this group, not yet applied.
+	return s.applyMessage(ctx, tx, j.RefID, m, !s.dialect.SingleWriter)
 }
 
+// errEarlierPending is applyMessage's answer for a notification whose group
+// has an earlier one still pending: it must wait for it.
+var errEarlierPending = errors.New("an earlier notification of the group is still pending")
+
 // applyMessage applies a pending notification's message and queues the
-// follow-up jobs, inside tx.
-func (s *Store) applyMessage(ctx context.Context, tx *sql.Tx, notifID int64, m *incident.Message) (incident.Applied, error) {
-	a := applier{s: s, tx: tx, m: m, notifID: notifID, now: ns(s.opts.Now())}
+// follow-up jobs, inside tx. With inOrder, a notification whose group has
+// an earlier notification still pending is not applied (errEarlierPending).
+func (s *Store) applyMessage(ctx context.Context, tx *sql.Tx, notifID int64, m *incident.Message, inOrder bool) (incident.Applied, error) {
+	a := applier{s: s, tx: tx, m: m, notifID: notifID, now: ns(s.opts.Now()), inOrder: inOrder}
 	out, err := a.apply(ctx)
 	if err != nil {
 		return out, err
@@ -234,6 +250,7 @@ type applier struct {
 	m       *incident.Message
 	notifID int64
 	now     int64
+	inOrder bool // wait for the group's earlier pending notifications
 
 	openID  int64 // the group's open incident, 0 when none
 	episode int
@@ -277,6 +294,22 @@ func (a *applier) apply(ctx context.Context) (incident.Applied, error) {
 		return out, fmt.Errorf("lock group: %w", err)
 	}
 	a.openID = open.Int64
+	if a.inOrder {
+		// Under the group's lock: a replica applying an earlier one has
+		// committed it by now, and one that has only taken it (its row is
+		// locked, it is still pending) applies it later. Applying this one
+		// first would record the group's changes out of order (a resolve
+		// before its firing opens an incident already resolved, and the
+		// firing is then stale: no page).
+		var earlier bool
+		if err := a.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notifications WHERE status = 'pending' AND id < ? AND group_key = ?)`,
+			a.notifID, gk).Scan(&earlier); err != nil {
+			return out, fmt.Errorf("find earlier notifications: %w", err)
+		}
+		if earlier {
+			return out, errEarlierPending
+		}
+	}
 
 	known, err := a.known(ctx)
 	if err != nil {

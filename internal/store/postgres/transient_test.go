@@ -15,6 +15,28 @@ import (
 	"github.com/responder/responder/internal/testenv"
 )
 
+// openIdle opens a new database without running its writer loop: the
+// tests apply with ApplyDue.
+func openIdle(t *testing.T, c *storetest.Clock) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), testenv.StartPostgres(t), store.Options{Now: c.Now})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	return db
+}
+
+// insertPending stores m as Accept stores a deferred delivery, with the
+// state hash given, and returns its id.
+func insertPending(t *testing.T, db *postgres.DB, c *storetest.Clock, m *incident.Message, hash string) int64 {
+	t.Helper()
+	raw, err := json.Marshal(m)
+	require.NoError(t, err)
+	var id int64
+	require.NoError(t, db.DB().QueryRowContext(context.Background(), `INSERT INTO notifications (received_at, group_key, state_hash, status, receiver, alerts, payload)
+		VALUES ($1, $2, $3, 'pending', $4, $5, $6) RETURNING id`, c.Now().UnixNano(), m.GroupKey, hash, m.Receiver, len(m.Alerts), raw).Scan(&id))
+	return id
+}
+
 // TestPostgres_DeadlockedApplyIsNoAttempt applies a committed notification
 // whose group another transaction holds, and that transaction then waits
 // for the notification: PostgreSQL breaks the deadlock by failing the
@@ -26,16 +48,10 @@ func TestPostgres_DeadlockedApplyIsNoAttempt(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := storetest.NewClock()
-	db, err := postgres.Open(ctx, testenv.StartPostgres(t), store.Options{Now: c.Now})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	db := openIdle(t, c)
 	m := storetest.Payload(t, "am_v4_firing.json")
-	raw, err := json.Marshal(m)
-	require.NoError(t, err)
-	var id int64
-	require.NoError(t, db.DB().QueryRowContext(ctx, `INSERT INTO notifications (received_at, group_key, state_hash, status, receiver, alerts, payload)
-		VALUES ($1, $2, 'h', 'pending', $3, $4, $5) RETURNING id`, c.Now().UnixNano(), m.GroupKey, m.Receiver, len(m.Alerts), raw).Scan(&id))
-	_, err = db.DB().ExecContext(ctx, `INSERT INTO alert_groups (group_key) VALUES ($1)`, m.GroupKey)
+	id := insertPending(t, db, c, m, "h")
+	_, err := db.DB().ExecContext(ctx, `INSERT INTO alert_groups (group_key) VALUES ($1)`, m.GroupKey)
 	require.NoError(t, err)
 
 	other, err := db.DB().BeginTx(ctx, nil)
@@ -69,4 +85,50 @@ func TestPostgres_DeadlockedApplyIsNoAttempt(t *testing.T) {
 	counts, err := db.NotificationCounts(ctx)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{incident.NotificationProcessed: 1}, counts)
+}
+
+// TestPostgres_ApplyKeepsGroupOrderAcrossReplicas applies a group's two
+// pending notifications, fired then resolved, while another replica has
+// taken the first (it holds its row, FOR UPDATE SKIP LOCKED) and not yet
+// applied it. Applying the second first opened the incident already
+// resolved, and the first then counted as stale: the incident never fired
+// (no page). The second now waits until the first is applied.
+func TestPostgres_ApplyKeepsGroupOrderAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := storetest.NewClock()
+	db := openIdle(t, c)
+	var transitions []incident.Transition
+	db.SetHooks(nil, func(_ int64, ap incident.Applied) { transitions = append(transitions, ap.Transition) })
+	ids := make([]int64, 2)
+	for i, status := range []string{incident.StatusFiring, incident.StatusResolved} {
+		m := storetest.Payload(t, "am_v4_firing.json")
+		m.Status = status
+		for j := range m.Alerts {
+			m.Alerts[j].Status = status
+			if status == incident.StatusResolved {
+				m.Alerts[j].EndsAt = m.Alerts[j].StartsAt.Add(time.Hour)
+			}
+		}
+		ids[i] = insertPending(t, db, c, m, status)
+	}
+
+	other, err := db.DB().BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = other.Rollback() }()
+	_, err = other.ExecContext(ctx, `SELECT 1 FROM notifications WHERE id = $1 FOR UPDATE`, ids[0])
+	require.NoError(t, err)
+	_, err = db.ApplyDue(ctx, 8)
+	require.NoError(t, err)
+	counts, err := db.NotificationCounts(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{incident.NotificationPending: 2}, counts, "the resolve waits for the notification before it")
+	jobs, err := db.ListJobs(ctx, incident.JobFilter{})
+	require.NoError(t, err)
+	require.Empty(t, jobs, "waiting is no failed attempt")
+
+	require.NoError(t, other.Rollback())
+	_, err = db.ApplyDue(ctx, 8)
+	require.NoError(t, err)
+	require.Equal(t, []incident.Transition{incident.TransitionOpened, incident.TransitionResolved}, transitions)
 }
