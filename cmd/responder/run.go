@@ -27,23 +27,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	a := kingpin.New("responder", "Turns Alertmanager notifications into incident response: durable intake, Slack, PagerDuty, context and guarded remediation.")
 	a.UsageWriter(stderr)
 	a.ErrorWriter(stderr)
-	// kingpin ends the program after --help through this function; it
-	// must not call os.Exit here (main does, once), so it records the code
-	// and run returns it right after parsing. Without it, --help went on
-	// to run the command with its flags unset. kingpin ends with 1 only
-	// after a usage error of its own (`help frobnicate`), which is 2 here
-	// like every other wrong command line.
-	exit := -1
-	a.Terminate(func(code int) {
-		switch {
-		case exit >= 0:
-		case code == 0:
-			exit = 0
-		default:
-			exit = 2
-		}
-	})
-
 	serve := a.Command("serve", "Run the service.")
 	serveConfig := serve.Flag("config.file", "Configuration file. Without it, the embedded default runs: SQLite under ./data, console only, remediation in dry-run.").String()
 	listen := serve.Flag("web.listen-address", "Address to listen on for the webhook, the API and metrics.").Default("127.0.0.1:9096").String()
@@ -65,9 +48,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	a.Command("version", "Print version information.")
 
-	cmd, err := a.Parse(args)
+	cmd, exit, err := parse(a, args)
 	if exit >= 0 {
 		return exit
+	}
+	if errors.Is(err, errNoCommand) {
+		// Usage on stderr and 2, like `go` alone: the command line asked
+		// for nothing, which a script must not take for success. --help
+		// and `help` print the same and exit 0.
+		a.Usage(nil)
+		return 2
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "responder: %v (see --help)\n", err)
@@ -99,6 +89,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	return 2
+}
+
+// errNoCommand is parse's error for a command line without a command.
+var errNoCommand = errors.New("no command")
+
+// terminated is how parse stops kingpin where it would end the program.
+type terminated struct{ code int }
+
+// parse is a.Parse, except that it returns where kingpin would end the
+// program: exit is then its exit code (-1 otherwise). kingpin ends it
+// after printing the usage (--help, --help-long, --help-man, `help`) and
+// after one of its own usage errors (`help frobnicate`); main must call
+// os.Exit once, so the Terminate hook panics with terminated, recovered
+// here. A hook that only recorded the code let kingpin carry on and print
+// the usage a second time (--help), or the short usage after the long one
+// or the man page. kingpin ends with 1 after its usage errors, which is 2
+// here like every other wrong command line.
+//
+// A command line without a command is errNoCommand, not kingpin's usage
+// and exit 0, so that run can tell it from --help.
+func parse(a *kingpin.Application, args []string) (cmd string, exit int, err error) {
+	a.Terminate(func(code int) { panic(terminated{code}) })
+	a.Action(func(c *kingpin.ParseContext) error {
+		// Actions run after --help and the help flags have been handled,
+		// and before kingpin's own "command not specified".
+		if c.SelectedCommand == nil {
+			return errNoCommand
+		}
+		return nil
+	})
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		t, ok := r.(terminated)
+		if !ok {
+			panic(r)
+		}
+		cmd, exit, err = "", 0, nil
+		if t.code != 0 {
+			exit = 2
+		}
+	}()
+	cmd, err = a.Parse(args)
+	return cmd, -1, err
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

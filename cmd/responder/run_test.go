@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -53,6 +55,9 @@ func TestRun(t *testing.T) {
 		{"version", []string{"version"}, 0, "responder, version", "", ""},
 		{"unknown command", []string{"frobnicate"}, 2, "", "see --help", ""},
 		{"help", []string{"--help"}, 0, "", "usage: responder", "see --help"},
+		{"help twice", []string{"--help", "--help"}, 0, "", "usage: responder", ""},
+		{"no command is a usage error", nil, 2, "", "usage: responder <command>", ""},
+		{"a command group without its command", []string{"runbooks"}, 2, "", "must select a subcommand of 'runbooks'", ""},
 		{"help of serve does not serve", []string{"serve", "--help"}, 0, "", "--web.listen-address", "unknown name"},
 		{"help of check-config does not check", []string{"check-config", "--help"}, 0, "", "--config.file", "SUCCESS"},
 		{"help command", []string{"help", "serve"}, 0, "", "--web.listen-address", "unknown name"},
@@ -69,6 +74,39 @@ func TestRun(t *testing.T) {
 			if tt.notContain != "" {
 				require.NotContains(t, stdout.String()+stderr.String(), tt.notContain)
 			}
+			// kingpin carried on after --help and printed it again.
+			require.LessOrEqual(t, strings.Count(stdout.String()+stderr.String(), "usage: responder"), 1, "the usage is printed once")
+		})
+	}
+}
+
+// TestRun_helpFlags runs responder as a process of its own: kingpin writes
+// --help-long and --help-man to os.Stdout, not to run's stdout.
+func TestRun_helpFlags(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		flag  string
+		once  string // a heading printed once
+		never string
+	}{
+		{"--help-long", "usage: responder <command>", ""},
+		{"--help-man", ".TH responder", "usage: responder"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.flag, func(t *testing.T) {
+			t.Parallel()
+			//nolint:gosec,noctx // the test binary itself, see TestMain
+			cmd := exec.Command(os.Args[0], tt.flag)
+			cmd.Env = append(os.Environ(), mainEnv+"=1")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			require.NoError(t, cmd.Run(), "stderr: %s", stderr.String())
+			require.Equal(t, 1, strings.Count(stdout.String(), tt.once), "stdout: %s", stdout.String())
+			require.Contains(t, stdout.String(), "backup [<flags>] <file>", "every command is listed")
+			if tt.never != "" {
+				require.NotContains(t, stdout.String(), tt.never)
+			}
+			require.Empty(t, stderr.String())
 		})
 	}
 }
