@@ -4,9 +4,13 @@ PKG       := github.com/responder/responder
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+# Who built it, user@host as promu sets it for Prometheus. USER is unset in
+# a container (docker build), where id -un answers.
+BUILD_USER ?= $(or $(USER),$(shell id -un 2>/dev/null),unknown)@$(or $(shell uname -n 2>/dev/null),unknown)
 LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Revision=$(REVISION) \
              -X github.com/prometheus/common/version.Branch=$(BRANCH) \
+             -X github.com/prometheus/common/version.BuildUser=$(BUILD_USER) \
              -X github.com/prometheus/common/version.BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 GOLANGCI  := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.12.2
 FUZZTIME  ?= 10s
@@ -26,9 +30,9 @@ CHART     := deploy/helm/responder
 
 all: build
 
-## build: compile bin/responder
+## build: compile bin/responder (-trimpath: no path of the build machine in the binary)
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/responder ./cmd/responder
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/responder ./cmd/responder
 
 ## run: run the service on the embedded default (SQLite in ./data, console only, dry-run)
 run:
