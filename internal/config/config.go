@@ -282,7 +282,7 @@ func oneDocument(s string) error {
 		case i == 0 && err != nil:
 			return nil // a syntax error of the first document: the strict decode reports it
 		case i > 0 && (err != nil || doc != nil):
-			return errors.New("config holds more than one YAML document (separated by ---): only the first is read, so merge them")
+			return errors.New("config holds more than one YAML document (separated by ---): responder reads one YAML document; merge them into one")
 		}
 	}
 }

@@ -122,7 +122,7 @@ func TestLoad_text(t *testing.T) {
 		{name: "null sections only", text: "route:\nreceivers:\n", wantErr: "config sets nothing: route, receivers have no keys"},
 		{name: "one null section", text: "# commented out:\nstorage:\n#  dsn: postgres://db/responder\n", wantErr: "config sets nothing: storage has no keys"},
 		{name: "not a mapping", text: "- a\n- b\n", wantErr: "cannot unmarshal !!seq"},
-		{name: "a second document", text: "storage: {dsn: 'sqlite://a.db'}\n---\nremediation: {max_concurrent: 0}\n", wantErr: "config holds more than one YAML document"},
+		{name: "a second document", text: "storage: {dsn: 'sqlite://a.db'}\n---\nremediation: {max_concurrent: 0}\n", wantErr: "config holds more than one YAML document (separated by ---): responder reads one YAML document; merge them into one"},
 		{name: "an empty document first", text: "---\n# nothing yet\n---\nstorage: {dsn: 'sqlite://a.db'}\n", wantErr: "config holds more than one YAML document"},
 		{name: "a broken second document", text: "storage: {dsn: 'sqlite://a.db'}\n---\nroute: [\n", wantErr: "config holds more than one YAML document"},
 		{name: "a second document after a first marker", text: "---\nstorage: {dsn: 'sqlite://a.db'}\n---\n# remediation: {max_concurrent: 0}\nstorm: {}\n", wantErr: "config holds more than one YAML document"},
