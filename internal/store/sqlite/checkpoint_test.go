@@ -1,14 +1,18 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -132,4 +136,59 @@ type recordingSyncer struct {
 func (r *recordingSyncer) Sync() error {
 	*r.events = append(*r.events, "sync")
 	return r.err
+}
+
+// A checkpoint that keeps failing, one a second, is logged when it starts
+// failing, then at most once a minute with the count, and once when
+// checkpoints work again: not on every attempt.
+func TestCheckpoint_LogsFailuresOnceAMinute(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		path := filepath.Join(t.TempDir(), "w.db")
+		w, ckpt, err := OpenWriter(ctx, path)
+		require.NoError(t, err)
+		defer func() { require.NoError(t, w.Close()); require.NoError(t, ckpt.Close()) }()
+		// Frames in the WAL, so that every checkpoint goes on to pause the writer.
+		_, err = w.ExecContext(ctx, `CREATE TABLE t (id INTEGER PRIMARY KEY)`)
+		require.NoError(t, err)
+
+		var failing atomic.Bool
+		failing.Store(true)
+		pause := func(context.Context) (func(), error) {
+			if failing.Load() {
+				return nil, errors.New("writer gone")
+			}
+			return func() {}, nil
+		}
+		var logs bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			},
+		}))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Checkpoint(ctx, ckpt, nil, logger, pause)
+		}()
+		// 150 checkpoints fail, at 1s, 2s, ... 150s; the 151st works.
+		time.Sleep(150*time.Second + checkpointEvery/2)
+		synctest.Wait()
+		failing.Store(false)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		cancel()
+		<-done
+
+		require.Equal(t, []string{
+			`level=WARN msg="wal checkpoint failed, will retry every second; the wal grows until one works" err="pause the writer: writer gone"`,
+			`level=WARN msg="wal checkpoint still failing" failing_for=1m0s failed_checkpoints=61 err="pause the writer: writer gone"`,
+			`level=WARN msg="wal checkpoint still failing" failing_for=2m0s failed_checkpoints=121 err="pause the writer: writer gone"`,
+			`level=INFO msg="wal checkpoints work again" failing_for=2m30s failed_checkpoints=150`,
+		}, strings.Split(strings.TrimSpace(logs.String()), "\n"))
+	})
 }

@@ -198,16 +198,53 @@ func (db *DB) checkpoint(ctx context.Context) {
 func Checkpoint(ctx context.Context, conn *sql.DB, file Syncer, logger *slog.Logger, pause func(context.Context) (resume func(), err error)) {
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
+	var h checkpointHealth
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := checkpointOnce(ctx, conn, file, logger, pause); err != nil && ctx.Err() == nil {
-				logger.WarnContext(ctx, "wal checkpoint failed, will retry in 1s", "err", err)
+			err := checkpointOnce(ctx, conn, file, logger, pause)
+			if ctx.Err() != nil {
+				return // stopped meanwhile: the error is the cancellation
 			}
+			h.observe(ctx, logger, err)
 		}
 	}
+}
+
+// checkpointHealth logs a run of failed checkpoints the way storage logs
+// failed commits: the first failure, then at most once a minute with how
+// long and how many and the last error, and once when a checkpoint works
+// again. A checkpoint runs every second, and a warning for each failure
+// buried the log while its cause (a full disk, an I/O error) lasted.
+type checkpointHealth struct {
+	failed int       // failed checkpoints in a row
+	since  time.Time // the first of them
+	logged time.Time // the last warning
+}
+
+// checkpointLogEvery is how often a warning repeats while checkpoints fail.
+const checkpointLogEvery = time.Minute
+
+// observe records a checkpoint's outcome.
+func (h *checkpointHealth) observe(ctx context.Context, logger *slog.Logger, err error) {
+	now := time.Now()
+	switch {
+	case err == nil:
+		if h.failed > 0 {
+			logger.InfoContext(ctx, "wal checkpoints work again", "failing_for", now.Sub(h.since).Round(time.Second), "failed_checkpoints", h.failed)
+		}
+		h.failed = 0
+		return
+	case h.failed == 0:
+		h.since, h.logged = now, now
+		logger.WarnContext(ctx, "wal checkpoint failed, will retry every second; the wal grows until one works", "err", err)
+	case now.Sub(h.logged) >= checkpointLogEvery:
+		h.logged = now
+		logger.WarnContext(ctx, "wal checkpoint still failing", "failing_for", now.Sub(h.since).Round(time.Second), "failed_checkpoints", h.failed+1, "err", err)
+	}
+	h.failed++
 }
 
 const (
