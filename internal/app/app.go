@@ -295,6 +295,9 @@ func (a *App) readiness(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := a.db.Ping(ctx); err != nil {
+		if errors.Is(err, store.ErrCannotCommit) {
+			return errors.New("storage cannot commit (the log says why)")
+		}
 		return errors.New("storage does not answer")
 	}
 	return nil

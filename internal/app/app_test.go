@@ -65,7 +65,17 @@ func startApp(t *testing.T, configText string) (*app.App, string) {
 
 func post(t *testing.T, url, token, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
+	return request(t, http.MethodPost, url, token, body)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	return request(t, http.MethodGet, url, "", "")
+}
+
+func request(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
 	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -149,14 +159,8 @@ func scrape(t *testing.T, base, series string) string {
 // metricsText returns what GET /metrics answers.
 func metricsText(t *testing.T, base string) string {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/metrics", nil)
-	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
+	_, text := get(t, base+"/metrics")
+	return text
 }
 
 func TestApp_RefusesExposureWithoutAuth(t *testing.T) {

@@ -103,7 +103,7 @@ func newQueueCollector(s *store.Store) *queueCollector {
 			"Committed webhook notifications not yet applied to their incidents (the ingest backlog; one whose apply failed is a job in responder_queue_jobs instead).", nil, nil),
 		oldestPending: prometheus.NewDesc("responder_notifications_oldest_pending_seconds",
 			"Age of the oldest committed webhook notification not yet applied to its incident; 0 when none.", nil, nil),
-		up: prometheus.NewDesc("responder_storage_up", "1 when storage answered the last scrape's queue query.", nil, nil),
+		up: prometheus.NewDesc("responder_storage_up", "1 when storage answered this scrape's queue query and takes commits.", nil, nil),
 	}
 }
 
@@ -125,7 +125,14 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	// Reads may work while commits fail (a full disk, a read-only file
+	// system): Ping then tries a write, so that the gauge comes back on its
+	// own once space returns, with no webhook or readiness probe needed.
+	up := 1.0
+	if err := c.s.Ping(ctx); err != nil {
+		up = 0
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
 	for _, state := range []string{incident.JobQueued, incident.JobRunning, incident.JobParked} {
 		ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(st.ByState[state]), state)
 	}

@@ -17,7 +17,10 @@ import (
 // answered 503. The failures' cause is in the driver's error, which the
 // incident.Error that reaches the webhook and the job handlers does not
 // print: it is logged here, once when commits start failing, at most once a
-// minute while they go on failing, and once when they succeed again.
+// minute while they go on failing, and once when they succeed again. Only
+// a commit that carried webhook deliveries, or Ping's notification-sized
+// probe, clears a failure: the job handlers' small writes can fit in the
+// pages a full database still has while no notification does.
 type commitHealth struct {
 	mu     sync.Mutex
 	cause  error     // the last failed commit's; nil after a successful one
@@ -65,6 +68,11 @@ func (s *Store) commitFailure() error {
 	return s.health.cause
 }
 
+// ErrCannotCommit is what Ping's error wraps when the database answers but
+// its last commit failed and a probe write still fails: a full disk, a
+// read-only file system.
+var ErrCannotCommit = errors.New("storage cannot commit")
+
 // Ping checks that the database answers, and that it takes writes: after
 // a failed commit it tries one small write transaction, and reports the
 // failure until a commit succeeds again (readiness then says that
@@ -79,7 +87,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	s.observeCommit(ctx, s.probeWrite(ctx))
 	if err := s.commitFailure(); err != nil {
-		return fmt.Errorf("storage cannot commit: %w", err)
+		return fmt.Errorf("%w: %w", ErrCannotCommit, err)
 	}
 	return nil
 }
