@@ -459,10 +459,36 @@ func yamlErrors(key string, err error) []error {
 	for _, e := range te.Errors {
 		e = typeInRE.ReplaceAllString(e, "")
 		e = valueRE.ReplaceAllString(e, "")
+		if m := unknownFieldRE.FindStringSubmatch(e); m != nil && alertmanagerOnly[key][m[1]] != "" {
+			e += ": " + alertmanagerOnly[key][m[1]]
+		}
 		errs = append(errs, fmt.Errorf("%s%s", prefix, e))
 	}
 	return errs
 }
+
+// unknownFieldRE matches the YAML decoder's error for an unknown key.
+var unknownFieldRE = regexp.MustCompile(`field (\S+) not found$`)
+
+// alertmanagerOnly explains, by section ("" for the top level), keys of
+// Alertmanager's configuration that responder does not take, for a user
+// who copies a route tree or a whole alertmanager.yml over.
+var alertmanagerOnly = map[string]map[string]string{
+	"": {
+		"mute_time_intervals": "it is Alertmanager's older name for time_intervals, which responder reads",
+		"inhibit_rules":       "inhibition is Alertmanager's; keep it in alertmanager.yml (responder gets what Alertmanager did not inhibit)",
+		"templates":           "responder's templates are inline, in slack_configs[].title and text",
+	},
+	"route": {
+		"group_wait":      groupTiming,
+		"group_interval":  groupTiming,
+		"repeat_interval": groupTiming,
+		"match":           `it is Alertmanager's deprecated form of matchers; write matchers: ['name="value"']`,
+		"match_re":        `it is Alertmanager's deprecated form of matchers; write matchers: ['name=~"regex"']`,
+	},
+}
+
+const groupTiming = "Alertmanager's grouping timing; responder takes each group as Alertmanager sends it, so set it in alertmanager.yml"
 
 // LoadFile reads and parses the configuration file at path, resolves its
 // relative paths (the SQLite database, every *_file secret, runbooks_dir,

@@ -128,7 +128,9 @@ func TestLoad_text(t *testing.T) {
 		{name: "a second document after a first marker", text: "---\nstorage: {dsn: 'sqlite://a.db'}\n---\n# remediation: {max_concurrent: 0}\nstorm: {}\n", wantErr: "config holds more than one YAML document"},
 		{name: "syntax error", text: "route: [\n", wantErr: "yaml:"},
 		{name: "unknown key in a time interval", text: "time_intervals:\n- name: x\n  time_intervals: [{weekday: [monday]}]\n", wantErr: "time_intervals: line 3: field weekday not found"},
-		{name: "unknown key in a nested route", text: "route:\n  receiver: a\n  routes:\n  - receiver: a\n    match: {a: b}\nreceivers: [{name: a}]\n", wantErr: "route: line 5: field match not found"},
+		{name: "unknown key in a nested route", text: "route:\n  receiver: a\n  routes:\n  - receiver: a\n    match: {a: b}\nreceivers: [{name: a}]\n", wantErr: "route: line 5: field match not found: it is Alertmanager's deprecated form of matchers; write matchers: ['name=\"value\"']"},
+		{name: "Alertmanager's group timing in a route", text: "route:\n  receiver: a\n  group_by: [alertname]\n  group_wait: 30s\nreceivers: [{name: a}]\n", wantErr: "route: line 4: field group_wait not found: Alertmanager's grouping timing; responder takes each group as Alertmanager sends it, so set it in alertmanager.yml"},
+		{name: "Alertmanager's top-level mute_time_intervals", text: "mute_time_intervals: []\nroute: {receiver: a}\nreceivers: [{name: a}]\n", wantErr: "line 1: field mute_time_intervals not found: it is Alertmanager's older name for time_intervals"},
 		{name: "unknown key in a queue", text: "storage:\n  queue: {worker: 1}\n", wantErr: "storage: line 2: field worker not found"},
 		{name: "retention below a week", text: "storage:\n  retention: 3d\n", wantErr: "storage: retention must be 0 (keep everything) or at least 7d"},
 		{name: "retention not a duration", text: "storage:\n  retention: forever\n", wantErr: `not a valid duration string: "forever"`},
@@ -724,4 +726,11 @@ func TestLoad_noCascade(t *testing.T) {
 	t.Parallel()
 	_, err := Load("route: {receiver: a}\nreceivers: [{name: a, pagerduty_configs: [{}]}]\n")
 	require.EqualError(t, err, "receivers[0]: pagerduty_configs[0]: one of routing_key and routing_key_file is required")
+}
+
+// A hint for a key of Alertmanager's is given only in the section where
+// Alertmanager has that key.
+func TestLoad_alertmanagerHintsOnlyWhereTheyApply(t *testing.T) {
+	_, err := Load("route: {receiver: a}\nreceivers: [{name: a, group_wait: 1s}]\n")
+	require.EqualError(t, err, "receivers: line 2: field group_wait not found")
 }
