@@ -479,6 +479,23 @@ var alertmanagerOnly = map[string]map[string]string{
 		"inhibit_rules":       "inhibition is Alertmanager's; keep it in alertmanager.yml (responder gets what Alertmanager did not inhibit)",
 		"templates":           "responder's templates are inline, in slack_configs[].title and text",
 	},
+	"receivers": {
+		"webhook_configs":   otherReceiver,
+		"email_configs":     otherReceiver,
+		"opsgenie_configs":  otherReceiver,
+		"victorops_configs": otherReceiver,
+		"pushover_configs":  otherReceiver,
+		"wechat_configs":    otherReceiver,
+		"telegram_configs":  otherReceiver,
+		"sns_configs":       otherReceiver,
+		"webex_configs":     otherReceiver,
+		"discord_configs":   otherReceiver,
+		"msteams_configs":   otherReceiver,
+		"api_url":           "responder posts to Slack with a bot token, not an incoming webhook: set global.slack_bot_token_file (and global.slack_api_url for a proxy)",
+		"api_url_file":      "responder posts to Slack with a bot token, not an incoming webhook: set global.slack_bot_token_file (and global.slack_api_url for a proxy)",
+		"service_key":       "it is PagerDuty's Events API v1 key; responder sends Events API v2: set routing_key or routing_key_file",
+		"service_key_file":  "it is PagerDuty's Events API v1 key; responder sends Events API v2: set routing_key or routing_key_file",
+	},
 	"route": {
 		"group_wait":      groupTiming,
 		"group_interval":  groupTiming,
@@ -487,6 +504,8 @@ var alertmanagerOnly = map[string]map[string]string{
 		"match_re":        `it is Alertmanager's deprecated form of matchers; write matchers: ['name=~"regex"']`,
 	},
 }
+
+const otherReceiver = "responder sends to Slack and PagerDuty; keep this receiver in alertmanager.yml"
 
 const groupTiming = "Alertmanager's grouping timing; responder takes each group as Alertmanager sends it, so set it in alertmanager.yml"
 
