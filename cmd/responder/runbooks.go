@@ -29,7 +29,7 @@ func addRunbooksCommands(a *kingpin.Application) *runbooksCommands {
 	c.dir = c.check.Arg("dir", "Runbooks directory.").Required().String()
 	c.simulate = rb.Command("simulate", "Print which runbook would run for an alert with these labels, its parameters and steps, and which guard would stop it.")
 	c.configFile = c.simulate.Flag("config.file", "Configuration file; without it, the embedded default.").String()
-	c.at = c.simulate.Flag("time", "Simulate at this instant (RFC 3339); default now.").String()
+	c.at = c.simulate.Flag("time", "The instant printed with the result (RFC 3339); default now. None of the guards simulate checks depends on it.").String()
 	c.labels = c.simulate.Arg("labels", "Alert labels as label=value.").Strings()
 	return c
 }
