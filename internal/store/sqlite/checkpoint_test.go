@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"errors"
 	"log/slog"
@@ -71,7 +72,7 @@ func TestCheckpoint_RewindsTheWALUnderBackToBackCommits(t *testing.T) {
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return commits >= 20 }, 10*time.Second, time.Millisecond)
 	for i := range 5 {
 		seq := walCheckpointSeq(t, path)
-		require.NoError(t, checkpointOnce(ctx, ckpt, file, slog.New(slog.DiscardHandler), pause))
+		require.NoError(t, checkpointOnce(ctx, ckpt, file, nil, pause))
 		mu.Lock()
 		before := commits
 		mu.Unlock()
@@ -116,14 +117,14 @@ func TestCheckpoint_FlushesTheFileBeforePausingTheWriter(t *testing.T) {
 		return func() { events = append(events, "resume") }, nil
 	}
 	file := &recordingSyncer{events: &events}
-	require.NoError(t, checkpointOnce(ctx, ckpt, file, slog.New(slog.DiscardHandler), pause))
+	require.NoError(t, checkpointOnce(ctx, ckpt, file, nil, pause))
 	require.Equal(t, []string{"sync", "pause", "resume"}, events)
 
 	events = nil
 	file.err = errors.New("disk gone")
 	_, err = w.ExecContext(ctx, `INSERT INTO t (b) VALUES (randomblob(3000))`)
 	require.NoError(t, err)
-	err = checkpointOnce(ctx, ckpt, file, slog.New(slog.DiscardHandler), pause)
+	err = checkpointOnce(ctx, ckpt, file, nil, pause)
 	require.ErrorContains(t, err, "disk gone")
 	require.Equal(t, []string{"sync"}, events, "the writer was paused although the flush failed")
 }
@@ -145,13 +146,7 @@ func TestCheckpoint_LogsFailuresOnceAMinute(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		path := filepath.Join(t.TempDir(), "w.db")
-		w, ckpt, err := OpenWriter(ctx, path)
-		require.NoError(t, err)
-		defer func() { require.NoError(t, w.Close()); require.NoError(t, ckpt.Close()) }()
-		// Frames in the WAL, so that every checkpoint goes on to pause the writer.
-		_, err = w.ExecContext(ctx, `CREATE TABLE t (id INTEGER PRIMARY KEY)`)
-		require.NoError(t, err)
+		ckpt := walWithFrames(t, ctx)
 
 		var failing atomic.Bool
 		failing.Store(true)
@@ -161,20 +156,7 @@ func TestCheckpoint_LogsFailuresOnceAMinute(t *testing.T) {
 			}
 			return func() {}, nil
 		}
-		var logs bytes.Buffer
-		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{
-			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-				if a.Key == slog.TimeKey {
-					return slog.Attr{}
-				}
-				return a
-			},
-		}))
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			Checkpoint(ctx, ckpt, nil, logger, pause)
-		}()
+		logs, wait := runCheckpoint(ctx, ckpt, pause)
 		// 150 checkpoints fail, at 1s, 2s, ... 150s; the 151st works.
 		time.Sleep(150*time.Second + checkpointEvery/2)
 		synctest.Wait()
@@ -182,7 +164,7 @@ func TestCheckpoint_LogsFailuresOnceAMinute(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
 		cancel()
-		<-done
+		wait()
 
 		require.Equal(t, []string{
 			`level=WARN msg="wal checkpoint failed, will retry every second; the wal grows until one works" err="pause the writer: writer gone"`,
@@ -191,4 +173,62 @@ func TestCheckpoint_LogsFailuresOnceAMinute(t *testing.T) {
 			`level=INFO msg="wal checkpoints work again" failing_for=2m30s failed_checkpoints=150`,
 		}, strings.Split(strings.TrimSpace(logs.String()), "\n"))
 	})
+}
+
+// On a disk so slow that every paused pass holds the writer back, the
+// warning comes once a minute with a count, not every second.
+func TestCheckpoint_LogsSlowPausesOnceAMinute(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		ckpt := walWithFrames(t, ctx)
+
+		// Each pause holds the writer for 200 ms (the resume comes late).
+		pause := func(context.Context) (func(), error) {
+			return func() { time.Sleep(2 * slowPause) }, nil
+		}
+		logs, wait := runCheckpoint(ctx, ckpt, pause)
+		time.Sleep(150 * time.Second)
+		synctest.Wait()
+		cancel()
+		wait()
+
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		require.Len(t, lines, 3, "at 0, 1 and 2 minutes: %s", logs.String())
+		require.Equal(t, `level=WARN msg="the wal checkpoint held the writer back" took=200ms frames_left=0 slow_checkpoints=1 longest=200ms`, lines[0])
+		require.Regexp(t, `slow_checkpoints=(59|60|61) longest=200ms$`, lines[1])
+	})
+}
+
+// walWithFrames opens a database's writer and checkpoint pools, closed when
+// the test ends, and commits a table, so that the WAL has frames and every
+// checkpoint goes on to pause the writer. It returns the checkpoint pool.
+func walWithFrames(t *testing.T, ctx context.Context) *sql.DB { //nolint:revive // context-as-argument: t first, as in every test helper.
+	t.Helper()
+	w, ckpt, err := OpenWriter(ctx, filepath.Join(t.TempDir(), "w.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, w.Close()); require.NoError(t, ckpt.Close()) })
+	_, err = w.ExecContext(ctx, `CREATE TABLE t (id INTEGER PRIMARY KEY)`)
+	require.NoError(t, err)
+	return ckpt
+}
+
+// runCheckpoint runs Checkpoint until ctx is cancelled, logging text lines
+// without their time to logs; wait returns once it has stopped.
+func runCheckpoint(ctx context.Context, ckpt *sql.DB, pause func(context.Context) (func(), error)) (logs *bytes.Buffer, wait func()) {
+	logs = new(bytes.Buffer)
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Checkpoint(ctx, ckpt, nil, logger, pause)
+	}()
+	return logs, func() { <-done }
 }

@@ -199,12 +199,13 @@ func Checkpoint(ctx context.Context, conn *sql.DB, file Syncer, logger *slog.Log
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
 	var h checkpointHealth
+	slow := func(took time.Duration, left int) { h.observeSlow(ctx, logger, took, left) }
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := checkpointOnce(ctx, conn, file, logger, pause)
+			err := checkpointOnce(ctx, conn, file, slow, pause)
 			if ctx.Err() != nil {
 				return // stopped meanwhile: the error is the cancellation
 			}
@@ -222,6 +223,13 @@ type checkpointHealth struct {
 	failed int       // failed checkpoints in a row
 	since  time.Time // the first of them
 	logged time.Time // the last warning
+
+	// Paused passes that held the writer longer than slowPause since the
+	// last warning about them, the longest of those, and that warning's
+	// time: on a disk that slow, every checkpoint is one.
+	slow       int
+	slowMax    time.Duration
+	slowLogged time.Time
 }
 
 // checkpointLogEvery is how often a warning repeats while checkpoints fail.
@@ -247,6 +255,23 @@ func (h *checkpointHealth) observe(ctx context.Context, logger *slog.Logger, err
 	h.failed++
 }
 
+// observeSlow records a paused pass that held the writer for took; one
+// longer than slowPause is logged, then at most once a minute with how
+// many there were since and the longest.
+func (h *checkpointHealth) observeSlow(ctx context.Context, logger *slog.Logger, took time.Duration, left int) {
+	if took <= slowPause {
+		return
+	}
+	h.slow++
+	h.slowMax = max(h.slowMax, took)
+	now := time.Now()
+	if !h.slowLogged.IsZero() && now.Sub(h.slowLogged) < checkpointLogEvery {
+		return
+	}
+	logger.WarnContext(ctx, "the wal checkpoint held the writer back", "took", took, "frames_left", left, "slow_checkpoints", h.slow, "longest", h.slowMax)
+	h.slow, h.slowMax, h.slowLogged = 0, 0, now
+}
+
 const (
 	checkpointEvery = time.Second
 	// checkpointPasses is how many PASSIVE passes run while the writer
@@ -256,7 +281,7 @@ const (
 	// 4 KiB pages) are left to copy, the passes stop and the last one runs.
 	pausedFrames = 1024
 	// slowPause is how long a paused pass may hold the writer before it is
-	// logged as a warning.
+	// logged as a warning (see checkpointHealth.observeSlow).
 	slowPause = 100 * time.Millisecond
 )
 
@@ -283,7 +308,7 @@ const (
 // writer waits for the copy of what it committed during the passes before,
 // not for the whole WAL; if the disk cannot keep up, that wait is the
 // back-pressure that bounds the WAL.
-func checkpointOnce(ctx context.Context, conn *sql.DB, file Syncer, logger *slog.Logger, pause func(context.Context) (func(), error)) error {
+func checkpointOnce(ctx context.Context, conn *sql.DB, file Syncer, slow func(took time.Duration, left int), pause func(context.Context) (func(), error)) error {
 	for range checkpointPasses {
 		frames, left, err := checkpointPassive(ctx, conn)
 		if err != nil {
@@ -316,8 +341,8 @@ func checkpointOnce(ctx context.Context, conn *sql.DB, file Syncer, logger *slog
 	start := time.Now()
 	_, left, err := checkpointPassive(ctx, conn)
 	resume()
-	if took := time.Since(start); took > slowPause {
-		logger.WarnContext(ctx, "the wal checkpoint held the writer back", "took", took, "frames_left", left)
+	if slow != nil {
+		slow(time.Since(start), left)
 	}
 	return err
 }
