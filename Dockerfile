@@ -22,8 +22,10 @@ COPY . .
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG BRANCH=unknown
+# 'version' prints it; the default would name the build container's id.
+ARG BUILD_USER=docker
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOFLAGS=-trimpath make build VERSION="$VERSION" REVISION="$REVISION" BRANCH="$BRANCH" \
+    CGO_ENABLED=0 GOFLAGS=-trimpath make build VERSION="$VERSION" REVISION="$REVISION" BRANCH="$BRANCH" BUILD_USER="$BUILD_USER" \
  && bin/responder version \
  && if ldd bin/responder >/dev/null 2>&1; then echo "bin/responder is not static" >&2; exit 1; fi \
  && mkdir -p /out/data
