@@ -3,8 +3,10 @@ package incident_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -127,12 +130,7 @@ func TestPipeline_Run(t *testing.T) {
 					calls++
 					return tt.handler(calls)
 				}))
-				ctx, cancel := context.WithCancel(t.Context())
-				done := make(chan struct{})
-				go func() { _ = p.Run(ctx); close(done) }()
-				time.Sleep(time.Minute) // fake time: enough for every backoff
-				cancel()
-				<-done
+				runFor(t, p, time.Minute) // fake time: enough for every backoff
 				got := q.get(1)
 				require.Equal(t, tt.wantState, got.State)
 				require.Equal(t, tt.wantCalls, calls)
@@ -143,6 +141,17 @@ func TestPipeline_Run(t *testing.T) {
 			})
 		})
 	}
+}
+
+// runFor runs p for d (of synctest's time) and waits until it stops.
+func runFor(t *testing.T, p *incident.Pipeline, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(done) }()
+	time.Sleep(d)
+	cancel()
+	<-done
 }
 
 // prometheusCounter finds the attempts counter for kind "k" and outcome.
@@ -179,12 +188,7 @@ func TestPipeline_BackoffGrows(t *testing.T) {
 			starts = append(starts, time.Now())
 			return errors.New("down")
 		}))
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { _ = p.Run(ctx); close(done) }()
-		time.Sleep(2 * time.Minute)
-		cancel()
-		<-done
+		runFor(t, p, 2*time.Minute)
 		require.Len(t, starts, 6)
 		// Gaps follow 1s, 2s, 4s, 8s, 10s (capped), each jittered into the
 		// upper half of its interval.
@@ -225,5 +229,66 @@ func TestBackoff(t *testing.T) {
 		d := incident.Backoff(attempts, time.Second, time.Minute)
 		require.GreaterOrEqual(t, d, time.Second/2)
 		require.LessOrEqual(t, d, time.Minute)
+	}
+}
+
+// errDiskFull stands for a storage driver's error that storage reports as
+// its own (PipelineOptions.StorageFailed).
+var errDiskFull = errors.New("database or disk is full (5)")
+
+// storageError is how a storage failure reaches a handler: the store's
+// classified error keeps the driver's in Err, out of its message.
+func storageError() error {
+	return fmt.Errorf("route incident 7: %w", &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: commit", Err: errDiskFull})
+}
+
+// TestPipeline_LogNamesCause: the log line of a failed or parked job names
+// the cause an *incident.Error keeps out of its message (its Error is Msg
+// only, for HTTP answers): before, a job parked on a full disk was logged
+// with err="route incident 7: storage cannot commit: commit" and no word of
+// the disk.
+func TestPipeline_LogNamesCause(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		line    string
+		wantErr string
+	}{
+		{
+			"parked", incident.Permanent(storageError()), "job parked after its last attempt",
+			`err="route incident 7: storage cannot commit: commit: database or disk is full (5)"`,
+		},
+		{
+			"retried", storageError(), "job failed, will retry",
+			`err="route incident 7: storage cannot commit: commit: database or disk is full (5)"`,
+		},
+		{
+			"a message that holds its cause says it once", incident.Errorf(incident.Unavailable, "load incident 7: %w", errDiskFull), "job failed, will retry",
+			`err="load incident 7: database or disk is full (5)"`,
+		},
+		{
+			"a nested cause", &incident.Error{Msg: "deliver 3", Err: &incident.Error{Msg: "storage cannot commit: begin", Err: errDiskFull}}, "job failed, will retry",
+			`err="deliver 3: storage cannot commit: begin: database or disk is full (5)"`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newMemQueue(incident.Job{ID: 1, Kind: "k", MaxAttempts: 5})
+				var logs testenv.LogBuffer
+				p := incident.NewPipeline(slog.New(slog.NewTextHandler(&logs, nil)), q, incident.PipelineOptions{Workers: 1, PollInterval: 100 * time.Millisecond})
+				p.Register("k", incident.HandlerFunc(func(context.Context, incident.Job) error { return tt.err }))
+				runFor(t, p, 500*time.Millisecond)
+				var line string
+				for l := range strings.Lines(logs.String()) {
+					if strings.Contains(l, tt.line) {
+						line = l
+						break
+					}
+				}
+				require.NotEmpty(t, line, "no %q line in:\n%s", tt.line, logs.String())
+				require.Contains(t, line, tt.wantErr)
+			})
+		})
 	}
 }
