@@ -125,7 +125,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 
 	a.pipeline = incident.NewPipeline(opts.Logger.With("component", "queue"), db, incident.PipelineOptions{
 		Owner: opts.Owner, Workers: q.Workers, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff,
-		Lease: q.Lease, PollInterval: q.PollInterval, Registerer: reg,
+		Lease: q.Lease, PollInterval: q.PollInterval, Registerer: reg, StorageFailed: db.failed,
 	})
 	a.console = newConsole(opts.Logger, reg)
 	// Every incident change queues a route job, committed with the change;

@@ -20,6 +20,10 @@ type storage struct {
 	}
 	// walBytes is the size of SQLite's WAL file; nil on other engines.
 	walBytes func() (int64, error)
+	// failed reports whether a job handler's error is the storage's own
+	// failure (a full disk, a lost connection), which the job pipelines
+	// count as no attempt.
+	failed func(error) bool
 }
 
 // Run runs the engine until ctx is cancelled.
@@ -41,7 +45,7 @@ func openStorage(ctx context.Context, dsn string, opts store.Options) (*storage,
 		if err != nil {
 			return nil, fmt.Errorf("open storage: %w", err)
 		}
-		return &storage{Store: db.Store, engine: db, walBytes: db.WALBytes}, nil
+		return &storage{Store: db.Store, engine: db, walBytes: db.WALBytes, failed: sqlite.Transient}, nil
 	case "postgres":
 		// Errors name the server and database, never the DSN (it may hold
 		// a password).
@@ -49,7 +53,7 @@ func openStorage(ctx context.Context, dsn string, opts store.Options) (*storage,
 		if err != nil {
 			return nil, fmt.Errorf("open storage: %w", err)
 		}
-		return &storage{Store: db.Store, engine: db}, nil
+		return &storage{Store: db.Store, engine: db, failed: postgres.Failed}, nil
 	default:
 		return nil, fmt.Errorf("storage.dsn: %s storage is not available in this version", driver)
 	}

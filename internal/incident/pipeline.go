@@ -56,8 +56,17 @@ type PipelineOptions struct {
 	LeaseFunc func() time.Duration
 	// JobTimeout bounds one attempt; it must be shorter than Lease.
 	JobTimeout time.Duration
-	Registerer prometheus.Registerer
-	Now        func() time.Time
+	// StorageFailed, when set, reports whether a handler's error is the
+	// storage's own failure, which passes with time (a full disk, a lost
+	// connection, a deadlock), rather than the job's: such a job is handed
+	// back without counting the attempt, due again after StorageRetry.
+	StorageFailed func(error) bool
+	// StorageRetry is when a job handed back after a storage failure is due
+	// again (jittered over its upper half, so that the jobs a failure
+	// stopped do not all come back at once).
+	StorageRetry time.Duration
+	Registerer   prometheus.Registerer
+	Now          func() time.Time
 }
 
 // Pipeline runs queued jobs with a pool of workers: it claims due jobs,
@@ -72,7 +81,14 @@ type Pipeline struct {
 
 	attempts *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	storage  storageLog
 }
+
+// defaultStorageRetry is PipelineOptions.StorageRetry's default: soon
+// enough that work resumes within seconds of storage's recovery, seldom
+// enough that a few hundred waiting jobs do not hammer a database that is
+// failing.
+const defaultStorageRetry = 5 * time.Second
 
 // NewPipeline returns a Pipeline; register handlers before Run.
 func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pipeline {
@@ -100,6 +116,9 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 	if opts.JobTimeout <= 0 || opts.JobTimeout >= opts.Lease {
 		opts.JobTimeout = opts.Lease * 4 / 5
 	}
+	if opts.StorageRetry <= 0 {
+		opts.StorageRetry = defaultStorageRetry
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -111,7 +130,7 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 		wake:     make(chan struct{}, 1),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "responder_queue_job_attempts_total",
-			Help: "Job attempts by kind and outcome (done, retry, parked, busy: handed back because its target was busy).",
+			Help: "Job attempts by kind and outcome (done, retry, parked, busy: handed back because its target was busy, storage: handed back because storage failed).",
 		}, []string{"kind", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "responder_queue_job_duration_seconds",
@@ -128,7 +147,7 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 // Register routes jobs of kind to h. It must be called before Run.
 func (p *Pipeline) Register(kind string, h Handler) {
 	p.handlers[kind] = h
-	for _, o := range []string{"done", "retry", "parked", "busy"} {
+	for _, o := range []string{"done", "retry", "parked", "busy", "storage"} {
 		p.attempts.WithLabelValues(kind, o)
 	}
 	p.duration.WithLabelValues(kind)
@@ -217,6 +236,7 @@ func (p *Pipeline) run(ctx context.Context, j Job, timeout time.Duration) {
 	h, ok := p.handlers[j.Kind]
 	start := p.opts.Now()
 	err := exhausted(j) // recorded below as parked
+	storage := false
 	switch {
 	case err != nil:
 	case !ok:
@@ -224,17 +244,25 @@ func (p *Pipeline) run(ctx context.Context, j Job, timeout time.Duration) {
 	default:
 		jctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("job %s timed out after %s", j.Kind, timeout))
 		err = safeHandle(jctx, h, j)
-		if err != nil && jctx.Err() != nil && ctx.Err() == nil {
+		switch {
+		case err == nil:
+		case jctx.Err() != nil && ctx.Err() == nil:
+			// The job used up its time, whatever failed last: that is
+			// an attempt, or a job that always times out would never
+			// park.
 			err = fmt.Errorf("%w: %w", err, context.Cause(jctx))
+		case p.opts.StorageFailed != nil && p.opts.StorageFailed(err):
+			storage = true
 		}
 		cancel()
 	}
 	p.duration.WithLabelValues(j.Kind).Observe(p.opts.Now().Sub(start).Seconds())
-	p.record(ctx, j, err)
+	p.record(ctx, j, err, storage)
 }
 
-// record completes, retries or parks a job after an attempt.
-func (p *Pipeline) record(ctx context.Context, j Job, err error) {
+// record completes, retries or parks a job after an attempt; storage says
+// that its handler failed because storage did (PipelineOptions.StorageFailed).
+func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 	log := p.logger.With("job_id", j.ID, "kind", j.Kind, "attempt", j.Attempts)
 
 	// Bookkeeping uses its own short context: a job that finished just as
@@ -247,6 +275,9 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error) {
 			return
 		}
 		p.attempts.WithLabelValues(j.Kind, "done").Inc()
+		if failedFor, ok := p.storage.recovered(p.opts.Now()); ok {
+			p.logger.InfoContext(ctx, "storage works again; the jobs handed back resume", "duration", failedFor)
+		}
 		return
 	}
 	if ctx.Err() != nil {
@@ -268,6 +299,25 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error) {
 		p.attempts.WithLabelValues(j.Kind, "busy").Inc()
 		return
 	}
+	if storage {
+		// Storage failed, not the job: counting it would park every job
+		// that runs while a disk is full or the database is gone (the
+		// attempts last minutes, the failure may last an hour), and
+		// nothing would run them once storage recovers. Come back soon,
+		// without spending an attempt or growing the backoff, however
+		// long it lasts. If storage cannot record even that, the job
+		// resumes after its lease, its attempt spent.
+		after := Backoff(1, p.opts.StorageRetry, p.opts.StorageRetry)
+		if rerr := p.queue.Release(bctx, j, after); rerr != nil {
+			log.WarnContext(ctx, "release job after a storage failure failed; it resumes after its lease expires", "err", detail(rerr))
+		}
+		p.attempts.WithLabelValues(j.Kind, "storage").Inc()
+		if n, ok := p.storage.failed(p.opts.Now()); ok {
+			log.WarnContext(ctx, "job handed back without counting an attempt: storage failed; jobs wait until it works again",
+				"err", detail(err), "retry_in", after, "handed_back", n)
+		}
+		return
+	}
 	park := IsPermanent(err) || j.Attempts >= j.MaxAttempts
 	delay := Backoff(j.Attempts, p.opts.MinBackoff, p.opts.MaxBackoff)
 	var ra RetryAfterer
@@ -287,6 +337,49 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error) {
 	}
 	p.attempts.WithLabelValues(j.Kind, "retry").Inc()
 	log.WarnContext(ctx, "job failed, will retry", "err", detail(err), "retry_at", retryAt)
+}
+
+// storageLogEvery bounds how often the pipeline says that storage still
+// fails: every job it stops is handed back again every few seconds.
+const storageLogEvery = time.Minute
+
+// storageLog decides when the pipeline logs storage failures: when they
+// start, at most once every storageLogEvery while they go on, and when a
+// job completes again.
+type storageLog struct {
+	mu     sync.Mutex
+	since  time.Time // the first failure since the last completed job; zero when none
+	logged time.Time // the last line
+	n      int       // jobs handed back since the last line
+}
+
+// failed records a job handed back at now, and reports whether to log it,
+// with how many were handed back since the last line (it included).
+func (l *storageLog) failed(now time.Time) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n++
+	if l.since.IsZero() {
+		l.since = now
+	} else if now.Sub(l.logged) < storageLogEvery {
+		return 0, false
+	}
+	n := l.n
+	l.logged, l.n = now, 0
+	return n, true
+}
+
+// recovered records a completed job at now, and reports how long storage
+// had failed when it had.
+func (l *storageLog) recovered(now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.since.IsZero() {
+		return 0, false
+	}
+	d := now.Sub(l.since)
+	l.since, l.logged, l.n = time.Time{}, time.Time{}, 0
+	return d, true
 }
 
 // detail is err's text with the causes that the *Error values in its chain

@@ -242,6 +242,70 @@ func storageError() error {
 	return fmt.Errorf("route incident 7: %w", &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: commit", Err: errDiskFull})
 }
 
+// TestPipeline_StorageFailureIsNoAttempt: a handler that fails because
+// storage did (a full disk for far longer than a job's attempts last) is
+// handed back without counting an attempt, due again after StorageRetry,
+// for as long as it lasts, and runs once storage works again. Before, each
+// failure was an attempt with a growing backoff, and the job was parked
+// after its fifth.
+func TestPipeline_StorageFailureIsNoAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newMemQueue(incident.Job{ID: 1, Kind: "k", MaxAttempts: 5})
+		reg := prometheus.NewPedanticRegistry()
+		p := incident.NewPipeline(slog.New(slog.DiscardHandler), q, incident.PipelineOptions{
+			Workers: 2, MinBackoff: time.Second, MaxBackoff: 8 * time.Second, PollInterval: 100 * time.Millisecond, Registerer: reg,
+			StorageFailed: func(err error) bool { return errors.Is(err, errDiskFull) }, StorageRetry: 4 * time.Second,
+		})
+		var starts []time.Time
+		p.Register("k", incident.HandlerFunc(func(context.Context, incident.Job) error {
+			starts = append(starts, time.Now())
+			if len(starts) <= 30 {
+				return storageError()
+			}
+			return nil
+		}))
+		runFor(t, p, 5*time.Minute)
+		got := q.get(1)
+		require.Equal(t, incident.JobDone, got.State, "not parked: %s", got.LastError)
+		require.Len(t, starts, 31)
+		require.Equal(t, 1, got.Attempts, "only the attempt that succeeded counts")
+		for i := 1; i < len(starts); i++ {
+			gap := starts[i].Sub(starts[i-1])
+			require.GreaterOrEqual(t, gap, 2*time.Second, "gap %d: StorageRetry jittered into its upper half", i)
+			require.LessOrEqual(t, gap, 4*time.Second+100*time.Millisecond, "gap %d: StorageRetry, not a growing backoff", i)
+		}
+		for outcome, want := range map[string]float64{"storage": 30, "done": 1, "retry": 0, "parked": 0} {
+			require.InDelta(t, want, testutil.ToFloat64(prometheusCounter(t, reg, outcome)), 0, outcome)
+		}
+	})
+}
+
+// TestPipeline_StorageFailureAfterTimeoutIsAnAttempt: a job that used up
+// its time counts the attempt even when what failed last was storage
+// (a statement cut short by the job's deadline): otherwise a job that
+// always times out would never park.
+func TestPipeline_StorageFailureAfterTimeoutIsAnAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newMemQueue(incident.Job{ID: 1, Kind: "k", MaxAttempts: 3})
+		p := incident.NewPipeline(slog.New(slog.DiscardHandler), q, incident.PipelineOptions{
+			Workers: 1, MinBackoff: time.Second, MaxBackoff: time.Second, PollInterval: 100 * time.Millisecond,
+			Lease: 10 * time.Second, JobTimeout: 5 * time.Second,
+			StorageFailed: func(err error) bool { return errors.Is(err, errDiskFull) },
+		})
+		calls := 0
+		p.Register("k", incident.HandlerFunc(func(ctx context.Context, _ incident.Job) error {
+			calls++
+			<-ctx.Done()
+			return storageError()
+		}))
+		runFor(t, p, time.Minute)
+		got := q.get(1)
+		require.Equal(t, incident.JobParked, got.State)
+		require.Equal(t, 3, calls)
+		require.Contains(t, got.LastError, "timed out after 5s")
+	})
+}
+
 // TestPipeline_LogNamesCause: the log line of a failed or parked job names
 // the cause an *incident.Error keeps out of its message (its Error is Msg
 // only, for HTTP answers): before, a job parked on a full disk was logged

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +64,23 @@ var Dialect = store.Dialect{
 // shutting down, out of disk or memory, or read-only (a standby after a
 // failover). Constraint violations, bad data and SQL errors are not.
 func Transient(err error) bool {
+	return failed(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+// Failed is Transient for errors of work that also calls other services
+// over HTTP (a job handler posting to Slack): their network errors and
+// truncated answers are not the database's. It leaves out an error that
+// came through net/http's client (a *url.Error) and an EOF, which a
+// truncated HTTP answer gives too: a connection to the database lost in the
+// middle of a statement is then the job's failure, as any other, and the
+// next statement finds the server gone, which is Failed.
+func Failed(err error) bool {
+	var ue *url.Error
+	return !errors.As(err, &ue) && failed(err)
+}
+
+// failed is Transient without EOF.
+func failed(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -80,7 +98,7 @@ func Transient(err error) bool {
 	var ne net.Error
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ne) || errors.As(err, &ce) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
-		errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+		errors.Is(err, driver.ErrBadConn)
 }
 
 // MaxConns bounds one replica's connections. The writer loop holds one

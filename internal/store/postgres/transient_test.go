@@ -2,10 +2,18 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/responder/responder/internal/incident"
@@ -131,4 +139,35 @@ func TestPostgres_ApplyKeepsGroupOrderAcrossReplicas(t *testing.T) {
 	_, err = db.ApplyDue(ctx, 8)
 	require.NoError(t, err)
 	require.Equal(t, []incident.Transition{incident.TransitionOpened, incident.TransitionResolved}, transitions)
+}
+
+// TestFailed: a job handler's error is the database's when Transient says
+// so, except for what an HTTP call gives too: a network error that came
+// through net/http's client, and an EOF (a truncated answer). Transient
+// alone would make a Slack outage the database's, and its jobs would never
+// park.
+func TestFailed(t *testing.T) {
+	t.Parallel()
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	tests := []struct {
+		name                string
+		err                 error
+		transient, database bool
+	}{
+		{"terminated connection", fmt.Errorf("claim jobs: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}), true, true},
+		{"deadlock", &pgconn.PgError{Code: "40P01"}, true, true},
+		{"unique violation", &pgconn.PgError{Code: "23505"}, false, false},
+		{"database refused", fmt.Errorf("begin: %w", refused), true, true},
+		{"bad connection", fmt.Errorf("begin: %w", driver.ErrBadConn), true, true},
+		{"slack refused", fmt.Errorf("chat.postMessage: %w", &url.Error{Op: "Post", URL: "https://slack.com/api/chat.postMessage", Err: refused}), true, false},
+		{"truncated answer", fmt.Errorf("decode answer: %w", io.ErrUnexpectedEOF), true, false},
+		{"other", errors.New("ok:false channel_not_found"), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.transient, postgres.Transient(tt.err), "Transient")
+			require.Equal(t, tt.database, postgres.Failed(tt.err), "Failed")
+		})
+	}
 }
