@@ -4,11 +4,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -246,6 +248,77 @@ current-context: x
 	require.NoError(t, c.DeletePod(t.Context(), "shop", "p"))
 	require.Equal(t, "Bearer from-kubeconfig", got()[0].Auth)
 
-	_, err = kubeapi.New(filepath.Join(t.TempDir(), "missing"))
-	require.ErrorContains(t, err, "kubernetes config")
+	missing := filepath.Join(t.TempDir(), "missing")
+	_, err = kubeapi.New(missing)
+	require.EqualError(t, err, `kubeconfig "`+missing+`": no such file or directory`)
+}
+
+// kubeconfig is a valid kubeconfig with a token, for the server and the
+// user of each case.
+func kubeconfig(server, user string) string {
+	return `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: '` + server + `'}}]
+users: [{name: u, user: ` + user + `}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+}
+
+// TestNew_KubeconfigErrors checks that every problem of a kubeconfig file
+// is named, and that no credential of the file appears in the error or in
+// any error it wraps: client-go quotes a server or proxy URL that does not
+// parse, user information included, and YAML errors quote values.
+func TestNew_KubeconfigErrors(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-Value"
+	dir := t.TempDir()
+	token := "{token: " + secret + "}"
+	tests := []struct {
+		name, text, want string
+	}{
+		{"yaml syntax", "users:\n- name: u\n  user:\n    token: " + secret + "\n   bad: indent\n", "yaml: line 4: did not find expected key"},
+		{"a yaml value of the wrong type", "users:\n- name: u\n  user:\n    token: !!int " + secret + "\n", "cannot decode !!str as a !!int"},
+		{"a yaml key that is a map", "users:\n- name: u\n  user:\n    {" + secret + ": 1}: x\n", "invalid map key"},
+		{"not a kubeconfig", secret + "\n", "couldn't get version/kind"},
+		{"empty", "", "no configuration has been provided"},
+		{"a token and a password", kubeconfig("https://k:6443", "{token: "+secret+", username: u, password: "+secret+"2}"), "more than one authentication method found for u"},
+		{"a missing client certificate", kubeconfig("https://k:6443", "{client-certificate: /nonexistent/cert, client-key: /nonexistent/key}"), "unable to read client-cert /nonexistent/cert"},
+		{"a CA that is not PEM", strings.Replace(kubeconfig("https://k:6443", token), "server:", "certificate-authority-data: c2VjcmV0, server:", 1), "unable to load root certificates"},
+		{"a server without a scheme", kubeconfig("://admin:"+secret+"@k", token), `host must be a URL or a host:port pair: "://xxxxx@k"`},
+		{"a server with a bad port", kubeconfig("https://admin:"+secret+"@k:port", token), `host must be a URL or a host:port pair: "https://xxxxx@k:port"`},
+		{"a server with a bad escape", kubeconfig("https://admin:"+secret+"@k/%zz?token="+secret, token), `invalid URL escape "%zz"`},
+		{"a slash in the server's password", kubeconfig("https://admin:"+secret+"/x@k:port", token), "host must be a URL"},
+		{"a proxy URL", strings.Replace(kubeconfig("https://k:6443", token), "server:", "proxy-url: 'http://u:"+secret+"@p/%zz', server:", 1), `invalid 'proxy-url' "http://xxxxx@p/%zz" for cluster "c"`},
+		{"a proxy URL with quotes", strings.Replace(kubeconfig("https://k:6443", token), "server:", `proxy-url: 'ftp://u:"`+secret+`"@p', server:`, 1), `invalid 'proxy-url' "ftp://xxxxx@p"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			file := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
+			require.NoError(t, os.WriteFile(file, []byte(tt.text), 0o600))
+			_, err := kubeapi.New(file)
+			require.ErrorContains(t, err, `kubeconfig "`+file+`": `)
+			require.ErrorContains(t, err, tt.want)
+			for e := err; e != nil; e = errors.Unwrap(e) {
+				require.NotContains(t, e.Error(), secret)
+			}
+		})
+	}
+}
+
+func TestNew_KubeconfigNotAFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	require.NoError(t, os.WriteFile(big, make([]byte, 4<<20+1), 0o600))
+	for file, want := range map[string]string{
+		dir: "not a regular file",
+		// A device never ends: it is refused before it is read.
+		"/dev/zero": "not a regular file",
+		big:         "larger than 4 MiB: not a kubeconfig",
+	} {
+		_, err := kubeapi.New(file)
+		require.EqualError(t, err, `kubeconfig "`+file+`": `+want)
+	}
 }
