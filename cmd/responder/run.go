@@ -179,30 +179,6 @@ func runServe(logger *slog.Logger, configFile, listen string) int {
 	return 0
 }
 
-func runCheckConfig(stdout, stderr io.Writer, file string) int {
-	name := file
-	var err error
-	cfg := config.Default()
-	if file == "" {
-		name = "embedded default"
-	} else {
-		cfg, err = config.LoadFile(file)
-	}
-	if err == nil {
-		// The runbooks the config points to must be valid too.
-		_, err = app.LoadRunbooks(cfg)
-	}
-	if err != nil {
-		// LoadFile already names the file on every line.
-		for _, line := range problems(err) {
-			fmt.Fprintln(stderr, line)
-		}
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s: SUCCESS\n", name)
-	return 0
-}
-
 func runRoutesTest(stdout, stderr io.Writer, file, at string, labels []string) int {
 	cfg, when, lset, code := alertArgs(stderr, file, at, labels)
 	if code != 0 {

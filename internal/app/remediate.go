@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,18 +159,26 @@ func (r *remediator) build(cfg *config.Config) (*remediationConfig, error) {
 		}
 		ex.Prometheus = promv1.NewAPI(c)
 	}
-	ex.Kube = r.kube
-	if ex.Kube == nil && usesKubernetes(set) {
-		kc, err := kubeClient(cfg, rc.KubeconfigFile)
-		switch {
-		case err == nil:
-			ex.Kube = kc
-		case rc.Enabled && !rc.DryRun:
-			// Not fatal: kubernetes steps fail, audited, until it works.
-			r.logger.Warn("no kubernetes client; kubernetes steps will fail", "err", err)
-		default:
+	kc, noCluster, err := kubeClient(cfg, set)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case r.kube != nil:
+		ex.Kube = r.kube
+	case kc != nil:
+		// Only a client that is there: a nil *kubeapi.Client in the
+		// interface would not be nil, and the executor would call it.
+		ex.Kube = kc
+	case noCluster != nil:
+		if _, executing := kubeRunbooks(rc, set); len(executing) > 0 {
+			// Not fatal: the same configuration is valid in a cluster.
+			// The steps fail, audited, until there is a client.
+			r.logger.Warn("no kubernetes client: the kubernetes steps of these runbooks will fail until responder runs in a cluster or remediation.kubeconfig_file is set",
+				"runbooks", strings.Join(executing, ","), "err", noCluster)
+		} else {
 			// Nothing executes: say so without alarm.
-			r.logger.Info("runbooks have kubernetes steps but no cluster is configured: fine while nothing executes (dry run or disabled); before executing, run in a cluster or set remediation.kubeconfig_file", "err", err)
+			r.logger.Info("runbooks have kubernetes steps but no cluster is configured: fine while they do not execute (dry run or disabled); before executing, run in a cluster or set remediation.kubeconfig_file", "err", noCluster)
 		}
 	}
 	if rc.Enabled && len(set.Runbooks) == 0 {
@@ -180,24 +187,71 @@ func (r *remediator) build(cfg *config.Config) (*remediationConfig, error) {
 	return &remediationConfig{cfg: rc, set: set, exec: ex, external: cfg.Global.ExternalURL, lease: remediationLease(set, cfg.Storage.Queue.Lease)}, nil
 }
 
-func usesKubernetes(set *remediation.Set) bool {
+// kubeRunbooks names the runbooks with kubernetes steps, and of them the
+// ones whose steps execute: remediation is enabled and not in dry-run, and
+// neither is the runbook.
+func kubeRunbooks(rc remediation.Config, set *remediation.Set) (all, executing []string) {
 	for _, rb := range set.Runbooks {
-		for _, s := range rb.Steps {
-			if s.Kubernetes != nil {
-				return true
-			}
+		if !slices.ContainsFunc(rb.Steps, func(s remediation.Step) bool { return s.Kubernetes != nil }) {
+			continue
+		}
+		all = append(all, rb.Name)
+		if rc.Enabled && !rc.DryRun && !rb.DryRun {
+			executing = append(executing, rb.Name)
 		}
 	}
-	return false
+	return all, executing
 }
 
-// kubeClient builds a client from the kubeconfig file, or the in-cluster
-// service account when there is none.
-func kubeClient(cfg *config.Config, file string) (*kubeapi.Client, error) {
-	if file != "" && !filepath.IsAbs(file) && cfg.File() != "" {
-		file = filepath.Join(filepath.Dir(cfg.File()), file)
+// kubeClient returns the client of kubernetes steps.
+//
+// With remediation.kubeconfig_file, it comes from that file, and a file
+// that cannot be read or parsed is a configuration error (err) whatever
+// dry_run says: the operator asked for that file. LoadFile already made a
+// relative path relative to the configuration file.
+//
+// Without it, the in-cluster service account serves when runbooks have
+// kubernetes steps. When there is none, noCluster says why, and the
+// client is nil: that is no configuration error, since the same
+// configuration is valid in a cluster.
+func kubeClient(cfg *config.Config, set *remediation.Set) (kc *kubeapi.Client, noCluster, err error) {
+	if f := cfg.Remediation.KubeconfigFile; f != "" {
+		kc, err := kubeapi.New(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("remediation: kubeconfig_file: %w", err)
+		}
+		return kc, nil, nil
 	}
-	return kubeapi.New(file)
+	if all, _ := kubeRunbooks(cfg.Remediation, set); len(all) == 0 {
+		return nil, nil, nil
+	}
+	kc, noCluster = kubeapi.New("")
+	return kc, noCluster, nil
+}
+
+// CheckRemediation checks what remediation loads when responder starts or
+// reloads: the runbooks (LoadRunbooks) and the kubeconfig_file. It returns
+// warnings for what is no error but will fail: kubernetes steps that
+// execute with neither a kubeconfig_file nor an in-cluster service account.
+func CheckRemediation(cfg *config.Config) (warnings []string, err error) {
+	set, err := LoadRunbooks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	_, noCluster, err := kubeClient(cfg, set)
+	if err != nil {
+		return nil, err
+	}
+	if _, executing := kubeRunbooks(cfg.Remediation, set); noCluster != nil && len(executing) > 0 {
+		which := "runbook " + executing[0]
+		if len(executing) > 1 {
+			which = "runbooks " + strings.Join(executing, ", ")
+		}
+		warnings = append(warnings, fmt.Sprintf("remediation: the kubernetes steps of %s will fail, audited, when they run: "+
+			"remediation.kubeconfig_file is not set and responder is not in a cluster (%v); "+
+			"set kubeconfig_file, or run responder in the cluster with a service account", which, noCluster))
+	}
+	return warnings, nil
 }
 
 // labelSet is what guards and runbooks see of an incident: its common
