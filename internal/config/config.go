@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 
+	commoncfg "github.com/prometheus/common/config"
 	"go.yaml.in/yaml/v2"
 
 	"github.com/responder/responder/internal/context/gather"
@@ -511,7 +512,8 @@ const groupTiming = "Alertmanager's grouping timing; responder takes each group 
 
 // LoadFile reads and parses the configuration file at path, resolves its
 // relative paths (the SQLite database, every *_file secret, runbooks_dir,
-// kill_switch_file, kubeconfig_file) against the file's directory, and
+// kill_switch_file, both kubeconfigs, the files of context's http_configs)
+// against the file's directory, and
 // reads every *_file secret into its inline field. Every line of the error
 // names the file.
 func LoadFile(path string) (*Config, error) {
@@ -572,6 +574,23 @@ func (c *Config) resolvePaths(dir string) {
 	join(&c.Remediation.RunbooksDir)
 	join(&c.Remediation.KillSwitchFile)
 	join(&c.Remediation.KubeconfigFile)
+	if k := c.Context.Kubernetes; k != nil {
+		join(&k.Kubeconfig)
+	}
+	// The files an http_config names (credentials_file, tls_config's
+	// ca_file, ...), as Prometheus resolves them.
+	hcs := []*commoncfg.HTTPClientConfig{c.Context.PromQL.HTTPConfig}
+	if l := c.Context.Logs.Loki; l != nil {
+		hcs = append(hcs, l.HTTPConfig)
+	}
+	if e := c.Context.Logs.Elasticsearch; e != nil {
+		hcs = append(hcs, e.HTTPConfig)
+	}
+	for _, hc := range hcs {
+		if hc != nil {
+			hc.SetDirectory(dir)
+		}
+	}
 }
 
 // maxSecretFile is the largest *_file secret read: tokens and keys are

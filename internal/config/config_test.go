@@ -537,6 +537,20 @@ remediation:
   runbooks_dir: runbooks/
   kill_switch_file: stop
   kubeconfig_file: kube/config
+context:
+  kubernetes: {kubeconfig: kube/context-config}
+  promql:
+    http_config: {authorization: {credentials_file: secrets/prom-token}, tls_config: {ca_file: ca.pem}}
+  logs:
+    loki:
+      url: http://loki.example:3100
+      query: '{app="x"}'
+      http_config: {basic_auth: {username: u, password_file: secrets/loki}}
+    elasticsearch:
+      url: http://es.example:9200
+      index: logs-*
+      query: 'level:error'
+      http_config: {bearer_token_file: `+abs+`}
 `)
 	c, err := LoadFile(path)
 	require.NoError(t, err)
@@ -550,9 +564,14 @@ remediation:
 		require.Equal(t, filepath.Join(dir, "runbooks"), c.Remediation.RunbooksDir)
 		require.Equal(t, filepath.Join(dir, "stop"), c.Remediation.KillSwitchFile)
 		require.Equal(t, filepath.Join(dir, "kube/config"), c.Remediation.KubeconfigFile)
+		require.Equal(t, filepath.Join(dir, "kube/context-config"), c.Context.Kubernetes.Kubeconfig)
+		require.Equal(t, filepath.Join(dir, "secrets/prom-token"), c.Context.PromQL.HTTPConfig.Authorization.CredentialsFile)
+		require.Equal(t, filepath.Join(dir, "ca.pem"), c.Context.PromQL.HTTPConfig.TLSConfig.CAFile)
+		require.Equal(t, filepath.Join(dir, "secrets/loki"), c.Context.Logs.Loki.HTTPConfig.BasicAuth.PasswordFile)
 	})
 	t.Run("absolute paths are kept", func(t *testing.T) {
 		require.Equal(t, abs, c.Global.SlackSigningSecretFile)
+		require.Equal(t, abs, c.Context.Logs.Elasticsearch.HTTPConfig.Authorization.CredentialsFile, "bearer_token_file is read as authorization.credentials_file")
 	})
 	t.Run("secret files are read, surrounding white space trimmed", func(t *testing.T) {
 		require.Equal(t, "xoxb-from-file", c.Global.SlackBotToken.Value())
