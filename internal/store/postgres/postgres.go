@@ -91,7 +91,7 @@ func failed(err error) bool {
 			"55P03": // lock not available
 			return true
 		}
-		switch pe.Code[:2] {
+		switch pe.Code[:min(len(pe.Code), 2)] {
 		case "08", "53", "57", "58": // connection, resources, operator intervention, system
 			return true
 		}

@@ -157,6 +157,7 @@ func TestFailed(t *testing.T) {
 		{"terminated connection", fmt.Errorf("claim jobs: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}), true, true},
 		{"deadlock", &pgconn.PgError{Code: "40P01"}, true, true},
 		{"unique violation", &pgconn.PgError{Code: "23505"}, false, false},
+		{"no SQLSTATE", &pgconn.PgError{Message: "odd server"}, false, false},
 		{"database refused", fmt.Errorf("begin: %w", refused), true, true},
 		{"bad connection", fmt.Errorf("begin: %w", driver.ErrBadConn), true, true},
 		{"slack refused", fmt.Errorf("chat.postMessage: %w", &url.Error{Op: "Post", URL: "https://slack.com/api/chat.postMessage", Err: refused}), true, false},
