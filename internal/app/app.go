@@ -59,13 +59,15 @@ type App struct {
 	cfg      atomic.Pointer[config.Config]
 	db       *storage
 	pipeline *incident.Pipeline
-	ln       net.Listener
-	srv      *http.Server
-	ready    atomic.Bool
-	reloadMu sync.Mutex
-	reloads  *reloadMetrics
-	console  *console
-	notifier *notifier
+	// queueMetrics count the attempts of every pipeline's jobs.
+	queueMetrics *incident.PipelineMetrics
+	ln           net.Listener
+	srv          *http.Server
+	ready        atomic.Bool
+	reloadMu     sync.Mutex
+	reloads      *reloadMetrics
+	console      *console
+	notifier     *notifier
 	// reconciler compares incidents with Alertmanager's alerts.
 	reconciler *reconciler
 	// pruner applies storage.retention.
@@ -123,9 +125,11 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		reg.MustRegister(newWALGauge(db.walBytes, opts.Logger))
 	}
 
+	// The remediation and context pipelines count their jobs here too.
+	a.queueMetrics = incident.NewPipelineMetrics(reg)
 	a.pipeline = incident.NewPipeline(opts.Logger.With("component", "queue"), db, incident.PipelineOptions{
 		Owner: opts.Owner, Workers: q.Workers, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff,
-		Lease: q.Lease, PollInterval: q.PollInterval, Registerer: reg, StorageFailed: db.failed,
+		Lease: q.Lease, PollInterval: q.PollInterval, Metrics: a.queueMetrics, StorageFailed: db.failed,
 	})
 	a.console = newConsole(opts.Logger, reg)
 	// Every incident change queues a route job, committed with the change;

@@ -235,3 +235,15 @@ func TestApp_RemediationPausedMetric(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	require.Equal(t, "0", scrape(t, base, "responder_remediation_paused"))
 }
+
+// Every pipeline's job kinds are counted, from the start: the remediation
+// and context queues' too (before, only the main queue's were).
+func TestApp_QueueMetricsCoverEveryPipeline(t *testing.T) {
+	t.Parallel()
+	a, _ := startApp(t, tokenConfig)
+	text := metricsText(t, "http://"+a.Addr())
+	for _, kind := range []string{"route", "deliver", "remediate", "remediation_step", "gather", "context_post"} {
+		require.Contains(t, text, `responder_queue_job_attempts_total{kind="`+kind+`",outcome="parked"} 0`)
+		require.Contains(t, text, `responder_queue_job_duration_seconds_count{kind="`+kind+`"} 0`)
+	}
+}

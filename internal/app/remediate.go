@@ -123,7 +123,7 @@ func (a *App) setupRemediation(cfg *config.Config, db *store.Store, reg promethe
 	a.remPipeline = incident.NewPipeline(a.logger.With("component", "remediation_queue"), db, incident.PipelineOptions{
 		Owner: a.opts.Owner + "/remediation", Workers: min(cfg.Remediation.MaxConcurrent, maxRemediationWorkers) + 2, PollInterval: poll,
 		LeaseFunc:     func() time.Duration { return a.remediator.cur.Load().lease },
-		StorageFailed: a.db.failed,
+		StorageFailed: a.db.failed, Metrics: a.queueMetrics,
 	})
 	a.remPipeline.Register(incident.JobRemediate, incident.HandlerFunc(a.remediator.remediate))
 	a.remPipeline.Register(incident.JobRemediationStep, incident.HandlerFunc(a.remediator.step))

@@ -65,8 +65,38 @@ type PipelineOptions struct {
 	// again (jittered over its upper half, so that the jobs a failure
 	// stopped do not all come back at once).
 	StorageRetry time.Duration
-	Registerer   prometheus.Registerer
-	Now          func() time.Time
+	// Metrics are the attempt counters and duration histograms, shared by
+	// a process's pipelines (their job kinds differ); when nil, the
+	// pipeline makes its own and registers them with Registerer, if set.
+	Metrics    *PipelineMetrics
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// PipelineMetrics are the metrics of job attempts, by kind.
+type PipelineMetrics struct {
+	attempts *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewPipelineMetrics returns the metrics for the pipelines of one process,
+// registered with reg when it is not nil.
+func NewPipelineMetrics(reg prometheus.Registerer) *PipelineMetrics {
+	m := &PipelineMetrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "responder_queue_job_attempts_total",
+			Help: "Job attempts by kind and outcome (done, retry, parked, busy: handed back because its target was busy, storage: handed back because storage failed).",
+		}, []string{"kind", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "responder_queue_job_duration_seconds",
+			Help:    "Duration of one job attempt, by kind.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.attempts, m.duration)
+	}
+	return m
 }
 
 // Pipeline runs queued jobs with a pool of workers: it claims due jobs,
@@ -128,19 +158,12 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 		opts:     opts,
 		handlers: map[string]Handler{},
 		wake:     make(chan struct{}, 1),
-		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "responder_queue_job_attempts_total",
-			Help: "Job attempts by kind and outcome (done, retry, parked, busy: handed back because its target was busy, storage: handed back because storage failed).",
-		}, []string{"kind", "outcome"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "responder_queue_job_duration_seconds",
-			Help:    "Duration of one job attempt, by kind.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"kind"}),
 	}
-	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(p.attempts, p.duration)
+	m := opts.Metrics
+	if m == nil {
+		m = NewPipelineMetrics(opts.Registerer)
 	}
+	p.attempts, p.duration = m.attempts, m.duration
 	return p
 }
 
