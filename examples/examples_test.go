@@ -339,6 +339,9 @@ func startResponder(t *testing.T) string {
 	var log bytes.Buffer
 	cmd := exec.CommandContext(ctx, responderBinary(t), "serve", "--web.listen-address="+addr) //nolint:gosec // G204: the binary built above.
 	cmd.Dir, cmd.Stdout, cmd.Stderr = t.TempDir(), &log, &log
+	// The embedded default loads ./runbooks: the repository's, so that
+	// their series are exported as they are in a real deployment.
+	require.NoError(t, os.CopyFS(filepath.Join(cmd.Dir, "runbooks"), os.DirFS(filepath.Join("..", "runbooks"))))
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		cancel()

@@ -340,7 +340,7 @@ func (a *App) reload() error {
 	if err := a.notifier.apply(next); err != nil {
 		return err
 	}
-	a.remediator.cur.Store(rem)
+	a.remediator.install(rem)
 	a.contexter.cur.Store(gatherer)
 	if next.Storage.DSN != cur.Storage.DSN {
 		a.logger.Warn("storage.dsn changed; it takes effect only after a restart")

@@ -247,3 +247,35 @@ func TestApp_QueueMetricsCoverEveryPipeline(t *testing.T) {
 		require.Contains(t, text, `responder_queue_job_duration_seconds_count{kind="`+kind+`"} 0`)
 	}
 }
+
+// A runbook's series are exported at 0 when it is loaded, at start and at a
+// reload, so that a rule's increase() sees its first failure.
+func TestApp_RemediationSeriesFromTheStart(t *testing.T) {
+	t.Parallel()
+	books := t.TempDir()
+	rb, err := os.ReadFile("../../runbooks/restart-on-latency.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(books, "a.yaml"), rb, 0o600))
+	a, _ := startApp(t, tokenConfig+"remediation:\n  runbooks_dir: "+books+"\n")
+	base := "http://" + a.Addr()
+	text := metricsText(t, base)
+	for _, want := range []string{
+		`responder_remediation_runs_total{outcome="failed",runbook="restart-on-latency"} 0`,
+		`responder_remediation_runs_total{outcome="unknown",runbook="restart-on-latency"} 0`,
+		`responder_remediation_escalations_total{runbook="restart-on-latency"} 0`,
+		`responder_remediation_steps_total{kind="kubernetes",outcome="failed",runbook="restart-on-latency"} 0`,
+		`responder_remediation_steps_total{kind="wait",outcome="ok",runbook="restart-on-latency"} 0`,
+		`responder_remediation_refusals_total{guard="cooldown"} 0`,
+		`responder_remediation_approvals_total{result="approved"} 0`,
+	} {
+		require.Contains(t, text, want)
+	}
+	require.NotContains(t, text, `runbook="scale-on-backlog"`)
+
+	rb, err = os.ReadFile("../../runbooks/scale-on-backlog.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(books, "b.yaml"), rb, 0o600))
+	code, body := post(t, base+"/-/reload", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, metricsText(t, base), `responder_remediation_runs_total{outcome="failed",runbook="scale-on-backlog"} 0`)
+}

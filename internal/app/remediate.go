@@ -119,7 +119,7 @@ func (a *App) setupRemediation(cfg *config.Config, db *store.Store, reg promethe
 	if err != nil {
 		return err
 	}
-	a.remediator.cur.Store(rc)
+	a.remediator.install(rc)
 	a.remPipeline = incident.NewPipeline(a.logger.With("component", "remediation_queue"), db, incident.PipelineOptions{
 		Owner: a.opts.Owner + "/remediation", Workers: min(cfg.Remediation.MaxConcurrent, maxRemediationWorkers) + 2, PollInterval: poll,
 		LeaseFunc:     func() time.Duration { return a.remediator.cur.Load().lease },
@@ -897,6 +897,37 @@ func newRemediationMetrics(reg prometheus.Registerer) *remediationMetrics {
 	}
 	reg.MustRegister(m.runs, m.refusals, m.steps, m.stepDuration, m.escalations, m.approvals)
 	return m
+}
+
+// install puts rc in force, and exports its runbooks' series at 0, so that
+// a rule's increase() sees a runbook's first failure after a start or a
+// reload (a series that appears at 1 has no increase).
+func (r *remediator) install(rc *remediationConfig) {
+	r.cur.Store(rc)
+	m := r.metrics
+	for _, g := range []string{
+		remediation.GuardEnabled, remediation.GuardOptIn, remediation.GuardMatch, remediation.GuardParams, remediation.GuardKillSwitch,
+		remediation.GuardPaused, remediation.GuardStorm, remediation.GuardCooldown, remediation.GuardBudget, remediation.GuardLock,
+		remediation.GuardConcurrency, remediation.GuardDryRun, remediation.GuardApproval,
+	} {
+		m.refusals.WithLabelValues(g)
+	}
+	for _, res := range []string{"approved", "rejected", "ignored", "not_allowed"} {
+		m.approvals.WithLabelValues(res)
+	}
+	for _, rb := range rc.set.Runbooks {
+		for _, o := range []string{"admitted", incident.RunRefused, incident.RunDryRun, incident.RunSucceeded, incident.RunFailed, incident.RunUnknown, incident.RunCancelled} {
+			m.runs.WithLabelValues(rb.Name, o)
+		}
+		m.escalations.WithLabelValues(rb.Name)
+		for i := range rb.Steps {
+			kind := rb.Steps[i].Kind()
+			for _, o := range []string{remediation.OutcomeOK, remediation.OutcomeFailed, remediation.OutcomeTimeout} {
+				m.steps.WithLabelValues(rb.Name, kind, o)
+			}
+			m.stepDuration.WithLabelValues(kind)
+		}
+	}
 }
 
 func (m *remediationMetrics) refused(guard, runbook string) {
