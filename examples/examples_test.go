@@ -288,7 +288,7 @@ func docMetrics(t *testing.T) (metrics map[string]docMetric, firstUse []string) 
 		require.False(t, dup, "docs/operations.md lists %s twice", name)
 		metrics[name] = m
 	}
-	first := regexp.MustCompile(`(?s)\nOnly these appear on first use[^\n]*\n(.*?)\n\n`).FindStringSubmatch(section)
+	first := regexp.MustCompile(`(?s)\nOnly (?:these appear|this one appears) on first use[^\n]*\n(.*?)\n\n`).FindStringSubmatch(section)
 	require.NotNil(t, first, "docs/operations.md: the paragraph 'Only these appear on first use'")
 	for _, c := range code.FindAllStringSubmatch(first[1], -1) {
 		if strings.HasPrefix(c[1], "responder_") {

@@ -75,6 +75,9 @@ func New(sources []Source, opts Options) *Gatherer {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	for _, s := range sources {
+		opts.Metrics.expose(s.Name())
+	}
 	return &Gatherer{sources: sources, opts: opts}
 }
 
@@ -263,6 +266,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.duration, m.results, m.cacheHits)
 	}
 	return m
+}
+
+// expose exports a source's series at 0, so that a rule's increase() sees
+// its first timeout or error.
+func (m *Metrics) expose(source string) {
+	if m == nil {
+		return
+	}
+	m.duration.WithLabelValues(source)
+	for _, st := range []string{incident.SourceOK, incident.SourceEmpty, incident.SourceTimeout, incident.SourceError} {
+		m.results.WithLabelValues(source, st)
+	}
 }
 
 func (m *Metrics) observe(sec incident.Section, d time.Duration) {

@@ -70,6 +70,8 @@ func TestGatherer_Statuses(t *testing.T) {
 		// What a source read before it failed is kept, within the limits.
 		&fakeSource{name: "partial", sec: incident.Section{Logs: lines(100)}, err: errors.New("stream broke")},
 	}, gather.Options{Budget: time.Second, Timeout: 100 * time.Millisecond, Metrics: m})
+	require.Equal(t, 6*4, testutil.CollectAndCount(reg, "responder_context_source_results_total"), "every source's series, at 0, before anything ran")
+	require.Zero(t, testutil.ToFloat64(mustCounter(t, reg, "broken", "error")))
 	start := time.Now()
 	c := g.Gather(t.Context(), &incident.Incident{ID: 1})
 	require.Less(t, time.Since(start), 500*time.Millisecond, "the slow source's timeout, not the budget, ends the wait")
