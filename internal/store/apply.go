@@ -536,8 +536,8 @@ func (a *applier) open(ctx context.Context, first template.Alert) error {
 	a.episode++
 	m := a.m
 	var id int64
-	err := a.queryRow(ctx, (`INSERT INTO incidents (group_key, episode, status, receiver, group_labels, common_labels, common_annotations, external_url, opened_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+	err := a.queryRow(ctx, `INSERT INTO incidents (group_key, episode, status, receiver, group_labels, common_labels, common_annotations, external_url, opened_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		m.GroupKey, a.episode, first.Status, m.Receiver, mustJSON(m.GroupLabels), mustJSON(m.CommonLabels), mustJSON(m.CommonAnnotations), m.ExternalURL,
 		ns(first.StartsAt), a.now).Scan(&id)
 	if err != nil {
@@ -563,11 +563,11 @@ func (a *applier) refresh(ctx context.Context, id int64) error {
 		lastEnd          sql.NullInt64
 		before           string
 	)
-	if err := a.queryRow(ctx, (`SELECT
+	if err := a.queryRow(ctx, `SELECT
 			coalesce(sum(CASE WHEN status = 'firing' THEN 1 ELSE 0 END), 0),
 			coalesce(sum(CASE WHEN status = 'resolved' THEN 1 ELSE 0 END), 0),
 			max(ends_at), (SELECT status FROM incidents WHERE id = ?)
-		FROM alerts WHERE incident_id = ?`), id, id).Scan(&firing, &resolved, &lastEnd, &before); err != nil {
+		FROM alerts WHERE incident_id = ?`, id, id).Scan(&firing, &resolved, &lastEnd, &before); err != nil {
 		return fmt.Errorf("count alerts of incident %d: %w", id, err)
 	}
 	if _, ok := a.before[id]; !ok {

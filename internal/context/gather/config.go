@@ -252,8 +252,12 @@ func (c *Config) Validate() error {
 		key string
 		v   time.Duration
 	}{
-		{"budget", c.Budget}, {"timeout", c.Timeout}, {"deployments: lookback", c.Deployments.Lookback},
-		{"promql: range", c.PromQL.Range}, {"promql: step", c.PromQL.Step}, {"logs: lookback", c.Logs.Lookback},
+		{"budget", c.Budget},
+		{"timeout", c.Timeout},
+		{"deployments: lookback", c.Deployments.Lookback},
+		{"promql: range", c.PromQL.Range},
+		{"promql: step", c.PromQL.Step},
+		{"logs: lookback", c.Logs.Lookback},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s must not be negative", d.key)
