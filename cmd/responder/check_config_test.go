@@ -47,7 +47,7 @@ current-context: x
 	}{
 		{
 			"a missing kubeconfig_file in dry-run", "  kubeconfig_file: missing\n", 1, "",
-			fmt.Sprintf("remediation: kubeconfig_file: kubeconfig %q: no such file or directory\n", filepath.Join(dir, "missing")),
+			fmt.Sprintf("%s: remediation: kubeconfig_file: kubeconfig %q: no such file or directory\n", filepath.Join(dir, "0.yml"), filepath.Join(dir, "missing")),
 		},
 		{"a broken kubeconfig_file", "  dry_run: false\n  kubeconfig_file: broken\n", 1, "", `host must be a URL or a host:port pair: "https://xxxxx@k:port"`},
 		{

@@ -74,6 +74,15 @@ func newRemediator(logger *slog.Logger, db *store.Store, n *notifier, reg promet
 	return &remediator{logger: logger.With("component", "remediation"), db: db, notifier: n, now: time.Now, metrics: newRemediationMetrics(reg)}
 }
 
+// inConfigFile names cfg's file before err, as the loader names it before
+// each of its problems (a runbook's problems name the runbook's file).
+func inConfigFile(cfg *config.Config, err error) error {
+	if f := cfg.File(); f != "" {
+		return fmt.Errorf("%s: %w", f, err)
+	}
+	return err
+}
+
 // LoadRunbooks loads the runbooks cfg points to and cross-checks them
 // against it (URLs the steps need, allowed namespaces, the escalation
 // receiver). A missing runbooks directory holds no runbooks.
@@ -97,7 +106,7 @@ func LoadRunbooks(cfg *config.Config) (*remediation.Set, error) {
 	if name := rc.EscalationReceiver; name != "" {
 		i := slices.IndexFunc(cfg.Receivers, func(r routing.Receiver) bool { return r.Name == name })
 		if i < 0 || len(cfg.Receivers[i].PagerDutyConfigs) == 0 {
-			return nil, fmt.Errorf("remediation: escalation_receiver %q must name a receiver with pagerduty_configs", name)
+			return nil, inConfigFile(cfg, fmt.Errorf("remediation: escalation_receiver %q must name a receiver with pagerduty_configs", name))
 		}
 	}
 	return set, nil
@@ -218,7 +227,7 @@ func kubeClient(cfg *config.Config, set *remediation.Set) (kc *kubeapi.Client, n
 	if f := cfg.Remediation.KubeconfigFile; f != "" {
 		kc, err := kubeapi.New(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("remediation: kubeconfig_file: %w", err)
+			return nil, nil, inConfigFile(cfg, fmt.Errorf("remediation: kubeconfig_file: %w", err))
 		}
 		return kc, nil, nil
 	}
