@@ -25,8 +25,13 @@ func runCheckConfig(stdout, stderr io.Writer, file string) int {
 	var warnings []string
 	if err == nil {
 		// The runbooks and the kubeconfig_file the config points to must
-		// be valid too.
+		// be valid too, and the context sources must build.
 		warnings, err = app.CheckRemediation(cfg)
+	}
+	if err == nil {
+		var more []string
+		more, err = app.CheckContext(cfg)
+		warnings = append(warnings, more...)
 	}
 	if err != nil {
 		// LoadFile already names the file on every line.

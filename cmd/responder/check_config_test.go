@@ -71,3 +71,30 @@ current-context: x
 		})
 	}
 }
+
+// check-config builds the context sources as serve does: a
+// context.kubernetes.kubeconfig that cannot be loaded is a problem (serve
+// would not start); none outside a cluster is a warning (valid in a pod).
+// Before, check-config said SUCCESS for a file serve refused.
+func TestCheckConfig_ContextKubernetes(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, kubernetes string
+		code             int
+		stderr           string
+	}{
+		{"a missing kubeconfig", "{kubeconfig: missing}", 1, fmt.Sprintf("%s: context: kubernetes: kubeconfig %q: no such file or directory\n",
+			filepath.Join(dir, "a missing kubeconfig.yml"), filepath.Join(dir, "missing"))},
+		{"no kubeconfig outside a cluster", "{}", 0, ": WARNING: context: kubernetes: kubeconfig is not set and responder is not in a cluster"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(dir, tt.name+".yml")
+			require.NoError(t, os.WriteFile(file, []byte("context:\n  kubernetes: "+tt.kubernetes+"\n"), 0o600))
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"check-config", "--config.file=" + file}, &stdout, &stderr)
+			require.Equal(t, tt.code, code, "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
+			require.Contains(t, stderr.String(), tt.stderr)
+		})
+	}
+}

@@ -87,6 +87,28 @@ func (a *App) setupContext(cfg *config.Config, db *store.Store, poll time.Durati
 	return nil
 }
 
+// CheckContext builds the context sources cfg configures, as serve and a
+// reload do, without storage: a kubeconfig, an http_config or a source
+// that cannot be built is an error. Without a kubeconfig outside a
+// cluster, the kubernetes section is a warning: serve would not start
+// here, but the same file is valid in a pod.
+func CheckContext(cfg *config.Config) (warnings []string, err error) {
+	c := &contexter{logger: slog.New(slog.DiscardHandler), now: time.Now}
+	if k := cfg.Context.Kubernetes; k != nil && k.Kubeconfig == "" {
+		if _, err := kubeapi.New(""); err != nil {
+			warnings = append(warnings, fmt.Sprintf("context: kubernetes: kubeconfig is not set and responder is not in a cluster (%v); "+
+				"serve does not start here: set context.kubernetes.kubeconfig, or run responder in the cluster with a service account", err))
+			outside := *cfg
+			outside.Context.Kubernetes = nil
+			cfg = &outside
+		}
+	}
+	if _, err := c.build(cfg); err != nil {
+		return nil, inConfigFile(cfg, err)
+	}
+	return warnings, nil
+}
+
 // build returns a Gatherer over the sources cfg configures. Nothing is put
 // in force until the caller stores it.
 func (c *contexter) build(cfg *config.Config) (*gather.Gatherer, error) {
