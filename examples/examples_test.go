@@ -203,11 +203,12 @@ func TestResponderConfig(t *testing.T) {
 	run(t, responderBinary(t), "check-config", "--config.file=responder.yml")
 }
 
-// The files of responder's own alerts.
-var (
-	alertRulesFile = filepath.Join("..", "docs", "responder-alerts.rules.yml")
-	alertTestsFile = filepath.Join("..", "docs", "responder-alerts.test.yml")
-	operationsFile = filepath.Join("..", "docs", "operations.md")
+// The files of responder's own alerts (slash-separated: the tests run on
+// Linux).
+const (
+	alertRulesFile = "../docs/responder-alerts.rules.yml"
+	alertTestsFile = "../docs/responder-alerts.test.yml"
+	operationsFile = "../docs/operations.md"
 )
 
 // runbookPrefix is where every alert's runbook_url points: a section of
@@ -522,7 +523,7 @@ scrape_configs:
 				if strings.HasSuffix(op, "~") && !word.MatchString(v) {
 					continue // a pattern, such as code=~"5.."
 				}
-				for _, value := range strings.Split(v, "|") {
+				for value := range strings.SplitSeq(v, "|") {
 					exported := got[name] != nil && got[name].labels[l][value]
 					switch {
 					case exported || slices.Contains(d.labels[l], value):

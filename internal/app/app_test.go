@@ -255,7 +255,7 @@ func TestApp_RemediationSeriesFromTheStart(t *testing.T) {
 	books := t.TempDir()
 	rb, err := os.ReadFile("../../runbooks/restart-on-latency.yaml")
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(books, "a.yaml"), rb, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(books, "a.yaml"), rb, 0o600)) //nolint:gosec // G703: the test's own temp dir.
 	a, _ := startApp(t, tokenConfig+"remediation:\n  runbooks_dir: "+books+"\n")
 	base := "http://" + a.Addr()
 	text := metricsText(t, base)
@@ -274,7 +274,7 @@ func TestApp_RemediationSeriesFromTheStart(t *testing.T) {
 
 	rb, err = os.ReadFile("../../runbooks/scale-on-backlog.yaml")
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(books, "b.yaml"), rb, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(books, "b.yaml"), rb, 0o600)) //nolint:gosec // G703: the test's own temp dir.
 	code, body := post(t, base+"/-/reload", "", "")
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, metricsText(t, base), `responder_remediation_runs_total{outcome="failed",runbook="scale-on-backlog"} 0`)
