@@ -3,6 +3,7 @@ package incident
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind classifies an Error. The HTTP layer maps each kind to exactly one
@@ -78,4 +79,31 @@ func KindOf(err error) Kind {
 		return e.Kind
 	}
 	return Internal
+}
+
+// Detail is err's text with the causes that the *Error values in its chain
+// keep out of their message, for a log line: Error shows only Msg, which is
+// what an HTTP answer may say, while a log line must say why ("storage
+// cannot commit: begin" is followed by the driver's "database or disk is
+// full" or "connection refused"). The causes are the storage driver's and
+// responder's own errors, which hold no secrets (pgx's connection errors
+// name the host, user and database, never the password).
+func Detail(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	var e *Error
+	if !errors.As(err, &e) || e.Err == nil {
+		return s
+	}
+	cause := Detail(e.Err)
+	switch {
+	case cause == "" || strings.Contains(s, cause):
+		return s // the message says it already (Errorf's do)
+	case e.Msg != "" && strings.Contains(s, e.Msg):
+		return strings.Replace(s, e.Msg, e.Msg+": "+cause, 1)
+	default:
+		return s + ": " + cause
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -217,7 +216,7 @@ func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 		if err != nil {
 			// Log when the failure changes, not on every poll.
 			if ctx.Err() == nil && err.Error() != lastErr {
-				p.logger.WarnContext(ctx, "claim jobs failed, will retry on next poll", "err", detail(err))
+				p.logger.WarnContext(ctx, "claim jobs failed, will retry on next poll", "err", Detail(err))
 				lastErr = err.Error()
 			}
 		} else {
@@ -294,7 +293,7 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 	defer cancel()
 	if err == nil {
 		if cerr := p.queue.Complete(bctx, j); cerr != nil {
-			log.WarnContext(ctx, "complete job failed; it will run again after its lease and must be idempotent", "err", detail(cerr))
+			log.WarnContext(ctx, "complete job failed; it will run again after its lease and must be idempotent", "err", Detail(cerr))
 			return
 		}
 		p.attempts.WithLabelValues(j.Kind, "done").Inc()
@@ -308,7 +307,7 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 		// that it resumes at once on restart or on another replica instead of
 		// waiting for its lease to expire.
 		if rerr := p.queue.Release(bctx, j, 0); rerr != nil {
-			log.WarnContext(ctx, "release job failed; it resumes after its lease expires", "err", detail(rerr))
+			log.WarnContext(ctx, "release job failed; it resumes after its lease expires", "err", Detail(rerr))
 		}
 		return
 	}
@@ -317,7 +316,7 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 		// Someone else is working on the same target: come back soon,
 		// without spending an attempt or growing the backoff.
 		if rerr := p.queue.Release(bctx, j, busy.After); rerr != nil {
-			log.WarnContext(ctx, "release busy job failed; it resumes after its lease expires", "err", detail(rerr))
+			log.WarnContext(ctx, "release busy job failed; it resumes after its lease expires", "err", Detail(rerr))
 		}
 		p.attempts.WithLabelValues(j.Kind, "busy").Inc()
 		return
@@ -332,12 +331,12 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 		// resumes after its lease, its attempt spent.
 		after := Backoff(1, p.opts.StorageRetry, p.opts.StorageRetry)
 		if rerr := p.queue.Release(bctx, j, after); rerr != nil {
-			log.WarnContext(ctx, "release job after a storage failure failed; it resumes after its lease expires", "err", detail(rerr))
+			log.WarnContext(ctx, "release job after a storage failure failed; it resumes after its lease expires", "err", Detail(rerr))
 		}
 		p.attempts.WithLabelValues(j.Kind, "storage").Inc()
 		if n, ok := p.storage.failed(p.opts.Now()); ok {
 			log.WarnContext(ctx, "job handed back without counting an attempt: storage failed; jobs wait until it works again",
-				"err", detail(err), "retry_in", after, "handed_back", n)
+				"err", Detail(err), "retry_in", after, "handed_back", n)
 		}
 		return
 	}
@@ -350,16 +349,16 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 	}
 	retryAt := p.opts.Now().Add(delay)
 	if ferr := p.queue.Fail(bctx, j, err, retryAt, park); ferr != nil {
-		log.WarnContext(ctx, "record job failure failed; it will run again after its lease", "err", detail(ferr), "cause", detail(err))
+		log.WarnContext(ctx, "record job failure failed; it will run again after its lease", "err", Detail(ferr), "cause", Detail(err))
 		return
 	}
 	if park {
 		p.attempts.WithLabelValues(j.Kind, "parked").Inc()
-		log.ErrorContext(ctx, "job parked after its last attempt; see /api/v1/jobs?state=parked", "err", detail(err))
+		log.ErrorContext(ctx, "job parked after its last attempt; see /api/v1/jobs?state=parked", "err", Detail(err))
 		return
 	}
 	p.attempts.WithLabelValues(j.Kind, "retry").Inc()
-	log.WarnContext(ctx, "job failed, will retry", "err", detail(err), "retry_at", retryAt)
+	log.WarnContext(ctx, "job failed, will retry", "err", Detail(err), "retry_at", retryAt)
 }
 
 // storageLogEvery bounds how often the pipeline says that storage still
@@ -403,32 +402,6 @@ func (l *storageLog) recovered(now time.Time) (time.Duration, bool) {
 	d := now.Sub(l.since)
 	l.since, l.logged, l.n = time.Time{}, time.Time{}, 0
 	return d, true
-}
-
-// detail is err's text with the causes that the *Error values in its chain
-// keep out of their message: Error shows only Msg, which is what an HTTP
-// answer may say, while a log line must say why ("storage cannot commit:
-// begin" is followed by the driver's "database or disk is full"). The
-// causes are the storage driver's and the pipeline's own errors, which hold
-// no secrets.
-func detail(err error) string {
-	if err == nil {
-		return ""
-	}
-	s := err.Error()
-	var e *Error
-	if !errors.As(err, &e) || e.Err == nil {
-		return s
-	}
-	cause := detail(e.Err)
-	switch {
-	case cause == "" || strings.Contains(s, cause):
-		return s // the message says it already (Errorf's do)
-	case e.Msg != "" && strings.Contains(s, e.Msg):
-		return strings.Replace(s, e.Msg, e.Msg+": "+cause, 1)
-	default:
-		return s + ": " + cause
-	}
 }
 
 // RetryAfterer is implemented by errors that know when a retry may succeed,

@@ -102,6 +102,19 @@ func refusedDial(t *testing.T) (addr string, err error) {
 	return addr, err
 }
 
+// pgPassword is the password of pgRefused's DSN, which no answer and no log
+// line may print.
+const pgPassword = "S3cret-pg"
+
+// pgRefused returns pgx's own error for a PostgreSQL server that is down
+// (addr refuses connections), from a DSN with pgPassword.
+func pgRefused(t *testing.T, addr string) error {
+	t.Helper()
+	_, err := pgconn.Connect(t.Context(), "postgres://resp:"+pgPassword+"@"+addr+"/responder?sslmode=disable&connect_timeout=5")
+	require.Error(t, err)
+	return err
+}
+
 // sqliteErrors returns modernc.org/sqlite's own errors: SQLITE_BUSY from a
 // read of a file that another connection holds locked, and SQLITE_NOTADB
 // from a file that is not a database.
@@ -142,10 +155,7 @@ func sqliteErrors(t *testing.T) (busy, notADatabase error) {
 func TestIncidentsAPI_StorageErrors(t *testing.T) {
 	t.Parallel()
 	addr, refused := refusedDial(t)
-	// pgx's own error for a server that is down, from a DSN with a password.
-	const password = "S3cret-pg"
-	_, pgDown := pgconn.Connect(t.Context(), "postgres://resp:"+password+"@"+addr+"/responder?sslmode=disable&connect_timeout=5")
-	require.Error(t, pgDown)
+	pgDown := pgRefused(t, addr)
 
 	busy, notADatabase := sqliteErrors(t)
 
@@ -182,7 +192,7 @@ func TestIncidentsAPI_StorageErrors(t *testing.T) {
 				code, body, raw := call(t, srv, c)
 				require.Equal(t, tt.want, code, "%s %s: %s", c.method, c.path, raw)
 				require.Equal(t, "error", body["status"])
-				for _, leak := range []string{password, addr, "resp", "responder"} {
+				for _, leak := range []string{pgPassword, addr, "resp", "responder"} {
 					require.NotContains(t, raw, leak)
 				}
 			}

@@ -96,7 +96,9 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 			if incident.KindOf(err) != incident.Unavailable {
 				err = &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
 			}
-			logger.Warn("notification not committed; answered 503 so that Alertmanager retries", "group_key", msg.GroupKey, "err", err)
+			// The log line names the driver's error; the answer, which
+			// Alertmanager logs, keeps to the store's message.
+			logger.Warn("notification not committed; answered 503 so that Alertmanager retries", "group_key", msg.GroupKey, "err", incident.Detail(err))
 			return err
 		}
 		if !known {

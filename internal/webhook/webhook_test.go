@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -28,6 +29,7 @@ import (
 	"github.com/responder/responder/internal/incident"
 	"github.com/responder/responder/internal/store"
 	"github.com/responder/responder/internal/store/sqlite"
+	"github.com/responder/responder/internal/testenv"
 	"github.com/responder/responder/internal/webhook"
 )
 
@@ -313,6 +315,78 @@ func TestWebhookStorageFailure(t *testing.T) {
 			counts, err := db.NotificationCounts(t.Context())
 			require.NoError(t, err)
 			require.Empty(t, counts)
+		})
+	}
+}
+
+// failingSink refuses every delivery with err.
+type failingSink struct{ err error }
+
+func (s failingSink) Accept(context.Context, incident.Delivery) (incident.Receipt, error) {
+	return incident.Receipt{}, s.err
+}
+
+// TestWebhookStorageFailure_Answer: a delivery storage did not commit is
+// answered 503 with the store's message only, while its warning names the
+// driver's error too (it said only "storage cannot commit: begin"), and
+// never a password.
+func TestWebhookStorageFailure_Answer(t *testing.T) {
+	t.Parallel()
+	addr, _ := refusedDial(t)
+	pgDown := pgRefused(t, addr)
+	firing := fixture(t, "am_v4_firing.json")
+
+	tests := []struct {
+		name      string
+		err       error
+		wantError string // the answer's
+		wantLog   string // the warning's err, a prefix
+	}{
+		{
+			name: "sqlite full", err: &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: commit", Err: errors.New("database or disk is full (13)")},
+			wantError: "storage cannot commit: commit", wantLog: "storage cannot commit: commit: database or disk is full (13)",
+		},
+		{
+			name: "postgres refused", err: &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: begin", Err: pgDown},
+			wantError: "storage cannot commit: begin", wantLog: "storage cannot commit: begin: failed to connect to `user=resp database=responder`:",
+		},
+		{
+			name: "timed out", err: &incident.Error{Kind: incident.Unavailable, Msg: "storage did not commit in time", Err: context.DeadlineExceeded},
+			wantError: "storage did not commit in time", wantLog: "storage did not commit in time: context deadline exceeded",
+		},
+		{
+			name: "not classified", err: errors.New("scan receipt: converting NULL to int64"),
+			wantError: "storage cannot commit", wantLog: "storage cannot commit: scan receipt: converting NULL to int64",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var logs testenv.LogBuffer
+			e := newEnv(t, envOptions{
+				cfg: bearerConfig, logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+				wrap: func(webhook.Sink) webhook.Sink { return failingSink{err: tt.err} },
+			})
+			got := e.post(t, bytes.NewReader(firing), bearer(token))
+			require.Equal(t, http.StatusServiceUnavailable, got.code, "body %v", got.body)
+			require.Equal(t, tt.wantError, got.body["error"], "the answer keeps to the store's message")
+			require.Equal(t, map[string]float64{"storage_unavailable": 1}, e.rejected(t))
+
+			var line map[string]any
+			for l := range strings.Lines(logs.String()) {
+				if strings.Contains(l, "notification not committed") {
+					require.NoError(t, json.Unmarshal([]byte(l), &line))
+				}
+			}
+			require.NotNil(t, line, "no warning in:\n%s", logs.String())
+			require.Equal(t, "WARN", line["level"])
+			require.Equal(t, `{}/{severity="critical"}:{alertname="CheckoutLatencyHigh"}`, line["group_key"])
+			require.IsType(t, "", line["err"])
+			require.True(t, strings.HasPrefix(line["err"].(string), tt.wantLog), "err=%q", line["err"])
+			if tt.name == "postgres refused" {
+				require.Contains(t, line["err"], "connection refused")
+			}
+			require.NotContains(t, logs.String(), pgPassword)
 		})
 	}
 }
