@@ -93,13 +93,16 @@ func handleAlertmanager(logger *slog.Logger, sink Sink, opts Options, m *metrics
 		if err != nil {
 			held = true
 			m.rejected.WithLabelValues("storage_unavailable").Inc()
-			if incident.KindOf(err) != incident.Unavailable {
-				err = &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
+			var ie *incident.Error
+			if !errors.As(err, &ie) || ie.Kind != incident.Unavailable {
+				ie = &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
+				err = ie
 			}
 			// The log line names the driver's error; the answer, which
-			// Alertmanager logs, keeps to the store's message.
+			// Alertmanager logs, keeps to the store's message, with the
+			// metric's reason as its code.
 			logger.Warn("notification not committed; answered 503 so that Alertmanager retries", "group_key", msg.GroupKey, "err", incident.Detail(err))
-			return err
+			return &incident.Error{Kind: incident.Unavailable, Code: "storage_unavailable", Msg: ie.Msg, Err: err}
 		}
 		if !known {
 			// Only committed bytes are remembered.

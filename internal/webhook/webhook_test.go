@@ -304,6 +304,7 @@ func TestWebhookStorageFailure(t *testing.T) {
 			require.Less(t, time.Since(start), 5*time.Second, "a storage failure must not hang the request")
 			require.Equal(t, "error", got.body["status"])
 			require.NotEmpty(t, got.body["error"])
+			require.Equal(t, "storage_unavailable", got.body["code"])
 			require.Equal(t, map[string]float64{"storage_unavailable": 1}, e.rejected(t))
 
 			// Nothing reached the file.
@@ -327,9 +328,10 @@ func (s failingSink) Accept(context.Context, incident.Delivery) (incident.Receip
 }
 
 // TestWebhookStorageFailure_Answer: a delivery storage did not commit is
-// answered 503 with the store's message only, while its warning names the
-// driver's error too (it said only "storage cannot commit: begin"), and
-// never a password.
+// answered 503 with the code the metric counts (storage_unavailable, as
+// the API's 503; it said service_unavailable) and the store's message
+// only, while its warning names the driver's error too (it said only
+// "storage cannot commit: begin"), and never a password.
 func TestWebhookStorageFailure_Answer(t *testing.T) {
 	t.Parallel()
 	addr, _ := refusedDial(t)
@@ -369,7 +371,8 @@ func TestWebhookStorageFailure_Answer(t *testing.T) {
 			})
 			got := e.post(t, bytes.NewReader(firing), bearer(token))
 			require.Equal(t, http.StatusServiceUnavailable, got.code, "body %v", got.body)
-			require.Equal(t, tt.wantError, got.body["error"], "the answer keeps to the store's message")
+			require.Equal(t, map[string]any{"status": "error", "error": tt.wantError, "code": "storage_unavailable"}, got.body,
+				"the metric's reason, and the store's message only")
 			require.Equal(t, map[string]float64{"storage_unavailable": 1}, e.rejected(t))
 
 			var line map[string]any
