@@ -3,10 +3,13 @@
 // context and probes, the checksum that rolls the pods, the RBAC generated
 // only for enabled Kubernetes actions in allow-listed namespaces, the SQLite
 // replica guard, the secrets mounted as files, and the rendered config, which
-// must pass `responder check-config`.
+// must pass `responder check-config`; and the PrometheusRule with responder's
+// own alerts, which must be docs/responder-alerts.rules.yml watching the job
+// the chart's ServiceMonitor produces, and pass promtool.
 //
 // helm is built from the Go module proxy (the version `make helm-lint` uses)
-// into bin/, outside go.mod, or taken from RESPONDER_TEST_HELM.
+// into bin/, outside go.mod, or taken from RESPONDER_TEST_HELM. promtool
+// comes from RESPONDER_TEST_PROMTOOL or PATH (internal/testenv.Binary).
 package helm_test
 
 import (
@@ -25,10 +28,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v2"
+
+	"github.com/responder/responder/internal/testenv"
 )
 
-// HelmEnv names the environment variable that overrides the helm binary.
-const HelmEnv = "RESPONDER_TEST_HELM"
+// The environment variables that override the helm and promtool binaries.
+const (
+	HelmEnv     = "RESPONDER_TEST_HELM"
+	PromtoolEnv = "RESPONDER_TEST_PROMTOOL"
+)
 
 const (
 	repoRoot  = "../.."
@@ -527,6 +535,7 @@ func TestChart_defaults(t *testing.T) {
 	require.Empty(t, find(objs, "RoleBinding"))
 	require.Empty(t, find(objs, "PodDisruptionBudget"), "no PDB for a single replica")
 	require.Empty(t, find(objs, "ServiceMonitor"))
+	require.Empty(t, find(objs, "PrometheusRule"))
 	require.Empty(t, find(objs, "NetworkPolicy"))
 	require.Len(t, find(objs, "ServiceAccount"), 1)
 
@@ -826,4 +835,126 @@ func TestChart_optionalObjects(t *testing.T) {
 	only(t, objs, "NetworkPolicy").decode(t, &np)
 	require.Equal(t, []string{"Ingress"}, np.Spec.PolicyTypes)
 	require.Len(t, np.Spec.Ingress[0].From, 1)
+}
+
+// The alert rules: responder's own in docs/, the chart's copy (helm cannot
+// read outside the chart), and the job selector the chart rewrites.
+const (
+	alertRulesDoc   = repoRoot + "/docs/responder-alerts.rules.yml"
+	alertTestsDoc   = repoRoot + "/docs/responder-alerts.test.yml"
+	alertRulesChart = chartDir + "/files/responder-alerts.rules.yml"
+	upSelector      = `up{job="responder"}`
+)
+
+func TestChart_alertRulesCopy(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(alertRulesDoc)
+	require.NoError(t, err)
+	chart, err := os.ReadFile(alertRulesChart)
+	require.NoError(t, err)
+	require.Equal(t, string(doc), string(chart),
+		"the chart's copy of the alert rules differs: cp docs/responder-alerts.rules.yml deploy/helm/responder/files/")
+}
+
+// promtool runs promtool and fails the test with its output unless it exits 0.
+func promtool(t *testing.T, args ...string) {
+	t.Helper()
+	bin := testenv.Binary(t, PromtoolEnv, "promtool")
+	out, err := exec.CommandContext(t.Context(), bin, args...).CombinedOutput() //nolint:gosec // G204: the test's own promtool and files.
+	require.NoError(t, err, "promtool %s:\n%s", strings.Join(args, " "), out)
+}
+
+func TestChart_prometheusRule(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(alertRulesDoc)
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(string(doc), upSelector), "docs/responder-alerts.rules.yml: ResponderDown's selector")
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		// job is the job ResponderDown must watch; "" means the name of the
+		// rendered Service, the job the Prometheus Operator gives the
+		// targets of a ServiceMonitor without jobLabel.
+		job    string
+		labels map[string]string
+	}{
+		{
+			name:   "the ServiceMonitor's job",
+			args:   values("sqlite-values.yaml"),
+			labels: map[string]string{"release": "kube-prometheus-stack"},
+		},
+		{
+			name: "the ServiceMonitor's job, another release name",
+			args: append(values("sqlite-values.yaml"), "--set", "fullnameOverride=shop-responder"),
+		},
+		{
+			name: "prometheusRule.job",
+			args: append(values("sqlite-values.yaml"), "--set", "prometheusRule.job=kubernetes-pods"),
+			job:  "kubernetes-pods",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			objs := mustRender(t, tc.args...)
+			var sm struct {
+				Spec struct {
+					JobLabel string `yaml:"jobLabel"`
+				} `yaml:"spec"`
+			}
+			only(t, objs, "ServiceMonitor").decode(t, &sm)
+			require.Empty(t, sm.Spec.JobLabel, "the job is the Service's name")
+			job := tc.job
+			if job == "" {
+				job = only(t, objs, "Service").Metadata.Name
+			}
+
+			o := only(t, objs, "PrometheusRule")
+			require.Equal(t, "monitoring.coreos.com/v1", o.APIVersion)
+			require.Equal(t, namespace, o.Metadata.Namespace)
+			var pr struct {
+				Metadata struct {
+					Labels map[string]string `yaml:"labels"`
+				} `yaml:"metadata"`
+				Spec struct {
+					Groups []any `yaml:"groups"`
+				} `yaml:"spec"`
+			}
+			o.decode(t, &pr)
+			for k, v := range tc.labels {
+				require.Equal(t, v, pr.Metadata.Labels[k], "label %s", k)
+			}
+			require.Contains(t, pr.Metadata.Labels, "app.kubernetes.io/instance")
+
+			// The rules of docs/, with ResponderDown on the job.
+			var want struct {
+				Groups []any `yaml:"groups"`
+			}
+			require.NoError(t, yaml.Unmarshal([]byte(strings.Replace(string(doc), upSelector, `up{job="`+job+`"}`, 1)), &want))
+			require.Equal(t, want.Groups, pr.Spec.Groups)
+
+			// As the Prometheus Operator hands them to Prometheus.
+			rules, err := yaml.Marshal(map[string]any{"groups": pr.Spec.Groups})
+			require.NoError(t, err)
+			dir := t.TempDir()
+			file := filepath.Join(dir, "responder-alerts.rules.yml")
+			require.NoError(t, os.WriteFile(file, rules, 0o600))
+			promtool(t, "check", "rules", file)
+			if job == "responder" {
+				// The unit tests of docs/ scrape job="responder": run them
+				// on the rendered rules.
+				tests, err := os.ReadFile(alertTestsDoc)
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(filepath.Join(dir, "responder-alerts.test.yml"), tests, 0o600)) //nolint:gosec // G703: the test's own temp dir.
+				promtool(t, "test", "rules", filepath.Join(dir, "responder-alerts.test.yml"))
+			}
+		})
+	}
+
+	t.Run("an unknown key is refused", func(t *testing.T) {
+		t.Parallel()
+		_, err := render(t, "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.additionalLabels.release=kps")
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "additionalLabels")
+	})
 }

@@ -298,3 +298,13 @@ Whether the pod mounts a service account token.
 {{- ternary "true" "false" (eq (toString $a) "true") }}
 {{- end }}
 {{- end }}
+
+{{/*
+The job label of responder's targets, which the PrometheusRule's
+ResponderDown watches: prometheusRule.job, or the job the chart's
+ServiceMonitor gives them. It sets no jobLabel, so the Prometheus Operator
+names the job after the Service.
+*/}}
+{{- define "responder.alertJob" -}}
+{{- .Values.prometheusRule.job | default (include "responder.fullname" .) }}
+{{- end }}
