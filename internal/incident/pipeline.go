@@ -110,7 +110,7 @@ type Pipeline struct {
 
 	attempts *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	storage  storageLog
+	storage  FailureLog // jobs handed back because storage failed
 }
 
 // defaultStorageRetry is PipelineOptions.StorageRetry's default: soon
@@ -297,8 +297,8 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 			return
 		}
 		p.attempts.WithLabelValues(j.Kind, "done").Inc()
-		if failedFor, ok := p.storage.recovered(p.opts.Now()); ok {
-			p.logger.InfoContext(ctx, "storage works again; the jobs handed back resume", "duration", failedFor)
+		if f, ok := p.storage.Recovered(p.opts.Now()); ok {
+			p.logger.InfoContext(ctx, "storage works again; the jobs handed back resume", "duration", f.For)
 		}
 		return
 	}
@@ -334,9 +334,9 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 			log.WarnContext(ctx, "release job after a storage failure failed; it resumes after its lease expires", "err", Detail(rerr))
 		}
 		p.attempts.WithLabelValues(j.Kind, "storage").Inc()
-		if n, ok := p.storage.failed(p.opts.Now()); ok {
+		if f, ok := p.storage.Failed(p.opts.Now()); ok {
 			log.WarnContext(ctx, "job handed back without counting an attempt: storage failed; jobs wait until it works again",
-				"err", Detail(err), "retry_in", after, "handed_back", n)
+				"err", Detail(err), "retry_in", after, "handed_back", f.SinceLine)
 		}
 		return
 	}
@@ -361,47 +361,62 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 	log.WarnContext(ctx, "job failed, will retry", "err", Detail(err), "retry_at", retryAt)
 }
 
-// storageLogEvery bounds how often the pipeline says that storage still
-// fails: every job it stops is handed back again every few seconds.
-const storageLogEvery = time.Minute
+// FailureLogEvery bounds how often a FailureLog says that a failure goes
+// on.
+const FailureLogEvery = time.Minute
 
-// storageLog decides when the pipeline logs storage failures: when they
-// start, at most once every storageLogEvery while they go on, and when a
-// job completes again.
-type storageLog struct {
+// FailureLog decides when to log a failure that repeats for as long as its
+// cause lasts: work retried every few seconds while storage fails, which
+// must not write a line on every try. It says to log the first failure of
+// a run, then at most one every FailureLogEvery, and the success that ends
+// the run. It is safe for concurrent use; its zero value is ready.
+type FailureLog struct {
 	mu     sync.Mutex
-	since  time.Time // the first failure since the last completed job; zero when none
-	logged time.Time // the last line
-	n      int       // jobs handed back since the last line
+	since  time.Time // the run's first failure; zero when there is no run
+	logged time.Time // the last line's
+	total  int       // failures in the run
+	n      int       // failures since the last line
 }
 
-// failed records a job handed back at now, and reports whether to log it,
-// with how many were handed back since the last line (it included).
-func (l *storageLog) failed(now time.Time) (int, bool) {
+// Failure describes a run of failures, for a log line.
+type Failure struct {
+	// First is set on the run's first failure.
+	First bool
+	// For is how long the run has lasted.
+	For time.Duration
+	// Total counts the run's failures, and SinceLine those since the last
+	// line; both include the one just recorded.
+	Total, SinceLine int
+}
+
+// Failed records a failure at now, and reports whether to log it.
+func (l *FailureLog) Failed(now time.Time) (Failure, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.total++
 	l.n++
-	if l.since.IsZero() {
+	first := l.since.IsZero()
+	if first {
 		l.since = now
-	} else if now.Sub(l.logged) < storageLogEvery {
-		return 0, false
+	} else if now.Sub(l.logged) < FailureLogEvery {
+		return Failure{}, false
 	}
-	n := l.n
+	f := Failure{First: first, For: now.Sub(l.since), Total: l.total, SinceLine: l.n}
 	l.logged, l.n = now, 0
-	return n, true
+	return f, true
 }
 
-// recovered records a completed job at now, and reports how long storage
-// had failed when it had.
-func (l *storageLog) recovered(now time.Time) (time.Duration, bool) {
+// Recovered records a success at now, and reports the run of failures it
+// ends, if there was one (to log).
+func (l *FailureLog) Recovered(now time.Time) (Failure, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.since.IsZero() {
-		return 0, false
+		return Failure{}, false
 	}
-	d := now.Sub(l.since)
-	l.since, l.logged, l.n = time.Time{}, time.Time{}, 0
-	return d, true
+	f := Failure{For: now.Sub(l.since), Total: l.total, SinceLine: l.n}
+	l.since, l.logged, l.total, l.n = time.Time{}, time.Time{}, 0, 0
+	return f, true
 }
 
 // RetryAfterer is implemented by errors that know when a retry may succeed,

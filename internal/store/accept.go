@@ -139,6 +139,7 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 	quiet := time.NewTimer(time.Hour)
 	defer quiet.Stop()
+	var applyFails incident.FailureLog
 	for {
 		// Requests first.
 		select {
@@ -167,8 +168,8 @@ func (s *Store) Run(ctx context.Context) error {
 					slice = applySlice
 				}
 				more, err := s.applyDue(context.WithoutCancel(ctx), applyBatch, slice)
-				if err != nil && ctx.Err() == nil {
-					s.logger.WarnContext(ctx, "applying deferred notifications failed; will retry", "err", err)
+				if ctx.Err() == nil {
+					s.logApply(ctx, &applyFails, err)
 				}
 				pending, lastApply, applied = more && err == nil, time.Now(), true
 			} else {
@@ -207,6 +208,29 @@ func (s *Store) Run(ctx context.Context) error {
 			// that was applied have run.
 			close(ch)
 		}
+	}
+}
+
+// logApply logs a deferred apply's outcome, if it is news (fails records
+// the run of failures): while storage fails (a full disk, a lost
+// database), the writer loop tries again every ApplyPoll, and a warning
+// for each try flooded the log. It warns when applies start failing, at
+// most once a minute while they go on, as for failed commits
+// (commitHealth), and once when one works again.
+func (s *Store) logApply(ctx context.Context, fails *incident.FailureLog, err error) {
+	now := time.Now()
+	if err == nil {
+		if f, ok := fails.Recovered(now); ok {
+			s.logger.InfoContext(ctx, "applying deferred notifications works again", "failing_for", f.For.Round(time.Millisecond), "failed_applies", f.Total)
+		}
+		return
+	}
+	switch f, ok := fails.Failed(now); {
+	case !ok:
+	case f.First:
+		s.logger.WarnContext(ctx, "applying deferred notifications failed; will retry", "err", incident.Detail(err))
+	default:
+		s.logger.WarnContext(ctx, "applying deferred notifications still fails", "failing_for", f.For.Round(time.Second), "failed_applies", f.Total, "err", incident.Detail(err))
 	}
 }
 

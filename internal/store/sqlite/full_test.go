@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/responder/responder/internal/incident"
 	"github.com/responder/responder/internal/store"
+	"github.com/responder/responder/internal/store/sqlite"
 	"github.com/responder/responder/internal/store/storetest"
 	"github.com/responder/responder/internal/testenv"
 )
@@ -97,33 +99,90 @@ func TestSQLite_ApplyOnFullDiskIsNoAttempt(t *testing.T) {
 	db := openOpts(t, store.Options{Now: c.Now, ApplyPoll: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&log, nil))},
 		func(s *store.Store) { s.SetDeferApply(true) })
 	ctx := context.Background()
-	var pages int
-	require.NoError(t, db.DB().QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages))
-	_, err := db.DB().ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages))
-	require.NoError(t, err)
-	// The payload compresses to a few hundred bytes, which fit; applying
-	// it stores the large annotation, which needs new pages.
-	d := firing(t, c, `{}:{alertname="Large"}`)
-	d.Message.Alerts[0].Annotations["description"] = strings.Repeat("x", 64<<10)
-	raw, err := json.Marshal(d.Message)
-	require.NoError(t, err)
-	d.Raw = raw
-	_, err = db.Accept(ctx, d)
-	require.NoError(t, err, "stored")
+	acceptWhenFull(t, db, c)
 	// Until the notification leaves pending, or the writer loop has
-	// failed to apply it three times.
+	// failed to apply it (it logs that once: 150 failures in a row are
+	// TestSQLite_ApplyFailuresLoggedOnceAMinute's).
 	require.Eventually(t, func() bool {
 		counts, err := db.NotificationCounts(ctx)
 		require.NoError(t, err)
-		return counts[incident.NotificationPending] == 0 || strings.Count(log.String(), "applying deferred notifications failed") >= 3
+		return counts[incident.NotificationPending] == 0 || strings.Contains(log.String(), "applying deferred notifications failed")
 	}, 5*time.Second, 10*time.Millisecond)
 	storetest.RequireUnattempted(t, db.Store)
 
-	_, err = db.DB().ExecContext(ctx, "PRAGMA max_page_count = 1073741823")
+	_, err := db.DB().ExecContext(ctx, "PRAGMA max_page_count = 1073741823")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		counts, err := db.NotificationCounts(ctx)
 		require.NoError(t, err)
 		return counts[incident.NotificationProcessed] == 1
 	}, 5*time.Second, 10*time.Millisecond, "applied once space returned")
+}
+
+// TestSQLite_ApplyFailuresLoggedOnceAMinute: the writer loop tries a
+// deferred apply again every ApplyPoll (a second) while storage fails,
+// counting no attempt, and said so at warning level each time (154 lines
+// in 154 s of a PostgreSQL outage). It says so when applies start failing,
+// then at most once a minute with failing_for and the count, and once when
+// one works again.
+func TestSQLite_ApplyFailuresLoggedOnceAMinute(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := storetest.NewClock()
+		var log testenv.LogBuffer
+		logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			},
+		}))
+		db := openOpts(t, store.Options{Now: c.Now, Logger: logger}, func(s *store.Store) { s.SetDeferApply(true) })
+		ctx := t.Context()
+		acceptWhenFull(t, db, c)
+
+		time.Sleep(150 * time.Second)
+		synctest.Wait()
+		storetest.RequireUnattempted(t, db.Store)
+		_, err := db.DB().ExecContext(ctx, "PRAGMA max_page_count = 1073741823")
+		require.NoError(t, err)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		counts, err := db.NotificationCounts(ctx)
+		require.NoError(t, err)
+		require.Equal(t, map[string]int{incident.NotificationProcessed: 1}, counts, "applied once space returned")
+
+		var lines []string
+		for l := range strings.Lines(log.String()) {
+			if strings.Contains(l, "applying deferred notifications") {
+				lines = append(lines, strings.TrimSpace(l))
+			}
+		}
+		require.Len(t, lines, 4, "at 0, 1 and 2 minutes, and once it works:\n%s", log.String())
+		cause := ` err="apply notification 1: .*full.*"$`
+		require.Regexp(t, `^level=WARN msg="applying deferred notifications failed; will retry"`+cause, lines[0])
+		require.Regexp(t, `^level=WARN msg="applying deferred notifications still fails" failing_for=1m[01]s failed_applies=6[0-2]`+cause, lines[1])
+		require.Regexp(t, `^level=WARN msg="applying deferred notifications still fails" failing_for=2m[01]s failed_applies=12[0-2]`+cause, lines[2])
+		require.Regexp(t, `^level=INFO msg="applying deferred notifications works again" failing_for=2m3\d(\.\d+)?s failed_applies=15[0-2]$`, lines[3])
+	})
+}
+
+// acceptWhenFull stops db's file from growing, and commits a notification
+// that cannot be applied until it may grow again: its payload compresses
+// to a few hundred bytes, which fit; applying it stores its large
+// annotation, which needs new pages.
+func acceptWhenFull(t *testing.T, db *sqlite.DB, c *storetest.Clock) {
+	t.Helper()
+	ctx := t.Context()
+	var pages int
+	require.NoError(t, db.DB().QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages))
+	_, err := db.DB().ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages))
+	require.NoError(t, err)
+	d := firing(t, c, `{}:{alertname="Large"}`)
+	d.Message.Alerts[0].Annotations["description"] = strings.Repeat("x", 64<<10)
+	d.Raw, err = json.Marshal(d.Message)
+	require.NoError(t, err)
+	_, err = db.Accept(ctx, d)
+	require.NoError(t, err, "stored")
 }
