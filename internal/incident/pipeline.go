@@ -111,6 +111,7 @@ type Pipeline struct {
 	attempts *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	storage  FailureLog // jobs handed back because storage failed
+	claims   FailureLog // failed claims, of every worker
 }
 
 // defaultStorageRetry is PipelineOptions.StorageRetry's default: soon
@@ -205,7 +206,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 	poll := time.NewTicker(p.opts.PollInterval)
 	defer poll.Stop()
-	var lastErr string
 	for ctx.Err() == nil {
 		lease, timeout := p.opts.Lease, p.opts.JobTimeout
 		if p.opts.LeaseFunc != nil {
@@ -213,14 +213,13 @@ func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 			timeout = lease * 4 / 5
 		}
 		jobs, err := p.queue.Claim(ctx, owner, p.opts.BatchSize, lease, kinds...)
-		if err != nil {
-			// Log when the failure changes, not on every poll.
-			if ctx.Err() == nil && err.Error() != lastErr {
-				p.logger.WarnContext(ctx, "claim jobs failed, will retry on next poll", "err", Detail(err))
-				lastErr = err.Error()
+		switch {
+		case err == nil:
+			if f, ok := p.claims.Recovered(p.opts.Now()); ok {
+				p.logger.InfoContext(ctx, "claiming jobs works again", "failing_for", f.For.Round(time.Millisecond), "failed_claims", f.Total)
 			}
-		} else {
-			lastErr = ""
+		case ctx.Err() == nil:
+			p.logClaimFailure(ctx, err)
 		}
 		if len(jobs) > 0 {
 			if len(jobs) == p.opts.BatchSize {
@@ -239,6 +238,20 @@ func (p *Pipeline) work(ctx context.Context, owner string, kinds []string) {
 		case <-p.wake:
 		case <-poll.C:
 		}
+	}
+}
+
+// logClaimFailure logs a failed claim, if it is news: while storage is
+// down every worker fails on every poll, and the pipeline says so when it
+// starts and at most once every FailureLogEvery while it lasts.
+func (p *Pipeline) logClaimFailure(ctx context.Context, err error) {
+	f, ok := p.claims.Failed(p.opts.Now())
+	switch {
+	case !ok:
+	case f.First:
+		p.logger.WarnContext(ctx, "claim jobs failed, will retry on next poll", "err", Detail(err))
+	default:
+		p.logger.WarnContext(ctx, "claiming jobs still fails", "failing_for", f.For.Round(time.Second), "failed_claims", f.Total, "err", Detail(err))
 	}
 }
 

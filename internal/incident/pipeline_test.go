@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -355,4 +356,55 @@ func TestPipeline_LogNamesCause(t *testing.T) {
 			})
 		})
 	}
+}
+
+// failingClaims is a memQueue whose Claim fails while fail is set.
+type failingClaims struct {
+	*memQueue
+	fail atomic.Bool
+}
+
+func (q *failingClaims) Claim(ctx context.Context, owner string, n int, lease time.Duration, kinds ...string) ([]incident.Job, error) {
+	if q.fail.Load() {
+		return nil, fmt.Errorf("claim jobs: %w", &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit: begin", Err: errors.New("connection refused")})
+	}
+	return q.memQueue.Claim(ctx, owner, n, lease, kinds...)
+}
+
+// TestPipeline_ClaimFailuresLoggedOncePerPipeline: while claims fail
+// (storage down), every worker tries again on every poll. The pipeline
+// logs it when it starts, then at most once a minute with failing_for and
+// the count, and once when claiming works again; each worker logged the
+// start (16 + 8 + 4 identical lines for the three pipelines), and the
+// recovery went unsaid.
+func TestPipeline_ClaimFailuresLoggedOncePerPipeline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := &failingClaims{memQueue: newMemQueue()}
+		q.fail.Store(true)
+		var logs testenv.LogBuffer
+		p := incident.NewPipeline(slog.New(slog.NewTextHandler(&logs, nil)), q, incident.PipelineOptions{Workers: 16, PollInterval: time.Second})
+		p.Register("k", incident.HandlerFunc(func(context.Context, incident.Job) error { return nil }))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { _ = p.Run(ctx); close(done) }()
+		time.Sleep(150*time.Second + 500*time.Millisecond)
+		q.fail.Store(false)
+		time.Sleep(5 * time.Second)
+		cancel()
+		<-done
+
+		var got []string
+		for l := range strings.Lines(logs.String()) {
+			_, l, _ = strings.Cut(strings.TrimSpace(l), " ") // time=…
+			got = append(got, l)
+		}
+		cause := ` err="claim jobs: storage cannot commit: begin: connection refused"`
+		want := []string{
+			`level=WARN msg="claim jobs failed, will retry on next poll"` + cause,
+			`level=WARN msg="claiming jobs still fails" failing_for=1m0s failed_claims=961` + cause,
+			`level=WARN msg="claiming jobs still fails" failing_for=2m0s failed_claims=1921` + cause,
+			`level=INFO msg="claiming jobs works again" failing_for=2m31s failed_claims=2416`,
+		}
+		require.Equal(t, want, got, "16 workers fail every second for 2m31s")
+	})
 }
