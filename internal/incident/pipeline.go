@@ -353,7 +353,8 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 		}
 		return
 	}
-	park := IsPermanent(err) || j.Attempts >= j.MaxAttempts
+	last := j.Attempts >= j.MaxAttempts
+	park := last || IsPermanent(err)
 	delay := Backoff(j.Attempts, p.opts.MinBackoff, p.opts.MaxBackoff)
 	var ra RetryAfterer
 	if errors.As(err, &ra) && ra.RetryAfter() > delay {
@@ -367,7 +368,11 @@ func (p *Pipeline) record(ctx context.Context, j Job, err error, storage bool) {
 	}
 	if park {
 		p.attempts.WithLabelValues(j.Kind, "parked").Inc()
-		log.ErrorContext(ctx, "job parked after its last attempt; see /api/v1/jobs?state=parked", "err", Detail(err))
+		if last {
+			log.ErrorContext(ctx, "job parked after its last attempt; see /api/v1/jobs?state=parked", "err", Detail(err))
+		} else {
+			log.ErrorContext(ctx, "job parked at once: its error is permanent (no retry can fix it); see /api/v1/jobs?state=parked", "err", Detail(err))
+		}
 		return
 	}
 	p.attempts.WithLabelValues(j.Kind, "retry").Inc()

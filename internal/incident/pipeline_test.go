@@ -320,7 +320,7 @@ func TestPipeline_LogNamesCause(t *testing.T) {
 		wantErr string
 	}{
 		{
-			"parked", incident.Permanent(storageError()), "job parked after its last attempt",
+			"parked", incident.Permanent(storageError()), "job parked at once",
 			`err="route incident 7: storage cannot commit: commit: database or disk is full (5)"`,
 		},
 		{
@@ -407,4 +407,62 @@ func TestPipeline_ClaimFailuresLoggedOncePerPipeline(t *testing.T) {
 		}
 		require.Equal(t, want, got, "16 workers fail every second for 2m31s")
 	})
+}
+
+// TestPipeline_ParkedLogSaysWhy: a parked job's error line says whether it
+// was parked after its last attempt or at once, on its first, because its
+// error is permanent (Slack's invalid_auth); both said "after its last
+// attempt", at attempt=1 too.
+func TestPipeline_ParkedLogSaysWhy(t *testing.T) {
+	tests := []struct {
+		name     string
+		job      incident.Job
+		err      error
+		wantLine string
+	}{
+		{
+			"permanent",
+			incident.Job{ID: 1, Kind: "k", MaxAttempts: 5},
+			incident.Permanent(errors.New("slack: invalid_auth")),
+			`level=ERROR msg="job parked at once: its error is permanent (no retry can fix it); see /api/v1/jobs?state=parked" job_id=1 kind=k attempt=1 err="slack: invalid_auth"`,
+		},
+		{
+			"attempts used up",
+			incident.Job{ID: 1, Kind: "k", MaxAttempts: 1},
+			errors.New("slack: 503"),
+			`level=ERROR msg="job parked after its last attempt; see /api/v1/jobs?state=parked" job_id=1 kind=k attempt=1 err="slack: 503"`,
+		},
+		{
+			"permanent on its last attempt",
+			incident.Job{ID: 1, Kind: "k", Attempts: 4, MaxAttempts: 5},
+			incident.Permanent(errors.New("slack: invalid_auth")),
+			`level=ERROR msg="job parked after its last attempt; see /api/v1/jobs?state=parked" job_id=1 kind=k attempt=5 err="slack: invalid_auth"`,
+		},
+		{
+			"its lease expired once too often",
+			incident.Job{ID: 1, Kind: "k", Attempts: 5, MaxAttempts: 5},
+			nil,
+			`level=ERROR msg="job parked after its last attempt; see /api/v1/jobs?state=parked" job_id=1 kind=k attempt=6 err="attempt 6 exceeds max attempts 5 (its lease expired while running)"`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newMemQueue(tt.job)
+				var logs testenv.LogBuffer
+				p := incident.NewPipeline(slog.New(slog.NewTextHandler(&logs, nil)), q, incident.PipelineOptions{Workers: 1, PollInterval: 100 * time.Millisecond})
+				p.Register("k", incident.HandlerFunc(func(context.Context, incident.Job) error { return tt.err }))
+				runFor(t, p, time.Second)
+				require.Equal(t, incident.JobParked, q.get(1).State)
+				var got []string
+				for l := range strings.Lines(logs.String()) {
+					if strings.Contains(l, "level=ERROR") {
+						_, l, _ = strings.Cut(strings.TrimSpace(l), " ") // time=…
+						got = append(got, l)
+					}
+				}
+				require.Equal(t, []string{tt.wantLine}, got)
+			})
+		})
+	}
 }
