@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -117,13 +118,27 @@ type DB struct {
 // DefaultConnectTimeout bounds each attempt to connect to a server when
 // the DSN sets no connect_timeout (or sets 0, which libpq reads as "wait
 // forever": a server that accepts connections and never answers would hang
-// the start with no word).
+// the start with no word). It also bounds how long Open waits for a server
+// that is not up yet.
 const DefaultConnectTimeout = 30 * time.Second
 
 // waitingAfter is how long opening may take before it is logged: a healthy
 // server answers in milliseconds, and a start that hangs silently looks
 // like a crash.
 const waitingAfter = 5 * time.Second
+
+// remindEvery is how often a start still waiting for storage says so
+// again, with the last attempt's error: often enough to follow a long
+// connect_timeout, not once per attempt.
+const remindEvery = 30 * time.Second
+
+// The backoff between attempts to reach a server that is not up yet: the
+// first retry after retryFirst, each next one after twice as long, at most
+// retryMax apart. A server that comes up is found within retryMax.
+const (
+	retryFirst = 250 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
 
 // timeouts are Open's bounds, a parameter of open so that tests take a
 // second, not 30.
@@ -133,6 +148,8 @@ type timeouts struct {
 	connect time.Duration
 	// waiting is how long opening may take before it is logged.
 	waiting time.Duration
+	// remind is how often opening that still waits is logged again.
+	remind time.Duration
 }
 
 // Open connects to the database named by dsn (postgres:// or postgresql://,
@@ -141,12 +158,18 @@ type timeouts struct {
 //
 // Connecting is bounded: each attempt to reach a server the DSN names waits
 // at most its connect_timeout, DefaultConnectTimeout when it sets none, for
-// the first connection and every later one (migrations' included). Opening
-// that takes longer than a few seconds is logged at Info, naming the server.
-// The migrations themselves are not bounded: one may wait for another
-// replica's, or rewrite a large table.
+// the first connection and every later one (migrations' included). A server
+// that is not up yet (the connection refused, its name not resolving yet,
+// PostgreSQL starting up or out of connections) is tried again, with a
+// short backoff, within the same bound: responder and its database are
+// often started together. An error that waiting cannot mend (a wrong
+// password, a role or database that does not exist) fails at once. Opening
+// that takes longer than a few seconds is logged at Info, naming the server,
+// and again every half minute with the last attempt's error. The migrations
+// themselves are not bounded: one may wait for another replica's, or
+// rewrite a large table.
 func Open(ctx context.Context, dsn string, opts store.Options) (*DB, error) {
-	return open(ctx, dsn, opts, timeouts{connect: DefaultConnectTimeout, waiting: waitingAfter})
+	return open(ctx, dsn, opts, timeouts{connect: DefaultConnectTimeout, waiting: waitingAfter, remind: remindEvery})
 }
 
 func open(ctx context.Context, dsn string, opts store.Options, bounds timeouts) (*DB, error) {
@@ -166,31 +189,41 @@ func open(ctx context.Context, dsn string, opts store.Options, bounds timeouts) 
 		cfg.ConnectTimeout = bounds.connect
 	}
 	servers := hosts(cfg)
-	// Until Open returns, say once that it waits, and for what: the
-	// listener (and /-/healthy) come only after storage.
-	waiting := time.AfterFunc(bounds.waiting, func() {
-		opts.Logger.InfoContext(ctx, "waiting for storage", "engine", "postgres", "host", strings.Join(servers, ","),
-			"database", cfg.Database, "connect_timeout", cfg.ConnectTimeout)
-	})
-	defer waiting.Stop()
+	// Until Open returns, say that it waits, and for what: the listener
+	// (and /-/healthy) come only after storage.
+	w := startWaitLog(ctx, opts.Logger, bounds, cfg.Password,
+		"engine", "postgres", "host", strings.Join(servers, ","), "database", cfg.Database, "connect_timeout", cfg.ConnectTimeout)
+	defer w.stop()
 
 	pool := sql.OpenDB(newConnector(*cfg))
 	pool.SetMaxOpenConns(MaxConns)
 	pool.SetMaxIdleConns(MaxConns)
 	pool.SetConnMaxIdleTime(5 * time.Minute)
 	// pgx bounds each server's attempt by ConnectTimeout; this deadline
-	// also bounds the ping once connected, and the whole when the DSN
-	// names several servers.
+	// also bounds the ping once connected, the wait for a server that is
+	// not up yet, and the whole when the DSN names several servers.
 	limit := cfg.ConnectTimeout * time.Duration(len(servers))
 	pctx, cancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("no answer within %s (connect_timeout in the DSN sets this bound): %w", limit, context.DeadlineExceeded))
-	err = pool.PingContext(pctx)
+	between, err := ping(pctx, pool, w)
 	cause := context.Cause(pctx)
 	cancel()
 	if err != nil {
 		_ = pool.Close() // the ping error is the one to report
-		if ctx.Err() == nil && cause != nil {
-			// Our deadline, not the caller's cancellation: the cause
-			// says what happened better than the driver's "timeout".
+		switch {
+		case ctx.Err() != nil && between:
+			// Stopped while waiting to try again: that is what happened,
+			// not the last attempt's failure.
+			err = ctx.Err()
+		case ctx.Err() != nil:
+			// The caller's cancellation cut an attempt: its error says so.
+		case between:
+			// The bound passed while waiting to try again: the last
+			// attempt says why the server was not reached.
+			err = fmt.Errorf("no connection within %s (connect_timeout in the DSN sets this bound), last attempt: %w", limit, err)
+		case cause != nil:
+			// Our deadline cut an attempt, not the caller's cancellation:
+			// the cause says what happened better than the driver's
+			// "timeout".
 			err = cause
 		}
 		return nil, fmt.Errorf("open postgres %s: %w", describe(cfg, servers), redact(err, cfg.Password))
@@ -202,6 +235,119 @@ func open(ctx context.Context, dsn string, opts store.Options, bounds timeouts) 
 		return nil, fmt.Errorf("migrate postgres %s: %w", describe(cfg, servers), redact(err, cfg.Password))
 	}
 	return db, nil
+}
+
+// ping pings pool until a server answers, an attempt fails in a way that
+// waiting cannot mend (notUpYet), or ctx ends. It returns the last
+// attempt's error, and whether ctx ended between attempts rather than
+// during one.
+func ping(ctx context.Context, pool *sql.DB, w *waitLog) (between bool, err error) {
+	delay := retryFirst
+	for {
+		err := pool.PingContext(ctx)
+		if err == nil || ctx.Err() != nil || !notUpYet(err) {
+			return false, err
+		}
+		w.failed(err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return true, err
+		case <-t.C:
+		}
+		delay = min(2*delay, retryMax)
+	}
+}
+
+// notUpYet reports whether a failed attempt to connect may succeed if made
+// again soon: the server is not up yet, or is going down or up again. That
+// is a network error (refused, unreachable, a name that does not resolve
+// yet, a timeout), a connection closed during the handshake, or a server
+// error of class 08 (connection), 53 (out of connections or memory) or 57
+// (starting up, shutting down, in recovery). A server error of any other
+// class (28: a wrong password or a role that does not exist, 3D: no such
+// database, 42: no CONNECT privilege) fails at once, even when another of
+// the servers the DSN names was only refused: pgx tries each in turn and
+// joins their errors.
+func notUpYet(err error) bool {
+	if anyError(err, func(e error) bool {
+		pe, ok := e.(*pgconn.PgError) //nolint:errorlint // anyError walks the tree.
+		return ok && !slices.Contains([]string{"08", "53", "57"}, pe.Code[:min(len(pe.Code), 2)])
+	}) {
+		return false
+	}
+	var pe *pgconn.PgError
+	var ne net.Error
+	return errors.As(err, &pe) || errors.As(err, &ne) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// anyError reports whether f holds for err or any error it wraps, joined
+// errors included.
+func anyError(err error, f func(error) bool) bool {
+	if err == nil {
+		return false
+	}
+	if f(err) {
+		return true
+	}
+	switch u := err.(type) { //nolint:errorlint // walks the tree errors.As would, with every branch.
+	case interface{ Unwrap() error }:
+		return anyError(u.Unwrap(), f)
+	case interface{ Unwrap() []error }:
+		return slices.ContainsFunc(u.Unwrap(), func(e error) bool { return anyError(e, f) })
+	}
+	return false
+}
+
+// waitLog says that Open waits for storage: first after bounds.waiting,
+// then every bounds.remind until stopped, with the last failed attempt's
+// error once there is one.
+type waitLog struct {
+	mu       sync.Mutex
+	timer    *time.Timer
+	stopped  bool
+	attempts int   // failed attempts so far
+	last     error // the last one's error, redacted
+	password string
+}
+
+// startWaitLog starts the log of a wait; attrs name what is waited for.
+func startWaitLog(ctx context.Context, logger *slog.Logger, bounds timeouts, password string, attrs ...any) *waitLog {
+	w := &waitLog{password: password}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer = time.AfterFunc(bounds.waiting, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.stopped {
+			return
+		}
+		args := slices.Clone(attrs)
+		if w.last != nil {
+			args = append(args, "failed_attempts", w.attempts, "err", w.last)
+		}
+		logger.InfoContext(ctx, "waiting for storage", args...)
+		w.timer.Reset(bounds.remind)
+	})
+	return w
+}
+
+// failed records a failed attempt.
+func (w *waitLog) failed(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.attempts++
+	w.last = redact(err, w.password)
+}
+
+// stop ends the log: nothing is logged after it returns.
+func (w *waitLog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	w.timer.Stop()
 }
 
 // hosts lists the servers the DSN names, as host:port, without

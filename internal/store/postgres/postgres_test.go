@@ -401,7 +401,10 @@ func TestPostgres_NoPasswordInErrors(t *testing.T) {
 	u, err := url.Parse(dsn)
 	require.NoError(t, err)
 	u.User = url.UserPassword("nobody", secret)
-	u.Host = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nobody listens
+	u.Host = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nobody listens: waited for until connect_timeout
+	q := u.Query()
+	q.Set("connect_timeout", "1")
+	u.RawQuery = q.Encode()
 	for _, bad := range []string{u.String(), "postgres://nobody:" + secret + "@127.0.0.1:notaport/db", "postgres://nobody:" + secret + "@127.0.0.1/db?sslmode=bogus"} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		_, err := postgres.Open(ctx, bad, store.Options{})
