@@ -20,6 +20,11 @@ type BackupInfo struct {
 	Notifications int64
 }
 
+// backupMode is the mode of the copy Backup writes: its owner's alone. The
+// copy holds every notification payload; the database it copies must be
+// readable and writable by its owner, so no mode of it is stricter.
+const backupMode fs.FileMode = 0o600
+
 // Backup writes a consistent copy of the database at path to dest (a new
 // file: it must not exist), then checks the copy and flushes it to disk. It
 // may run while responder serves the database: the copy is one read
@@ -27,15 +32,38 @@ type BackupInfo struct {
 // writer is not held back (a long copy only delays the checkpoints, which
 // wait for the snapshot to end). Copying responder.db alone, or it and its
 // WAL one after the other, can give a file that misses or tears commits.
-func Backup(ctx context.Context, path, dest string) (BackupInfo, error) {
+//
+// The copy is created with backupMode, whatever the umask, before anything
+// is written to it.
+func Backup(ctx context.Context, path, dest string) (info BackupInfo, err error) {
 	// SQLite would create a missing file, and an empty copy of it.
 	if _, err := os.Stat(path); err != nil {
 		return BackupInfo{}, fmt.Errorf("database: %w", err)
 	}
-	if _, err := os.Lstat(dest); err == nil {
+	// The copy is created here, empty, so that it is never readable by
+	// others: VACUUM INTO would create it with SQLite's mode (0644 less the
+	// umask), and a chmod after it leaves a moment when another user may
+	// open it. SQLite writes into an existing file if it is empty.
+	// O_EXCL refuses an existing file, a symbolic link included.
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL, backupMode) //nolint:gosec // G304: the file the operator asked for.
+	if errors.Is(err, fs.ErrExist) {
 		return BackupInfo{}, fmt.Errorf("%s already exists: a backup is written to a new file", dest)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	} else if err != nil {
 		return BackupInfo{}, err
+	}
+	// The umask may have taken the owner's write permission away, which
+	// SQLite needs; this gives nothing to anyone else.
+	err = f.Chmod(backupMode)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(dest) // a partial copy is no backup
+		}
+	}()
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("create %s: %w", dest, err)
 	}
 	// Not query_only, which refuses VACUUM INTO; nothing here writes to
 	// the database.
@@ -52,15 +80,9 @@ func Backup(ctx context.Context, path, dest string) (BackupInfo, error) {
 		return BackupInfo{}, fmt.Errorf("%s is not a responder database (it has no schema_migrations table)", filepath.Base(path))
 	}
 	if _, err := src.ExecContext(ctx, `VACUUM INTO ?`, dest); err != nil {
-		_ = os.Remove(dest) // a partial copy is no backup
 		return BackupInfo{}, fmt.Errorf("copy: %w", err)
 	}
-	info, err := checkCopy(ctx, dest)
-	if err != nil {
-		_ = os.Remove(dest)
-		return BackupInfo{}, err
-	}
-	return info, nil
+	return checkCopy(ctx, dest)
 }
 
 // checkCopy verifies a copy's integrity, reads what BackupInfo reports and

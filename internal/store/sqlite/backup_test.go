@@ -2,10 +2,12 @@ package sqlite_test
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -88,6 +90,35 @@ func TestBackup_WhileAccepting(t *testing.T) {
 	require.Equal(t, st.ModTime(), st2.ModTime())
 }
 
+// TestBackup_Mode: the copy holds every notification payload, so only its
+// owner may read it: it is created 0600, whatever the umask (here none at
+// all, under which SQLite creates its files 0644), and no journal or WAL
+// file is left beside it. Not parallel: the umask is the process's.
+func TestBackup_Mode(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "responder.db")
+	db := openAt(t, path, store.Options{}, nil)
+	m := storetest.Payload(t, "am_v4_firing_10.json")
+	raw, err := json.Marshal(m)
+	require.NoError(t, err)
+	_, err = db.Accept(ctx, incident.Delivery{Message: m, Raw: raw, ReceivedAt: storetest.NewClock().Now()})
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "copy.db")
+	info, err := sqlite.Backup(ctx, path, dest)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), info.Notifications)
+	st, err := os.Stat(dest)
+	require.NoError(t, err)
+	require.Equal(t, fs.FileMode(0o600), st.Mode().Perm())
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the copy: %v", entries)
+}
+
 func TestBackup_Refuses(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -106,6 +137,22 @@ func TestBackup_Refuses(t *testing.T) {
 	_, err = sqlite.Backup(ctx, other, filepath.Join(dir, "b.db"))
 	require.ErrorContains(t, err, "not a responder database")
 	require.NoFileExists(t, filepath.Join(dir, "b.db"))
+
+	// An existing file is not written to, even an empty one (which VACUUM
+	// INTO would fill), nor is a symbolic link followed.
+	empty := filepath.Join(dir, "empty.db")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644)) //nolint:gosec // G306: a mode that Backup must leave as it is.
+	_, err = sqlite.Backup(ctx, other, empty)
+	require.ErrorContains(t, err, "already exists")
+	st, err := os.Stat(empty)
+	require.NoError(t, err)
+	require.Zero(t, st.Size())
+	require.Equal(t, fs.FileMode(0o644), st.Mode().Perm(), "left as it was")
+	link := filepath.Join(dir, "link.db")
+	require.NoError(t, os.Symlink(filepath.Join(dir, "target.db"), link))
+	_, err = sqlite.Backup(ctx, other, link)
+	require.ErrorContains(t, err, "already exists")
+	require.NoFileExists(t, filepath.Join(dir, "target.db"))
 
 	// Nor does a file that is not SQLite.
 	junk := filepath.Join(dir, "junk.db")
