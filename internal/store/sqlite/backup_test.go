@@ -161,3 +161,23 @@ func TestBackup_Refuses(t *testing.T) {
 	require.Error(t, err)
 	require.NoFileExists(t, filepath.Join(dir, "c.db"))
 }
+
+// The database file and its -wal and -shm hold every notification's
+// payload: they are created readable by their owner only, whatever the
+// umask (SQLite created them 0644 under umask 022).
+func TestSQLite_FilesArePrivate(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	path := filepath.Join(t.TempDir(), "data", "responder.db")
+	db := openAt(t, path, store.Options{}, nil)
+	m := storetest.Payload(t, "am_v4_firing.json")
+	raw, err := json.Marshal(m)
+	require.NoError(t, err)
+	_, err = db.Accept(t.Context(), incident.Delivery{Message: m, Raw: raw, ReceivedAt: storetest.NewClock().Now()})
+	require.NoError(t, err)
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(name)
+		require.NoError(t, err)
+		require.Equal(t, fs.FileMode(0o600), st.Mode().Perm(), name)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver.
@@ -118,6 +119,9 @@ func OpenWriter(ctx context.Context, path string) (writer, ckpt *sql.DB, _ error
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
+	if err := createPrivate(path); err != nil {
+		return nil, nil, err
+	}
 	writer, err := openPool(ctx, path, 1, "_txlock=immediate", "journal_mode(WAL)", "synchronous(FULL)", "wal_autocheckpoint(0)", "journal_size_limit(67108864)", "temp_store(MEMORY)", cacheSize(writerCacheKiB))
 	if err != nil {
 		return nil, nil, err
@@ -145,6 +149,24 @@ func OpenSyncFile(path string) (*os.File, error) {
 		return nil, fmt.Errorf("open %s for checkpoints: %w", filepath.Base(path), err)
 	}
 	return f, nil
+}
+
+// createPrivate creates the database file, empty, readable by its owner
+// only, unless it exists: SQLite would create it with the umask's mode
+// (0644 as a rule), and it creates the -wal and -shm files with the
+// database file's mode. The file holds every notification's payload.
+func createPrivate(path string) error {
+	if strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
+		return nil // not a file name (see config's resolvePaths)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: the operator's storage.dsn.
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("create database file: %w", err)
+	}
+	return f.Close()
 }
 
 // cacheSize is the pragma that sets a connection's page cache to kib KiB.
