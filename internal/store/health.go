@@ -22,15 +22,10 @@ import (
 // probe, clears a failure: the job handlers' small writes can fit in the
 // pages a full database still has while no notification does.
 type commitHealth struct {
-	mu     sync.Mutex
-	cause  error     // the last failed commit's; nil after a successful one
-	since  time.Time // the first failure in a row
-	failed int       // failed commits in a row
-	logged time.Time // the last warning
+	mu    sync.Mutex
+	cause error // the last failed commit's; nil after a successful one
+	log   incident.FailureLog
 }
-
-// failingLogEvery is how often a warning repeats while commits fail.
-const failingLogEvery = time.Minute
 
 // observeCommit records a write transaction's outcome.
 func (s *Store) observeCommit(ctx context.Context, err error) {
@@ -39,26 +34,24 @@ func (s *Store) observeCommit(ctx context.Context, err error) {
 	defer h.mu.Unlock()
 	now := time.Now()
 	if err == nil {
-		if h.cause != nil {
-			s.logger.InfoContext(ctx, "storage commits again", "failing_for", now.Sub(h.since).Round(time.Millisecond), "failed_commits", h.failed)
+		if f, ok := h.log.Recovered(now); ok {
+			s.logger.InfoContext(ctx, "storage commits again", "failing_for", f.For.Round(time.Millisecond), "failed_commits", f.Total)
 		}
-		h.cause, h.failed = nil, 0
+		h.cause = nil
 		return
 	}
-	cause := err
+	h.cause = err
 	if e := (*incident.Error)(nil); errors.As(err, &e) && e.Err != nil {
-		cause = fmt.Errorf("%s: %w", e.Msg, e.Err)
+		h.cause = fmt.Errorf("%s: %w", e.Msg, e.Err) // the driver's error, which Error() leaves out
 	}
-	if h.cause == nil {
-		h.since = now
-		s.logger.WarnContext(ctx, "storage cannot commit; webhook notifications are answered 503 until it can", "err", cause)
-		h.logged = now
-	} else if now.Sub(h.logged) >= failingLogEvery {
-		s.logger.WarnContext(ctx, "storage still cannot commit", "failing_for", now.Sub(h.since).Round(time.Second), "failed_commits", h.failed+1, "err", cause)
-		h.logged = now
+	f, ok := h.log.Failed(now)
+	switch {
+	case !ok:
+	case f.First:
+		s.logger.WarnContext(ctx, "storage cannot commit; webhook notifications are answered 503 until it can", "err", h.cause)
+	default:
+		s.logger.WarnContext(ctx, "storage still cannot commit", "failing_for", f.For.Round(time.Second), "failed_commits", f.Total, "err", h.cause)
 	}
-	h.cause = cause
-	h.failed++
 }
 
 // commitFailure returns the cause of the last commit, if it failed.

@@ -18,6 +18,7 @@ import (
 	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver.
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/responder/responder/internal/incident"
 	"github.com/responder/responder/internal/store"
 )
 
@@ -242,39 +243,31 @@ func Checkpoint(ctx context.Context, conn *sql.DB, file Syncer, logger *slog.Log
 // again. A checkpoint runs every second, and a warning for each failure
 // buried the log while its cause (a full disk, an I/O error) lasted.
 type checkpointHealth struct {
-	failed int       // failed checkpoints in a row
-	since  time.Time // the first of them
-	logged time.Time // the last warning
-
-	// Paused passes that held the writer longer than slowPause since the
-	// last warning about them, the longest of those, and that warning's
-	// time: on a disk that slow, every checkpoint is one.
-	slow       int
-	slowMax    time.Duration
-	slowLogged time.Time
+	failures incident.FailureLog
+	// Paused passes that held the writer longer than slowPause: on a disk
+	// that slow, every checkpoint is one. slowMax is the longest since the
+	// last warning about them.
+	slow    incident.FailureLog
+	slowMax time.Duration
 }
-
-// checkpointLogEvery is how often a warning repeats while checkpoints fail.
-const checkpointLogEvery = time.Minute
 
 // observe records a checkpoint's outcome.
 func (h *checkpointHealth) observe(ctx context.Context, logger *slog.Logger, err error) {
 	now := time.Now()
-	switch {
-	case err == nil:
-		if h.failed > 0 {
-			logger.InfoContext(ctx, "wal checkpoints work again", "failing_for", now.Sub(h.since).Round(time.Second), "failed_checkpoints", h.failed)
+	if err == nil {
+		if f, ok := h.failures.Recovered(now); ok {
+			logger.InfoContext(ctx, "wal checkpoints work again", "failing_for", f.For.Round(time.Second), "failed_checkpoints", f.Total)
 		}
-		h.failed = 0
 		return
-	case h.failed == 0:
-		h.since, h.logged = now, now
-		logger.WarnContext(ctx, "wal checkpoint failed, will retry every second; the wal grows until one works", "err", err)
-	case now.Sub(h.logged) >= checkpointLogEvery:
-		h.logged = now
-		logger.WarnContext(ctx, "wal checkpoint still failing", "failing_for", now.Sub(h.since).Round(time.Second), "failed_checkpoints", h.failed+1, "err", err)
 	}
-	h.failed++
+	f, ok := h.failures.Failed(now)
+	switch {
+	case !ok:
+	case f.First:
+		logger.WarnContext(ctx, "wal checkpoint failed, will retry every second; the wal grows until one works", "err", err)
+	default:
+		logger.WarnContext(ctx, "wal checkpoint still failing", "failing_for", f.For.Round(time.Second), "failed_checkpoints", f.Total, "err", err)
+	}
 }
 
 // observeSlow records a paused pass that held the writer for took; one
@@ -284,14 +277,11 @@ func (h *checkpointHealth) observeSlow(ctx context.Context, logger *slog.Logger,
 	if took <= slowPause {
 		return
 	}
-	h.slow++
 	h.slowMax = max(h.slowMax, took)
-	now := time.Now()
-	if !h.slowLogged.IsZero() && now.Sub(h.slowLogged) < checkpointLogEvery {
-		return
+	if f, ok := h.slow.Failed(time.Now()); ok {
+		logger.WarnContext(ctx, "the wal checkpoint held the writer back", "took", took, "frames_left", left, "slow_checkpoints", f.SinceLine, "longest", h.slowMax)
+		h.slowMax = 0
 	}
-	logger.WarnContext(ctx, "the wal checkpoint held the writer back", "took", took, "frames_left", left, "slow_checkpoints", h.slow, "longest", h.slowMax)
-	h.slow, h.slowMax, h.slowLogged = 0, 0, now
 }
 
 const (
