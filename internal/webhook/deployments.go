@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -60,7 +61,7 @@ func oneLine(v string) bool {
 }
 
 // handleRecordDeployment validates and stores a deployment.
-func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
+func handleRecordDeployment(logger *slog.Logger, d Deployments, opts Options) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if d == nil {
 			return incident.Errorf(incident.NotFound, "deployments are not recorded by this server")
@@ -80,7 +81,7 @@ func handleRecordDeployment(d Deployments, opts Options) echo.HandlerFunc {
 		defer cancel()
 		id, err := d.RecordDeployment(ctx, dep)
 		if err != nil {
-			return &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
+			return notCommitted(logger, c, err)
 		}
 		return c.JSON(http.StatusCreated, deploymentResponse{Status: "success", ID: id})
 	}

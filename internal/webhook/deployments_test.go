@@ -123,4 +123,5 @@ func TestRecordDeployment(t *testing.T) {
 	code, body = post(full, token)
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 	require.NotContains(t, body, "disk full")
+	require.Contains(t, body, `"code":"storage_unavailable"`, "the webhook's code, not service_unavailable")
 }

@@ -510,3 +510,12 @@ func handleReload(logger *slog.Logger, reload func(context.Context) error) echo.
 		return c.JSON(http.StatusOK, map[string]string{"status": "success"})
 	}
 }
+
+// notCommitted answers a write that storage did not commit: 503 with the
+// code storage_unavailable, as the webhook's, and a warning that names the
+// driver's error, which the answer leaves out (the error handler logs only
+// unexpected errors).
+func notCommitted(logger *slog.Logger, c echo.Context, err error) error {
+	logger.WarnContext(c.Request().Context(), "not committed; answered 503", "path", c.Path(), "err", incident.Detail(err))
+	return &incident.Error{Kind: incident.Unavailable, Code: "storage_unavailable", Msg: "storage cannot commit", Err: err}
+}

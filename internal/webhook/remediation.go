@@ -1,17 +1,21 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -186,17 +190,24 @@ func SignSlackRequest(secret incident.Secret, ts int64, body []byte) string {
 	return "v0=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-// handlePause pauses or resumes all remediation.
-func handlePause(opts Options, paused bool) echo.HandlerFunc {
+// handlePause pauses or resumes all remediation. The optional JSON body
+// says who asks and why ({"by": "...", "comment": "..."}), as an
+// Alertmanager silence has createdBy and comment: recorded as said, since
+// the API's one credential cannot tell people apart; "api" without it.
+func handlePause(logger *slog.Logger, opts Options, paused bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if opts.Remediation == nil {
 			return &incident.Error{Kind: incident.NotFound, Code: "no_remediation", Msg: "remediation is not available"}
 		}
+		by, err := pauseBy(c.Request().Body)
+		if err != nil {
+			return err
+		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
 		defer cancel()
-		if err := opts.Remediation.Pause(ctx, paused, "api"); err != nil {
+		if err := opts.Remediation.Pause(ctx, paused, by); err != nil {
 			if incident.KindOf(err) == incident.Internal {
-				return &incident.Error{Kind: incident.Unavailable, Msg: "storage cannot commit", Err: err}
+				return notCommitted(logger, c, err)
 			}
 			return err
 		}
@@ -204,6 +215,59 @@ func handlePause(opts Options, paused bool) echo.HandlerFunc {
 		if paused {
 			state = "paused"
 		}
-		return c.JSON(http.StatusOK, map[string]string{"status": state})
+		return c.JSON(http.StatusOK, map[string]string{"status": state, "by": by})
 	}
+}
+
+// Bounds of a pause request's body and fields.
+const (
+	maxPauseBody    = 4 << 10
+	maxPauseBy      = 64
+	maxPauseComment = 256
+)
+
+// pauseBy reads a pause or resume request's optional body into the text
+// recorded as who paused: "by (comment)".
+func pauseBy(body io.Reader) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(body, maxPauseBody+1))
+	if err != nil {
+		return "", err
+	}
+	bad := func(msg string) error {
+		return &incident.Error{Kind: incident.Invalid, Code: "bad_pause_request", Msg: msg}
+	}
+	if len(b) > maxPauseBody {
+		return "", bad("the body is larger than 4 KiB")
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return "api", nil
+	}
+	var req struct {
+		By      string `json:"by"`
+		Comment string `json:"comment"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return "", bad(`the body must be {"by": "...", "comment": "..."}, both optional`)
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"by", req.By, maxPauseBy}, {"comment", req.Comment, maxPauseComment}} {
+		if !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, unicode.IsControl) {
+			return "", bad(f.name + " must be printable text")
+		}
+		if utf8.RuneCountInString(f.v) > f.max {
+			return "", bad(f.name + " must be at most " + strconv.Itoa(f.max) + " characters")
+		}
+	}
+	by := strings.TrimSpace(req.By)
+	if by == "" {
+		by = "api"
+	}
+	if c := strings.TrimSpace(req.Comment); c != "" {
+		by += " (" + c + ")"
+	}
+	return by, nil
 }

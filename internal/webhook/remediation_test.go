@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/testenv"
 	"github.com/responder/responder/internal/webhook"
 )
 
@@ -22,12 +24,18 @@ type fakeRemediation struct {
 	mu        sync.Mutex
 	decisions []string
 	paused    []bool
+	by        []string
+	pauseErr  error
 }
 
-func (f *fakeRemediation) Pause(_ context.Context, paused bool, _ string) error {
+func (f *fakeRemediation) Pause(_ context.Context, paused bool, by string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.pauseErr != nil {
+		return f.pauseErr
+	}
 	f.paused = append(f.paused, paused)
+	f.by = append(f.by, by)
 	return nil
 }
 
@@ -90,4 +98,57 @@ func TestSlackInteractions_Signature(t *testing.T) {
 		t.Parallel()
 		require.False(t, webhook.VerifySlackSignature("", http.Header{}, nil, now))
 	})
+}
+
+// A pause or resume may say who asks and why; that text is what is
+// recorded (and shown in refused runs' reasons), checked like any input.
+func TestPause_By(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, body string
+		code       int
+		by         string // recorded, when code is 200
+	}{
+		{"no body", "", http.StatusOK, "api"},
+		{"who and why", `{"by": "alice", "comment": "deploy freeze until 18:00"}`, http.StatusOK, "alice (deploy freeze until 18:00)"},
+		{"why only", `{"comment": "incident 42"}`, http.StatusOK, "api (incident 42)"},
+		{"not JSON", "pause please", http.StatusBadRequest, ""},
+		{"an unknown field", `{"user": "alice"}`, http.StatusBadRequest, ""},
+		{"a control character", `{"by": "alice\u001b[31m"}`, http.StatusBadRequest, ""},
+		{"too long", `{"comment": "` + strings.Repeat("x", 257) + `"}`, http.StatusBadRequest, ""},
+		{"too large", strings.Repeat(" ", 5<<10), http.StatusBadRequest, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rem := &fakeRemediation{}
+			srv := httptest.NewServer(webhook.NewServer(slog.New(slog.DiscardHandler), nil, webhook.Options{Remediation: rem}))
+			defer srv.Close()
+			code, body := send(t, srv, http.MethodPost, "/api/v1/remediation/pause", []byte(tt.body), nil)
+			require.Equal(t, tt.code, code, "body %v", body)
+			rem.mu.Lock()
+			defer rem.mu.Unlock()
+			if tt.code != http.StatusOK {
+				require.Equal(t, "bad_pause_request", body["code"])
+				require.Empty(t, rem.paused, "nothing changed")
+				return
+			}
+			require.Equal(t, []string{tt.by}, rem.by)
+			require.Equal(t, tt.by, body["by"])
+		})
+	}
+}
+
+// A pause that storage did not commit is a 503 with the webhook's code, and
+// the log names the driver's error, which the answer leaves out.
+func TestPause_NotCommitted(t *testing.T) {
+	t.Parallel()
+	rem := &fakeRemediation{pauseErr: &incident.Error{Kind: incident.Internal, Msg: "set remediation pause", Err: errors.New("database or disk is full")}}
+	var log testenv.LogBuffer
+	srv := httptest.NewServer(webhook.NewServer(slog.New(slog.NewTextHandler(&log, nil)), nil, webhook.Options{Remediation: rem}))
+	defer srv.Close()
+	code, body := send(t, srv, http.MethodPost, "/api/v1/remediation/pause", nil, nil)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "storage_unavailable", body["code"])
+	require.NotContains(t, body["error"], "full")
+	require.Contains(t, log.String(), "database or disk is full")
 }

@@ -44,9 +44,9 @@ func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *me
 	api.GET("/incidents/:id", handleGetIncident(logger, opts.Incidents), bounded)
 	api.GET("/jobs", handleListJobs(logger, opts.Incidents), bounded)
 	api.POST("/jobs/:id/retry", handleRetryJob(logger, opts.Incidents), bounded)
-	api.POST("/deployments", handleRecordDeployment(opts.Deployments, opts))
-	api.POST("/remediation/pause", handlePause(opts, true))
-	api.POST("/remediation/resume", handlePause(opts, false))
+	api.POST("/deployments", handleRecordDeployment(logger, opts.Deployments, opts))
+	api.POST("/remediation/pause", handlePause(logger, opts, true))
+	api.POST("/remediation/resume", handlePause(logger, opts, false))
 
 	// Slack signs its requests: the signature is the authentication.
 	e.POST(slackInteractionsPath, handleSlackInteractions(opts, m))
