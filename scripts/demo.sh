@@ -333,7 +333,7 @@ EOF
 cat >"$DIR/alertmanager/alertmanager.yml" <<EOF
 route:
   receiver: responder
-  group_by: [alertname, service]
+  group_by: [alertname, service, severity]
   # Seconds instead of examples/alertmanager.yml's 30s and 5m.
   group_wait: 1s
   group_interval: 2s

@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -278,4 +280,62 @@ func TestApp_RemediationSeriesFromTheStart(t *testing.T) {
 	code, body := post(t, base+"/-/reload", "", "")
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, metricsText(t, base), `responder_remediation_runs_total{outcome="failed",runbook="scale-on-backlog"} 0`)
+}
+
+// A group whose alerts differ in a label the routes match on is routed on
+// the labels they share, which lack it: the decision says so, and what to
+// do (a critical alert grouped with a warning does not page).
+func TestApp_RouteNotesLabelsTheAlertsDifferIn(t *testing.T) {
+	t.Parallel()
+	a, _ := startApp(t, tokenConfig+`
+route:
+  receiver: chat
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+receivers:
+  - name: chat
+  - name: pager
+`)
+	base := "http://" + a.Addr()
+	raw, err := os.ReadFile("../../testdata/am_v4_firing.json")
+	require.NoError(t, err)
+	send := func(groupKey string, mixed bool) {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(raw, &m))
+		m["groupKey"] = groupKey
+		if mixed {
+			m["alerts"].([]any)[1].(map[string]any)["labels"].(map[string]any)["severity"] = "warning"
+			delete(m["commonLabels"].(map[string]any), "severity")
+		}
+		body, err := json.Marshal(m)
+		require.NoError(t, err)
+		code, out := post(t, base+"/webhook/alertmanager", "first-token", string(body))
+		require.Equal(t, http.StatusOK, code, out)
+	}
+	decision := func(id int) string {
+		var summary string
+		require.Eventually(t, func() bool {
+			_, out := request(t, http.MethodGet, fmt.Sprintf("%s/api/v1/incidents/%d", base, id), "first-token", "")
+			var inc struct {
+				Decisions []struct{ Kind, Summary string }
+			}
+			if json.Unmarshal([]byte(out), &inc) != nil || len(inc.Decisions) == 0 {
+				return false
+			}
+			summary = inc.Decisions[0].Summary
+			return true
+		}, 10*time.Second, 20*time.Millisecond)
+		return summary
+	}
+	send("{}:{alertname=\"Mixed\"}", true)
+	got := decision(1)
+	require.Contains(t, got, "chat")
+	require.NotContains(t, got, "pager")
+	require.Contains(t, got, "note: the alerts differ in severity, which routes match on; routing sees only the labels all of them share: group by severity in Alertmanager")
+
+	send("{}:{alertname=\"Alike\"}", false)
+	got = decision(2)
+	require.Contains(t, got, "pager")
+	require.NotContains(t, got, "note:")
 }

@@ -144,6 +144,17 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 		return incident.Permanent(fmt.Errorf("encode route decision: %w", err))
 	}
 	reason := routeReason(d)
+	split, err := n.splitLabels(ctx, inc.ID, lset, cfg.router.MatchedLabels())
+	if err != nil {
+		return err
+	}
+	if len(split) > 0 {
+		names := strings.Join(split, ", ")
+		reason += " — note: the alerts differ in " + names + ", which routes match on; routing sees only the labels all of them share: group by " +
+			names + " in Alertmanager"
+		n.logger.WarnContext(ctx, "incident routed without labels its routes match on: its alerts differ in them; group by them in Alertmanager",
+			"incident_id", inc.ID, "labels", names)
+	}
 	policy := store.StormPolicy{Enabled: cfg.storm.Enabled, Threshold: cfg.storm.Threshold, Window: cfg.storm.Window}
 	// A receiver muted by its route's time intervals is chosen when they
 	// stop muting it, if the incident still fires then (reroute).
@@ -161,6 +172,34 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 		n.console.stormJoined(ctx, inc.ID, j, cfg.storm.Window)
 	}
 	return nil
+}
+
+// splitLabels returns the labels routes match on (matched) that only some
+// of the incident's alerts carry, or with different values: routing sees
+// the group's labels and the labels all its alerts share (lset), which lack
+// them, so a route on such a label cannot match however each alert is
+// labelled (a critical alert grouped with warnings does not page).
+func (n *notifier) splitLabels(ctx context.Context, id int64, lset map[string]string, matched []string) ([]string, error) {
+	var missing []string
+	for _, name := range matched {
+		if _, ok := lset[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	inc, err := n.db.ReadIncident(ctx, id, store.PartAlerts)
+	if err != nil {
+		return nil, permanentIfNotFound(err)
+	}
+	var split []string
+	for _, name := range missing {
+		if slices.ContainsFunc(inc.Alerts, func(a incident.Alert) bool { _, ok := a.Labels[name]; return ok }) {
+			split = append(split, name)
+		}
+	}
+	return split, nil
 }
 
 // rerouteHorizon is how far ahead a muted receiver's time intervals are

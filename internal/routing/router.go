@@ -26,6 +26,8 @@ type Router struct {
 	intervals map[string][]timeinterval.TimeInterval
 	// byPath finds a node by its path, for NextUnmuted.
 	byPath map[string]*node
+	// matched are the label names the tree's matchers name, sorted.
+	matched []string
 }
 
 // node is one route of the tree as the Router walks it: a copy of the
@@ -136,8 +138,19 @@ func NewRouter(root *Route, intervals []TimeInterval) (*Router, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	for _, n := range r.byPath {
+		for _, m := range n.matchers {
+			r.matched = append(r.matched, m.Name)
+		}
+	}
+	slices.Sort(r.matched)
+	r.matched = slices.Compact(r.matched)
 	return r, nil
 }
+
+// MatchedLabels returns the label names the route tree's matchers name,
+// sorted: the labels whose values decide where an alert goes.
+func (r *Router) MatchedLabels() []string { return slices.Clone(r.matched) }
 
 // compile copies route into a node, recursively, and appends a problem
 // found on the way to errs.
