@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/responder/responder/internal/app"
+	"github.com/responder/responder/internal/testenv"
 )
 
 // runApp runs a until the test ends, when it cancels ctx (through cancel)
@@ -41,12 +42,18 @@ func runApp(tb testing.TB, ctx context.Context, cancel context.CancelFunc, a *ap
 // startApp runs an App from a config text until the test ends.
 func startApp(t *testing.T, configText string) (*app.App, string) {
 	t.Helper()
+	return startAppLogging(t, configText, slog.New(slog.DiscardHandler))
+}
+
+// startAppLogging is startApp with the App's logger.
+func startAppLogging(t *testing.T, configText string, logger *slog.Logger) (*app.App, string) {
+	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "responder.yml")
 	configText = strings.ReplaceAll(configText, "$DIR", dir)
 	require.NoError(t, os.WriteFile(file, []byte(configText), 0o600))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Options{ConfigFile: file, ListenAddress: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	a, err := app.New(ctx, app.Options{ConfigFile: file, ListenAddress: "127.0.0.1:0", Logger: logger})
 	require.NoError(t, err)
 	runApp(t, ctx, cancel, a)
 	base := "http://" + a.Addr()
@@ -287,7 +294,8 @@ func TestApp_RemediationSeriesFromTheStart(t *testing.T) {
 // do (a critical alert grouped with a warning does not page).
 func TestApp_RouteNotesLabelsTheAlertsDifferIn(t *testing.T) {
 	t.Parallel()
-	a, _ := startApp(t, tokenConfig+`
+	var logs testenv.LogBuffer
+	a, _ := startAppLogging(t, tokenConfig+`
 route:
   receiver: chat
   routes:
@@ -296,7 +304,7 @@ route:
 receivers:
   - name: chat
   - name: pager
-`)
+`, slog.New(slog.NewTextHandler(&logs, nil)))
 	base := "http://" + a.Addr()
 	raw, err := os.ReadFile("../../testdata/am_v4_firing.json")
 	require.NoError(t, err)
@@ -305,7 +313,9 @@ receivers:
 		require.NoError(t, json.Unmarshal(raw, &m))
 		m["groupKey"] = groupKey
 		if mixed {
-			m["alerts"].([]any)[1].(map[string]any)["labels"].(map[string]any)["severity"] = "warning"
+			alert := m["alerts"].([]any)[1].(map[string]any)
+			alert["labels"].(map[string]any)["severity"] = "warning"
+			alert["fingerprint"] = "f00d" // a warning of its own, not the critical's state
 			delete(m["commonLabels"].(map[string]any), "severity")
 		}
 		body, err := json.Marshal(m)
@@ -338,4 +348,13 @@ receivers:
 	got = decision(2)
 	require.Contains(t, got, "pager")
 	require.NotContains(t, got, "note:")
+	require.NotContains(t, logs.String(), "now differ")
+
+	// A warning joins the routed critical group: it is not routed again,
+	// and the log says why a route on severity no longer applies.
+	send("{}:{alertname=\"Alike\"}", true)
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "incident's alerts now differ in labels its routes match on") &&
+			strings.Contains(logs.String(), "incident_id=2 labels=severity")
+	}, 10*time.Second, 20*time.Millisecond, "%s", logs.String())
 }

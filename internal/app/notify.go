@@ -126,13 +126,25 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 	if err != nil {
 		return permanentIfNotFound(err)
 	}
-	if routeDecision(inc) != nil {
-		// A later change of a routed incident: bring every target in step.
-		_, err := n.db.QueueDeliveries(ctx, inc.ID)
-		return err
-	}
 	cfg := n.cur.Load()
 	lset := routeLabels(inc)
+	if rd := routeDecision(inc); rd != nil {
+		// A later change of a routed incident: bring every target in step.
+		if _, err := n.db.QueueDeliveries(ctx, inc.ID); err != nil {
+			return err
+		}
+		// It is not routed again: say so if alerts that joined differ in
+		// a label the routes match on (a critical joining warnings).
+		if strings.Contains(rd.Summary, splitNote) {
+			return nil
+		}
+		split, err := n.splitLabels(ctx, inc.ID, lset, cfg.router.MatchedLabels())
+		if err == nil && len(split) > 0 {
+			n.logger.WarnContext(ctx, "incident's alerts now differ in labels its routes match on; it was routed when they did not, and is not routed again: group by them in Alertmanager",
+				"incident_id", inc.ID, "labels", strings.Join(split, ", "))
+		}
+		return err
+	}
 	now := n.now()
 	at, err := n.routeTime(ctx, inc.ID, now)
 	if err != nil {
@@ -150,7 +162,7 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 	}
 	if len(split) > 0 {
 		names := strings.Join(split, ", ")
-		reason += " — note: the alerts differ in " + names + ", which routes match on; routing sees only the labels all of them share: group by " +
+		reason += " — " + splitNote + " " + names + ", which routes match on; routing sees only the labels all of them share: group by " +
 			names + " in Alertmanager"
 		n.logger.WarnContext(ctx, "incident routed without labels its routes match on: its alerts differ in them; group by them in Alertmanager",
 			"incident_id", inc.ID, "labels", names)
@@ -173,6 +185,10 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 	}
 	return nil
 }
+
+// splitNote starts the note a route decision gets when the incident's
+// alerts differ in labels the routes match on.
+const splitNote = "note: the alerts differ in"
 
 // splitLabels returns the labels routes match on (matched) that only some
 // of the incident's alerts carry, or with different values: routing sees
