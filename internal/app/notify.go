@@ -138,12 +138,13 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 		if strings.Contains(rd.Summary, splitNote) {
 			return nil
 		}
-		split, err := n.splitLabels(ctx, inc.ID, lset, cfg.router.MatchedLabels())
-		if err == nil && len(split) > 0 {
+		// Only a diagnostic: a failed read must not retry the job, whose
+		// deliveries are queued.
+		if split, err := n.splitLabels(ctx, inc.ID, lset, cfg.router.MatchedLabels()); err == nil && len(split) > 0 {
 			n.logger.WarnContext(ctx, "incident's alerts now differ in labels its routes match on; it was routed when they did not, and is not routed again: group by them in Alertmanager",
 				"incident_id", inc.ID, "labels", strings.Join(split, ", "))
 		}
-		return err
+		return nil
 	}
 	now := n.now()
 	at, err := n.routeTime(ctx, inc.ID, now)
