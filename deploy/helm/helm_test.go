@@ -868,7 +868,7 @@ func TestChart_prometheusRule(t *testing.T) {
 	t.Parallel()
 	doc, err := os.ReadFile(alertRulesDoc)
 	require.NoError(t, err)
-	require.Equal(t, 1, strings.Count(string(doc), upSelector), "docs/responder-alerts.rules.yml: ResponderDown's selector")
+	require.Equal(t, 2, strings.Count(string(doc), upSelector), "docs/responder-alerts.rules.yml: ResponderDown's selector, in its == 0 and absent() branches")
 
 	for _, tc := range []struct {
 		name string
@@ -930,7 +930,7 @@ func TestChart_prometheusRule(t *testing.T) {
 			var want struct {
 				Groups []any `yaml:"groups"`
 			}
-			require.NoError(t, yaml.Unmarshal([]byte(strings.Replace(string(doc), upSelector, `up{job="`+job+`"}`, 1)), &want))
+			require.NoError(t, yaml.Unmarshal([]byte(strings.ReplaceAll(string(doc), upSelector, `up{job="`+job+`"}`)), &want))
 			require.Equal(t, want.Groups, pr.Spec.Groups)
 
 			// As the Prometheus Operator hands them to Prometheus.
