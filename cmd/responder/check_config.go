@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -25,13 +26,11 @@ func runCheckConfig(stdout, stderr io.Writer, file string) int {
 	var warnings []string
 	if err == nil {
 		// The runbooks and the kubeconfig_file the config points to must
-		// be valid too, and the context sources must build.
-		warnings, err = app.CheckRemediation(cfg)
-	}
-	if err == nil {
-		var more []string
-		more, err = app.CheckContext(cfg)
-		warnings = append(warnings, more...)
+		// be valid too, and the context sources must build: every problem
+		// of both in one run.
+		remWarnings, remErr := app.CheckRemediation(cfg)
+		ctxWarnings, ctxErr := app.CheckContext(cfg)
+		warnings, err = append(remWarnings, ctxWarnings...), errors.Join(remErr, ctxErr)
 	}
 	if err != nil {
 		// LoadFile already names the file on every line.

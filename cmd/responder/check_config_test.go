@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -97,4 +98,16 @@ func TestCheckConfig_ContextKubernetes(t *testing.T) {
 			require.Contains(t, stderr.String(), tt.stderr)
 		})
 	}
+}
+
+// The remediation and context problems show in one run.
+func TestCheckConfig_AllClientProblems(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "r.yml")
+	require.NoError(t, os.WriteFile(file, []byte("remediation:\n  kubeconfig_file: missing-a\ncontext:\n  kubernetes: {kubeconfig: missing-b}\n"), 0o600))
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 1, run([]string{"check-config", "--config.file=" + file}, &stdout, &stderr))
+	require.Contains(t, stderr.String(), "remediation: kubeconfig_file: kubeconfig "+strconv.Quote(filepath.Join(dir, "missing-a")))
+	require.Contains(t, stderr.String(), "context: kubernetes: kubeconfig "+strconv.Quote(filepath.Join(dir, "missing-b")))
 }
