@@ -130,6 +130,12 @@ func (g *GlobalConfig) Validate() error {
 			return fmt.Errorf("%s: %w", u.key, err)
 		}
 	}
+	// Alertmanager's slack_api_url is an incoming webhook, whose path is
+	// its secret; responder's is the Web API's base, to which it would
+	// send chat.postMessage with the bot token.
+	if u, _ := url.Parse(g.SlackAPIURL); u != nil && strings.EqualFold(u.Hostname(), "hooks.slack.com") {
+		return errors.New("slack_api_url: an incoming webhook (hooks.slack.com) is Alertmanager's kind of Slack URL; responder posts with a bot token to the Web API: leave slack_api_url out (https://slack.com/api/) and set slack_bot_token_file")
+	}
 	// external_url is copied into every Slack message and PagerDuty event
 	// as the base of links people open: credentials in it would be sent to
 	// both, and to everyone who reads them.
@@ -460,8 +466,10 @@ func yamlErrors(key string, err error) []error {
 	for _, e := range te.Errors {
 		e = typeInRE.ReplaceAllString(e, "")
 		e = valueRE.ReplaceAllString(e, "")
-		if m := unknownFieldRE.FindStringSubmatch(e); m != nil && alertmanagerOnly[key][m[1]] != "" {
-			e += ": " + alertmanagerOnly[key][m[1]]
+		if m := unknownFieldRE.FindStringSubmatch(e); m != nil {
+			if hint := alertmanagerHint(key, m[1]); hint != "" {
+				e += ": " + hint
+			}
 		}
 		errs = append(errs, fmt.Errorf("%s%s", prefix, e))
 	}
@@ -475,6 +483,12 @@ var unknownFieldRE = regexp.MustCompile(`field (\S+) not found$`)
 // Alertmanager's configuration that responder does not take, for a user
 // who copies a route tree or a whole alertmanager.yml over.
 var alertmanagerOnly = map[string]map[string]string{
+	"global": {
+		"resolve_timeout":    "Alertmanager's; responder learns that alerts resolved from the notifications Alertmanager sends",
+		"pagerduty_url":      "responder's is pagerduty_events_url (Events API v2, https://events.pagerduty.com)",
+		"slack_api_url_file": "responder posts to Slack with a bot token, not an incoming webhook: set slack_bot_token_file",
+		"http_config":        "responder has no global http_config; set proxy_url or credentials in the http_config of the context source that needs them",
+	},
 	"": {
 		"mute_time_intervals": "it is Alertmanager's older name for time_intervals, which responder reads",
 		"inhibit_rules":       "inhibition is Alertmanager's; keep it in alertmanager.yml (responder gets what Alertmanager did not inhibit)",
@@ -504,6 +518,23 @@ var alertmanagerOnly = map[string]map[string]string{
 		"match":           `it is Alertmanager's deprecated form of matchers; write matchers: ['name="value"']`,
 		"match_re":        `it is Alertmanager's deprecated form of matchers; write matchers: ['name=~"regex"']`,
 	},
+}
+
+// alertmanagerHint says what to do with a key of Alertmanager's in
+// section key, or "": the global settings of the receivers responder does
+// not have (smtp_, opsgenie_, ...) go by their prefix.
+func alertmanagerHint(key, field string) string {
+	if hint := alertmanagerOnly[key][field]; hint != "" {
+		return hint
+	}
+	if key == "global" {
+		for _, p := range []string{"smtp_", "opsgenie_", "victorops_", "wechat_", "telegram_", "webex_", "jira_", "rocketchat_"} {
+			if strings.HasPrefix(field, p) {
+				return "a setting of Alertmanager's " + strings.TrimSuffix(p, "_") + " receivers; " + otherReceiver
+			}
+		}
+	}
+	return ""
 }
 
 const otherReceiver = "responder sends to Slack and PagerDuty; keep this receiver in alertmanager.yml"
