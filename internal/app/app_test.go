@@ -358,3 +358,24 @@ receivers:
 			strings.Contains(logs.String(), "incident_id=2 labels=severity")
 	}, 10*time.Second, 20*time.Millisecond, "%s", logs.String())
 }
+
+// A pause while paused keeps the first pauser, whom people ask before they
+// resume; before, the second pause overwrote the name.
+func TestApp_PauseKeepsTheFirstPauser(t *testing.T) {
+	t.Parallel()
+	a, _ := startApp(t, tokenConfig)
+	base := "http://" + a.Addr()
+	pause := func(path, body string) map[string]string {
+		code, out := post(t, base+path, "first-token", body)
+		require.Equal(t, http.StatusOK, code, out)
+		var answer map[string]string
+		require.NoError(t, json.Unmarshal([]byte(out), &answer))
+		return answer
+	}
+	require.Equal(t, map[string]string{"status": "paused", "by": "alice (deploy freeze)"},
+		pause("/api/v1/remediation/pause", `{"by": "alice", "comment": "deploy freeze"}`))
+	require.Equal(t, map[string]string{"status": "paused", "by": "alice (deploy freeze)"},
+		pause("/api/v1/remediation/pause", `{"by": "bob"}`), "still alice's pause")
+	require.Equal(t, map[string]string{"status": "resumed", "by": "bob"}, pause("/api/v1/remediation/resume", `{"by": "bob"}`))
+	require.Equal(t, map[string]string{"status": "paused", "by": "api"}, pause("/api/v1/remediation/pause", ""))
+}

@@ -822,12 +822,22 @@ func (r *remediator) say(ctx context.Context, inc *incident.Incident, text strin
 }
 
 // Pause implements webhook.Remediation.
-func (r *remediator) Pause(ctx context.Context, paused bool, by string) error {
+func (r *remediator) Pause(ctx context.Context, paused bool, by string) (string, error) {
+	// A pause while paused keeps the first pauser, whom people ask before
+	// resuming; the check and the write race only with another pause.
+	if paused {
+		if already, first, err := r.db.RemediationPaused(ctx); err != nil {
+			return "", err
+		} else if already {
+			r.logger.InfoContext(ctx, "remediation already paused; the pause stays recorded as the first pauser's", "by", first, "asked_by", by)
+			return first, nil
+		}
+	}
 	if err := r.db.SetRemediationPaused(ctx, paused, by); err != nil {
-		return err
+		return "", err
 	}
 	r.logger.InfoContext(ctx, "remediation pause changed", "paused", paused, "by", by)
-	return nil
+	return by, nil
 }
 
 // Decide implements webhook.Remediation: only remediation.approvers may

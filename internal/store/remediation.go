@@ -176,7 +176,7 @@ func (s *Store) AdmitRun(ctx context.Context, a Admission) (AdmitResult, error) 
 // execute, cooldown, budget, target lock and concurrency.
 func (s *Store) statefulGuards(ctx context.Context, tx *sql.Tx, a Admission, paused bool, by string, now time.Time) (string, string, error) {
 	if paused {
-		return "paused", "remediation is paused (POST /api/v1/remediation/pause" + byWhom(by) + ")", nil
+		return "paused", "remediation is paused" + byWhom(by) + " (POST /api/v1/remediation/resume lifts it)", nil
 	}
 	var firing int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM incidents WHERE status = 'firing'`).Scan(&firing); err != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,8 +25,10 @@ import (
 
 // Remediation takes the decisions people make about remediation.
 type Remediation interface {
-	// Pause stops (paused true) or resumes all remediation, durably.
-	Pause(ctx context.Context, paused bool, by string) error
+	// Pause stops (paused true) or resumes all remediation, durably, and
+	// returns who the state is recorded as set by: a pause while paused
+	// keeps the first pauser's name.
+	Pause(ctx context.Context, paused bool, by string) (string, error)
 	// Decide applies a Slack user's approval or rejection of a run and
 	// returns what happened, in words. Who may decide is Decide's business.
 	Decide(ctx context.Context, runID int64, user string, approve bool) (string, error)
@@ -205,7 +208,8 @@ func handlePause(logger *slog.Logger, opts Options, paused bool) echo.HandlerFun
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
 		defer cancel()
-		if err := opts.Remediation.Pause(ctx, paused, by); err != nil {
+		by, err = opts.Remediation.Pause(ctx, paused, by)
+		if err != nil {
 			if incident.KindOf(err) == incident.Internal {
 				return notCommitted(logger, c, err)
 			}
@@ -248,14 +252,20 @@ func pauseBy(body io.Reader) (string, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return "", bad(`the body must be {"by": "...", "comment": "..."}, both optional`)
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		msg := `the body must be one object {"by": "...", "comment": "..."}, both optional strings`
+		if _, field, ok := strings.Cut(fmt.Sprint(err), "unknown field "); ok {
+			msg += "; unknown field " + field
+		}
+		return "", bad(msg)
 	}
 	for _, f := range []struct {
 		name, v string
 		max     int
 	}{{"by", req.By, maxPauseBy}, {"comment", req.Comment, maxPauseComment}} {
-		if !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, unicode.IsControl) {
+		// Format characters too: a right-to-left override would show the
+		// text reversed in logs and Slack.
+		if !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
 			return "", bad(f.name + " must be printable text")
 		}
 		if utf8.RuneCountInString(f.v) > f.max {

@@ -31,7 +31,7 @@ type decidedRuns struct {
 	got []string
 }
 
-func (d *decidedRuns) Pause(context.Context, bool, string) error { return nil }
+func (d *decidedRuns) Pause(_ context.Context, _ bool, by string) (string, error) { return by, nil }
 
 func (d *decidedRuns) Decide(_ context.Context, runID int64, user string, approve bool) (string, error) {
 	d.mu.Lock()

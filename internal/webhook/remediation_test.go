@@ -28,15 +28,15 @@ type fakeRemediation struct {
 	pauseErr  error
 }
 
-func (f *fakeRemediation) Pause(_ context.Context, paused bool, by string) error {
+func (f *fakeRemediation) Pause(_ context.Context, paused bool, by string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pauseErr != nil {
-		return f.pauseErr
+		return "", f.pauseErr
 	}
 	f.paused = append(f.paused, paused)
 	f.by = append(f.by, by)
-	return nil
+	return by, nil
 }
 
 func (f *fakeRemediation) Decide(_ context.Context, runID int64, user string, approve bool) (string, error) {
@@ -116,6 +116,9 @@ func TestPause_By(t *testing.T) {
 		{"an unknown field", `{"user": "alice"}`, http.StatusBadRequest, ""},
 		{"a control character", `{"by": "alice\u001b[31m"}`, http.StatusBadRequest, ""},
 		{"too long", `{"comment": "` + strings.Repeat("x", 257) + `"}`, http.StatusBadRequest, ""},
+		{"trailing data", `{"by": "a"} and more`, http.StatusBadRequest, ""},
+		{"a right-to-left override", `{"by": "evil\u202egnp.exe"}`, http.StatusBadRequest, ""},
+		{"a wrong type", `{"by": 123}`, http.StatusBadRequest, ""},
 		{"too large", strings.Repeat(" ", 5<<10), http.StatusBadRequest, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
