@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -290,8 +291,10 @@ func TestApp_RemediationSeriesFromTheStart(t *testing.T) {
 }
 
 // A group whose alerts differ in a label the routes match on is routed on
-// the labels they share, which lack it: the decision says so, and what to
-// do (a critical alert grouped with a warning does not page).
+// the labels they share, which lack it: the decision says so, with the
+// receivers its alerts alone would get, and what to do (a critical alert
+// grouped with a warning does not page). A critical that joins a routed
+// warning group later is not routed again: the log says so.
 func TestApp_RouteNotesLabelsTheAlertsDifferIn(t *testing.T) {
 	t.Parallel()
 	var logs testenv.LogBuffer
@@ -308,15 +311,24 @@ receivers:
 	base := "http://" + a.Addr()
 	raw, err := os.ReadFile("../../testdata/am_v4_firing.json")
 	require.NoError(t, err)
-	send := func(groupKey string, mixed bool) {
+	// send posts the group with one alert per severity given.
+	send := func(groupKey string, severities ...string) {
 		var m map[string]any
 		require.NoError(t, json.Unmarshal(raw, &m))
 		m["groupKey"] = groupKey
-		if mixed {
-			alert := m["alerts"].([]any)[1].(map[string]any)
-			alert["labels"].(map[string]any)["severity"] = "warning"
-			alert["fingerprint"] = "f00d" // a warning of its own, not the critical's state
+		alerts := m["alerts"].([]any)[:len(severities)]
+		for i, sev := range severities {
+			alert := alerts[i].(map[string]any)
+			alert["labels"].(map[string]any)["severity"] = sev
+			if sev == "critical" {
+				alert["fingerprint"] = fmt.Sprintf("c%015d", i) // an alert of its own, not the warning's
+			}
+		}
+		m["alerts"] = alerts
+		if slices.Compact(slices.Clone(severities))[0] != severities[len(severities)-1] {
 			delete(m["commonLabels"].(map[string]any), "severity")
+		} else {
+			m["commonLabels"].(map[string]any)["severity"] = severities[0]
 		}
 		body, err := json.Marshal(m)
 		require.NoError(t, err)
@@ -338,24 +350,25 @@ receivers:
 		}, 10*time.Second, 20*time.Millisecond)
 		return summary
 	}
-	send("{}:{alertname=\"Mixed\"}", true)
+	send("{}:{alertname=\"Mixed\"}", "critical", "warning")
 	got := decision(1)
 	require.Contains(t, got, "chat")
-	require.NotContains(t, got, "pager")
-	require.Contains(t, got, "note: the alerts differ in severity, which routes match on; routing sees only the labels all of them share: group by severity in Alertmanager")
+	require.Contains(t, got, "note: the alerts differ in severity, which routes match on: alone, some of them would also go to pager; "+
+		"routing sees only the labels all of them share: group by severity in Alertmanager")
 
-	send("{}:{alertname=\"Alike\"}", false)
+	// Warnings only: routed to chat, and nothing to note.
+	send("{}:{alertname=\"Late\"}", "warning", "warning")
 	got = decision(2)
-	require.Contains(t, got, "pager")
+	require.Contains(t, got, "chat")
 	require.NotContains(t, got, "note:")
 	require.NotContains(t, logs.String(), "now differ")
 
-	// A warning joins the routed critical group: it is not routed again,
-	// and the log says why a route on severity no longer applies.
-	send("{}:{alertname=\"Alike\"}", true)
+	// A critical joins: it is not routed again, and the log says which
+	// receiver it misses.
+	send("{}:{alertname=\"Late\"}", "warning", "critical")
 	require.Eventually(t, func() bool {
 		return strings.Contains(logs.String(), "incident's alerts now differ in labels its routes match on") &&
-			strings.Contains(logs.String(), "incident_id=2 labels=severity")
+			strings.Contains(logs.String(), "incident_id=2 labels=severity missed_receivers=pager")
 	}, 10*time.Second, 20*time.Millisecond, "%s", logs.String())
 }
 

@@ -140,9 +140,9 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 		}
 		// Only a diagnostic: a failed read must not retry the job, whose
 		// deliveries are queued.
-		if split, err := n.splitLabels(ctx, inc.ID, lset, cfg.router.MatchedLabels()); err == nil && len(split) > 0 {
+		if split, missed, err := n.splitLabels(ctx, cfg.router, inc.ID, lset, n.now(), chosenReceivers(inc)); err == nil && len(missed) > 0 {
 			n.logger.WarnContext(ctx, "incident's alerts now differ in labels its routes match on; it was routed when they did not, and is not routed again: group by them in Alertmanager",
-				"incident_id", inc.ID, "labels", strings.Join(split, ", "))
+				"incident_id", inc.ID, "labels", strings.Join(split, ", "), "missed_receivers", strings.Join(missed, ", "))
 		}
 		return nil
 	}
@@ -157,16 +157,16 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 		return incident.Permanent(fmt.Errorf("encode route decision: %w", err))
 	}
 	reason := routeReason(d)
-	split, err := n.splitLabels(ctx, inc.ID, lset, cfg.router.MatchedLabels())
+	split, missed, err := n.splitLabels(ctx, cfg.router, inc.ID, lset, at, d.Receivers)
 	if err != nil {
 		return err
 	}
-	if len(split) > 0 {
+	if len(missed) > 0 {
 		names := strings.Join(split, ", ")
-		reason += " — " + splitNote + " " + names + ", which routes match on; routing sees only the labels all of them share: group by " +
-			names + " in Alertmanager"
+		reason += " — " + splitNote + " " + names + ", which routes match on: alone, some of them would also go to " + strings.Join(missed, ", ") +
+			"; routing sees only the labels all of them share: group by " + names + " in Alertmanager"
 		n.logger.WarnContext(ctx, "incident routed without labels its routes match on: its alerts differ in them; group by them in Alertmanager",
-			"incident_id", inc.ID, "labels", names)
+			"incident_id", inc.ID, "labels", names, "missed_receivers", strings.Join(missed, ", "))
 	}
 	policy := store.StormPolicy{Enabled: cfg.storm.Enabled, Threshold: cfg.storm.Threshold, Window: cfg.storm.Window}
 	// A receiver muted by its route's time intervals is chosen when they
@@ -191,32 +191,66 @@ func (n *notifier) route(ctx context.Context, j incident.Job) error {
 // alerts differ in labels the routes match on.
 const splitNote = "note: the alerts differ in"
 
-// splitLabels returns the labels routes match on (matched) that only some
-// of the incident's alerts carry, or with different values: routing sees
-// the group's labels and the labels all its alerts share (lset), which lack
-// them, so a route on such a label cannot match however each alert is
-// labelled (a critical alert grouped with warnings does not page).
-func (n *notifier) splitLabels(ctx context.Context, id int64, lset map[string]string, matched []string) ([]string, error) {
-	var missing []string
-	for _, name := range matched {
+// splitLabels returns the labels routes match on that only some of the
+// incident's alerts carry, or with different values (routing sees the
+// group's labels and the labels all its alerts share, lset, which lack
+// them), and the receivers its firing alerts would get, each routed on its
+// own labels at at as Alertmanager routes them, that chosen lacks: a
+// critical alert grouped with warnings does not page. missed is empty when
+// the split changes nothing.
+func (n *notifier) splitLabels(ctx context.Context, router *routing.Router, id int64, lset map[string]string, at time.Time, chosen []string) (split, missed []string, _ error) {
+	var absent []string
+	for _, name := range router.MatchedLabels() {
 		if _, ok := lset[name]; !ok {
-			missing = append(missing, name)
+			absent = append(absent, name)
 		}
 	}
-	if len(missing) == 0 {
-		return nil, nil
+	if len(absent) == 0 {
+		return nil, nil, nil
 	}
 	inc, err := n.db.ReadIncident(ctx, id, store.PartAlerts)
 	if err != nil {
-		return nil, permanentIfNotFound(err)
+		return nil, nil, permanentIfNotFound(err)
 	}
-	var split []string
-	for _, name := range missing {
+	for _, name := range absent {
 		if slices.ContainsFunc(inc.Alerts, func(a incident.Alert) bool { _, ok := a.Labels[name]; return ok }) {
 			split = append(split, name)
 		}
 	}
-	return split, nil
+	if len(split) == 0 {
+		return nil, nil, nil
+	}
+	for _, a := range inc.Alerts {
+		if a.Status != incident.StatusFiring {
+			continue
+		}
+		labels := maps.Clone(lset)
+		maps.Copy(labels, a.Labels)
+		for _, r := range router.Route(labels, at).Receivers {
+			if !slices.Contains(chosen, r) && !slices.Contains(missed, r) {
+				missed = append(missed, r)
+			}
+		}
+	}
+	return split, missed, nil
+}
+
+// chosenReceivers returns the receivers the incident's route and reroute
+// decisions chose.
+func chosenReceivers(inc *incident.Incident) []string {
+	var out []string
+	for _, d := range inc.Decisions {
+		if d.Kind != incident.DecisionRoute && d.Kind != incident.DecisionReroute {
+			continue
+		}
+		var detail struct {
+			Receivers []string `json:"receivers"`
+		}
+		if json.Unmarshal(d.Detail, &detail) == nil {
+			out = append(out, detail.Receivers...)
+		}
+	}
+	return out
 }
 
 // rerouteHorizon is how far ahead a muted receiver's time intervals are
