@@ -474,7 +474,7 @@ func byText(by string) string {
 // failed or unknown run is escalated right away.
 func (s *stepRun) finish(ctx context.Context, state, reason string, extra []incident.AuditRecord) (bool, error) {
 	r, run := s.r, s.run
-	recs := append(extra, incident.AuditRecord{Phase: incident.AuditDecision, StepIndex: -1, Outcome: state, Output: reason, Actor: "responder", At: r.now()})
+	recs := append(s.unfinishedStep(extra, reason), incident.AuditRecord{Phase: incident.AuditDecision, StepIndex: -1, Outcome: state, Output: reason, Actor: "responder", At: r.now()})
 	if err := r.db.SaveRun(ctx, run, s.owner, store.RunUpdate{State: state, Reason: reason, NextStep: run.NextStep, VerifyUntil: s.verifyUntil, Audit: recs}); err != nil {
 		return false, err
 	}
@@ -501,6 +501,29 @@ func (s *stepRun) finish(ctx context.Context, state, reason string, extra []inci
 		_ = r.db.ReleaseRun(context.WithoutCancel(ctx), run.ID, s.owner) // the lease expires anyway
 	}
 	return true, err
+}
+
+// unfinishedStep returns extra with an end for the run's current step
+// when the step started and has no end, in the audit or in extra: a run
+// cancelled during a wait (or before a silence or PromQL check it resumes
+// is run again) leaves no step without its end in the audit trail.
+func (s *stepRun) unfinishedStep(extra []incident.AuditRecord, reason string) []incident.AuditRecord {
+	i := s.run.NextStep
+	start, end := s.stepRecords(i)
+	if start == nil || end != nil {
+		return extra
+	}
+	for _, a := range extra {
+		if a.StepIndex == i && a.Phase == incident.AuditEnd {
+			return extra
+		}
+	}
+	now := s.r.now()
+	rec := incident.AuditRecord{
+		Phase: incident.AuditEnd, Step: start.Step, StepIndex: i, Kind: start.Kind, Input: start.Input, Actor: start.Actor,
+		Outcome: remediation.OutcomeCancelled, Output: reason, Duration: max(now.Sub(start.At), 0), At: now,
+	}
+	return append(extra, rec)
 }
 
 // awaitApproval asks for approval in Slack once, then waits (a job due at

@@ -61,7 +61,8 @@ func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 			r, a, cfgFile := startE2EApp(t, cfg("dry_run: false"), token)
 			code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Slow", "firing", nil))
 			require.Equal(t, http.StatusOK, code, body)
-			remediationRun(t, r, "Slow", func(run incident.RemediationRun) bool { return run.NextStep >= 1 })
+			// In the wait: its start is recorded, its end is 2 s away.
+			remediationRun(t, r, "Slow", func(run incident.RemediationRun) bool { return stepAudit(run, 1, incident.AuditStart) != nil })
 			require.Equal(t, 1, countFiles(t, first))
 
 			require.NoError(t, os.WriteFile(rbFile, []byte(tc.runbookPrefix+rb), 0o600))
@@ -72,8 +73,26 @@ func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 			require.Equal(t, incident.RunCancelled, run.State, "%+v", run)
 			require.Contains(t, run.Reason, tc.reason)
 			require.Zero(t, countFiles(t, second), "the step after the reload never ran")
+			// The wait it was in has its end: no step of the audit trail
+			// is left started and never ended.
+			end := stepAudit(run, 1, incident.AuditEnd)
+			require.NotNil(t, end, "the wait's end is audited: %+v", run.Audit)
+			require.Equal(t, "cancelled", end.Outcome)
+			require.Equal(t, "pause", end.Step)
+			require.Equal(t, run.Reason, end.Output)
+			require.Nil(t, stepAudit(run, 2, incident.AuditStart))
 		})
 	}
+}
+
+// stepAudit returns the run's audit record of that phase for step i.
+func stepAudit(run incident.RemediationRun, i int, phase string) *incident.AuditRecord {
+	for k := range run.Audit {
+		if a := &run.Audit[k]; a.StepIndex == i && a.Phase == phase {
+			return a
+		}
+	}
+	return nil
 }
 
 // TestRemediation_RunsTheApprovedPlan: the approver approves the steps shown

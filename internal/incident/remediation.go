@@ -100,8 +100,8 @@ type AuditRecord struct {
 	// Input is what the step was given, rendered (argv, method and URL,
 	// Kubernetes object, silence matchers).
 	Input string `json:"input,omitempty"`
-	// Outcome is "ok", "failed", "timeout", "dry_run", "unknown" for steps,
-	// or the decision taken.
+	// Outcome is "ok", "failed", "timeout", "dry_run", "unknown" or
+	// "cancelled" for steps, or the decision taken.
 	Outcome    string        `json:"outcome,omitempty"`
 	ExitCode   *int          `json:"exit_code,omitempty"`
 	HTTPStatus int           `json:"http_status,omitempty"`

@@ -29,6 +29,10 @@ const (
 	OutcomeTimeout = "timeout"
 	OutcomeDryRun  = "dry_run"
 	OutcomeUnknown = "unknown"
+	// OutcomeCancelled ends a step that had started when its run was
+	// cancelled: a wait the run did not finish, or a silence or PromQL
+	// check about to be run again after a restart.
+	OutcomeCancelled = "cancelled"
 )
 
 // MaxOutput caps the captured stdout, stderr or response body of a step.
