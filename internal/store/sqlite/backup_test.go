@@ -160,6 +160,49 @@ func TestBackup_Refuses(t *testing.T) {
 	_, err = sqlite.Backup(ctx, junk, filepath.Join(dir, "c.db"))
 	require.Error(t, err)
 	require.NoFileExists(t, filepath.Join(dir, "c.db"))
+
+	// No work directory is left by any of them.
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.NotContains(t, e.Name(), "responder-backup", "a work directory is left")
+	}
+}
+
+// A file that appears at the destination while the copy is made (another
+// user's, in a directory others may write to; or a second backup) is left
+// as it is, and so is the file a symbolic link put there names: the copy is
+// named dest only if nothing has that name, and no partial copy or work
+// directory is left behind. Not parallel: the hook is the package's.
+func TestBackup_DestinationTakenDuringTheCopy(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "responder.db")
+	openAt(t, path, store.Options{}, nil)
+	for _, tc := range []struct {
+		name  string
+		place func(dest, target string) error
+	}{
+		{"file", func(dest, _ string) error { return os.WriteFile(dest, []byte("theirs"), 0o600) }},
+		{"symbolic link", func(dest, target string) error { return os.Symlink(target, dest) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			dest, target := filepath.Join(dir, "copy.db"), filepath.Join(dir, "target.db")
+			sqlite.SetBackupCopied(t.Cleanup, func(d string) {
+				require.Equal(t, dest, d)
+				require.NoError(t, tc.place(dest, target))
+			})
+			_, err := sqlite.Backup(ctx, path, dest)
+			require.ErrorContains(t, err, "already exists")
+			if b, err := os.ReadFile(dest); err == nil { //nolint:gosec // G304: the test's own file.
+				require.Equal(t, "theirs", string(b), "left as it was")
+			}
+			require.NoFileExists(t, target)
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Len(t, entries, 1, "only what was placed there: %v", entries)
+		})
+	}
 }
 
 // The database file and its -wal and -shm hold every notification's
