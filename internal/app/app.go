@@ -22,6 +22,7 @@ import (
 
 	"github.com/responder/responder/internal/config"
 	"github.com/responder/responder/internal/incident"
+	"github.com/responder/responder/internal/routing"
 	"github.com/responder/responder/internal/store"
 	"github.com/responder/responder/internal/webhook"
 )
@@ -110,6 +111,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
+	// A configuration that cannot start leaves the database as it was: a
+	// newer responder migrates it, and the older one it is rolled back to
+	// then refuses it.
+	if err := checkStart(cfg); err != nil {
+		return nil, err
+	}
 	// Storage first: nothing is accepted before it is open and migrated.
 	q := cfg.Storage.Queue
 	db, err := openStorage(ctx, cfg.Storage.DSN, store.Options{
@@ -195,6 +202,22 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.ln = ln
 	return a, nil
+}
+
+// checkStart builds, without storage, what New builds after opening it and
+// may refuse: the router, the runbooks and their Kubernetes client, the
+// context sources (a kubeconfig or http_config that cannot be used). The
+// errors are New's.
+func checkStart(cfg *config.Config) error {
+	if _, err := routing.NewRouter(cfg.Route, cfg.TimeIntervals); err != nil {
+		return fmt.Errorf("build router: %w", err)
+	}
+	if _, err := CheckRemediation(cfg); err != nil {
+		return err
+	}
+	c := &contexter{logger: slog.New(slog.DiscardHandler), now: time.Now}
+	_, err := c.build(cfg)
+	return err
 }
 
 // followUp decides which follow-up jobs an applied change queues, so that

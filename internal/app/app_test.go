@@ -392,3 +392,27 @@ func TestApp_PauseKeepsTheFirstPauser(t *testing.T) {
 	require.Equal(t, map[string]string{"status": "resumed", "by": "bob"}, pause("/api/v1/remediation/resume", `{"by": "bob"}`))
 	require.Equal(t, map[string]string{"status": "paused", "by": "api"}, pause("/api/v1/remediation/pause", ""))
 }
+
+// TestApp_ConfigThatCannotStartLeavesStorageAlone: a configuration that
+// stops the start (a runbook, or a client of context's, that cannot be
+// built) stops it before the database is created or migrated, so that the
+// responder version it is rolled back to can still open it.
+func TestApp_ConfigThatCannotStartLeavesStorageAlone(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, extra, err string }{
+		{"context kubeconfig", "context:\n  kubernetes:\n    kubeconfig: missing-kubeconfig\n", "context: kubernetes: "},
+		{"runbook", "remediation:\n  runbooks_dir: rb\n", "bad.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "rb"), 0o750))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "rb", "bad.yaml"), []byte("name: bad\nsteps: []\n"), 0o600))
+			file := filepath.Join(dir, "responder.yml")
+			require.NoError(t, os.WriteFile(file, []byte("storage:\n  dsn: sqlite://r.db\n"+tc.extra), 0o600))
+			_, err := app.New(context.Background(), app.Options{ConfigFile: file, ListenAddress: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+			require.ErrorContains(t, err, tc.err)
+			require.NoFileExists(t, filepath.Join(dir, "r.db"))
+		})
+	}
+}

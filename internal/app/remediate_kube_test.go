@@ -162,9 +162,10 @@ func TestCheckRemediation_RelativeKubeconfig(t *testing.T) {
 func TestApp_Kubeconfig(t *testing.T) {
 	notInCluster(t)
 	restart := fmt.Sprintf(kubeRunbookText, "restart", "Slow", false)
+	var dir string
 	start := func(t *testing.T, remediation string) (*testenv.LogBuffer, error) {
 		t.Helper()
-		dir := t.TempDir()
+		dir = t.TempDir()
 		file := filepath.Join(dir, "responder.yml")
 		text := "storage:\n  dsn: sqlite://" + filepath.Join(dir, "r.db") + "\n" + writeKubeSetup(t, dir, map[string]string{"restart": restart}, remediation)
 		require.NoError(t, os.WriteFile(file, []byte(text), 0o600))
@@ -183,6 +184,8 @@ func TestApp_Kubeconfig(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "missing")
 		_, err := start(t, "  kubeconfig_file: "+missing+"\n")
 		require.ErrorContains(t, err, `remediation: kubeconfig_file: kubeconfig "`+missing+`": no such file or directory`)
+		// before storage was opened: an older responder could still use it.
+		require.NoFileExists(t, filepath.Join(dir, "r.db"))
 	})
 	t.Run("and a broken one, without printing its credentials", func(t *testing.T) {
 		broken := filepath.Join(t.TempDir(), "kubeconfig")
