@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v2"
 
 	"github.com/responder/responder/internal/context/gather"
@@ -224,9 +225,15 @@ func Load(s string) (*Config, error) {
 		// and their problems are reported too.
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return nil, errors.Join(yamlErrors("", err)...)
+			return nil, errors.Join(yamlErrors("", err, nil)...)
 		}
-		errs = yamlErrors("", err)
+		errs = yamlErrors("", err, nil)
+	}
+	// The hints for Alertmanager's keys depend on where in receivers and
+	// route a key is, which the decoder's errors do not say.
+	var at places
+	if f.Receivers.err != nil || f.Route.err != nil {
+		at = keyPlaces(s)
 	}
 	for _, s := range []struct {
 		key string
@@ -244,7 +251,7 @@ func Load(s string) (*Config, error) {
 		{"reconcile", f.Reconcile.err},
 	} {
 		if s.err != nil {
-			errs = append(errs, yamlErrors(s.key, s.err)...)
+			errs = append(errs, yamlErrors(s.key, s.err, at)...)
 		}
 	}
 	if len(errs) > 0 {
@@ -452,8 +459,9 @@ func withoutURLs(err error) string {
 }
 
 // yamlErrors splits err into one error per problem, each prefixed with key
-// (when not empty) and free of values.
-func yamlErrors(key string, err error) []error {
+// (when not empty) and free of values. at says where the unknown keys of
+// the section are, for their hints; nil means at the section's top.
+func yamlErrors(key string, err error, at places) []error {
 	prefix := ""
 	if key != "" {
 		prefix = key + ": "
@@ -467,7 +475,11 @@ func yamlErrors(key string, err error) []error {
 		e = typeInRE.ReplaceAllString(e, "")
 		e = valueRE.ReplaceAllString(e, "")
 		if m := unknownFieldRE.FindStringSubmatch(e); m != nil {
-			if hint := alertmanagerHint(key, m[1]); hint != "" {
+			p, ok := at[placeKey{key, e}]
+			if !ok {
+				p = place{section: key}
+			}
+			if hint := alertmanagerHint(p, m[1]); hint != "" {
 				e += ": " + hint
 			}
 		}
@@ -479,9 +491,14 @@ func yamlErrors(key string, err error) []error {
 // unknownFieldRE matches the YAML decoder's error for an unknown key.
 var unknownFieldRE = regexp.MustCompile(`field (\S+) not found$`)
 
-// alertmanagerOnly explains, by section ("" for the top level), keys of
-// Alertmanager's configuration that responder does not take, for a user
-// who copies a route tree or a whole alertmanager.yml over.
+// alertmanagerOnly explains, by section, keys of Alertmanager's
+// configuration that responder does not take, for a user who copies a route
+// tree, receivers or a whole alertmanager.yml over. A section is "" for the
+// top level, "global", "route" for any route of the tree, "receivers" for
+// an entry of receivers, and "receivers.slack_configs" and
+// "receivers.pagerduty_configs" for an entry of a receiver's configs (see
+// keyPlaces). A key responder takes never has a hint: TestAlertmanagerOnly
+// checks that against the sections' types.
 var alertmanagerOnly = map[string]map[string]string{
 	"global": {
 		"resolve_timeout":    "Alertmanager's; responder learns that alerts resolved from the notifications Alertmanager sends",
@@ -495,21 +512,67 @@ var alertmanagerOnly = map[string]map[string]string{
 		"templates":           "responder's templates are inline, in slack_configs[].title and text",
 	},
 	"receivers": {
-		"webhook_configs":   otherReceiver,
-		"email_configs":     otherReceiver,
-		"opsgenie_configs":  otherReceiver,
-		"victorops_configs": otherReceiver,
-		"pushover_configs":  otherReceiver,
-		"wechat_configs":    otherReceiver,
-		"telegram_configs":  otherReceiver,
-		"sns_configs":       otherReceiver,
-		"webex_configs":     otherReceiver,
-		"discord_configs":   otherReceiver,
-		"msteams_configs":   otherReceiver,
-		"api_url":           "responder posts to Slack with a bot token, not an incoming webhook: set global.slack_bot_token_file (and global.slack_api_url for a proxy)",
-		"api_url_file":      "responder posts to Slack with a bot token, not an incoming webhook: set global.slack_bot_token_file (and global.slack_api_url for a proxy)",
-		"service_key":       "it is PagerDuty's Events API v1 key; responder sends Events API v2: set routing_key or routing_key_file",
-		"service_key_file":  "it is PagerDuty's Events API v1 key; responder sends Events API v2: set routing_key or routing_key_file",
+		"webhook_configs":    otherReceiver,
+		"email_configs":      otherReceiver,
+		"opsgenie_configs":   otherReceiver,
+		"victorops_configs":  otherReceiver,
+		"pushover_configs":   otherReceiver,
+		"wechat_configs":     otherReceiver,
+		"telegram_configs":   otherReceiver,
+		"sns_configs":        otherReceiver,
+		"webex_configs":      otherReceiver,
+		"discord_configs":    otherReceiver,
+		"msteams_configs":    otherReceiver,
+		"msteamsv2_configs":  otherReceiver,
+		"jira_configs":       otherReceiver,
+		"rocketchat_configs": otherReceiver,
+		"mattermost_configs": otherReceiver,
+		"incidentio_configs": otherReceiver,
+	},
+	"receivers.slack_configs": {
+		"api_url":                slackWebhook,
+		"api_url_file":           slackWebhook,
+		"app_token":              "responder's Slack token is global: set global.slack_bot_token_file (a bot token, xoxb-...)",
+		"app_token_file":         "responder's Slack token is global: set global.slack_bot_token_file (a bot token, xoxb-...)",
+		"app_url":                "responder's Slack Web API base is global: global.slack_api_url (https://slack.com/api/ by default)",
+		"http_config":            "responder has no http_config for Slack: the bot token is global.slack_bot_token_file, and a proxy comes from the HTTPS_PROXY environment variable",
+		"username":               slackIdentity,
+		"icon_emoji":             slackIdentity,
+		"icon_url":               slackIdentity,
+		"color":                  "responder's message is made of blocks, which have no colour: its Status field shows FIRING or RESOLVED",
+		"title_link":             slackLinks,
+		"pretext":                slackBody,
+		"message_text":           slackBody,
+		"footer":                 "responder writes the footer itself: the links, the incident number and the time of the last update",
+		"fallback":               "responder writes the notification text itself, from the title and the summary annotation",
+		"fields":                 slackFields,
+		"short_fields":           slackFields,
+		"mrkdwn_in":              "text is always Slack mrkdwn, and title plain text",
+		"link_names":             "responder does not link @names: mention with Slack's own syntax in text, such as <@U012AB3CD>",
+		"callback_id":            slackButtons,
+		"actions":                slackButtons,
+		"image_url":              slackImages,
+		"thumb_url":              slackImages,
+		"update_message":         "responder always updates its message in place (chat.update) as the incident changes",
+		"post_updates_to_thread": "responder always posts context and progress into its message's thread",
+		"timeout":                "responder bounds each Slack call itself and retries a failed one from its work queue (storage.queue)",
+	},
+	"receivers.pagerduty_configs": {
+		"service_key":      pagerDutyV1,
+		"service_key_file": pagerDutyV1,
+		"url":              "responder's Events API URL is global: set global.pagerduty_events_url (https://events.pagerduty.com by default)",
+		"http_config":      "responder has no http_config for PagerDuty: the key is routing_key or routing_key_file, and a proxy comes from the HTTPS_PROXY environment variable",
+		"client":           pagerDutyClient,
+		"client_url":       pagerDutyClient,
+		"description":      "responder writes the summary: the firing count, the alertname, the group's label values and the summary (or description) annotation",
+		"details":          "responder fills custom_details: the common labels and annotations, the alerts, and links to the incident and its Slack thread",
+		"images":           "responder sends no images to PagerDuty; its charts go into the Slack thread",
+		"links":            "responder adds the links itself: the incident, its Slack thread, the runbook_url annotation, the alert's source and Alertmanager",
+		"source":           "responder takes it from the first of the labels instance, service, job, host, pod, container, namespace, cluster",
+		"component":        "responder takes it from the service label, or job",
+		"group":            "responder takes it from the cluster label, or namespace",
+		"class":            "responder takes it from the alertname label",
+		"timeout":          "responder bounds each PagerDuty call itself and retries a failed one from its work queue (storage.queue)",
 	},
 	"route": {
 		"group_wait":      groupTiming,
@@ -520,26 +583,224 @@ var alertmanagerOnly = map[string]map[string]string{
 	},
 }
 
-// alertmanagerHint says what to do with a key of Alertmanager's in
-// section key, or "": the global settings of the receivers responder does
-// not have (smtp_, opsgenie_, ...) go by their prefix.
-func alertmanagerHint(key, field string) string {
-	if hint := alertmanagerOnly[key][field]; hint != "" {
+// alertmanagerHint says what to do with a key of Alertmanager's at p, or
+// "": the global settings of the receivers responder does not have (smtp_,
+// opsgenie_, ...) go by their prefix, and a route's match and match_re
+// name the labels they held.
+func alertmanagerHint(p place, field string) string {
+	if p.ambiguous {
+		return ""
+	}
+	if p.section == "route" && (field == "match" || field == "match_re") && len(p.labels) > 0 {
+		return matchersHint(field, p.labels)
+	}
+	if hint := alertmanagerOnly[p.section][field]; hint != "" {
 		return hint
 	}
-	if key == "global" {
-		for _, p := range []string{"smtp_", "opsgenie_", "victorops_", "wechat_", "telegram_", "webex_", "jira_", "rocketchat_"} {
-			if strings.HasPrefix(field, p) {
-				return "a setting of Alertmanager's " + strings.TrimSuffix(p, "_") + " receivers; " + otherReceiver
+	if p.section == "global" {
+		for _, pre := range []string{"smtp_", "opsgenie_", "victorops_", "wechat_", "telegram_", "webex_", "jira_", "rocketchat_"} {
+			if strings.HasPrefix(field, pre) {
+				return "a setting of Alertmanager's " + strings.TrimSuffix(pre, "_") + " receivers; " + otherReceiver
 			}
 		}
 	}
 	return ""
 }
 
-const otherReceiver = "responder sends to Slack and PagerDuty; keep this receiver in alertmanager.yml"
+// matchersHint is the hint for a route's match or match_re that held the
+// labels names: the matchers line to write, with the values left out, as
+// every value is left out of errors.
+func matchersHint(field string, names []string) string {
+	op := "="
+	if field == "match_re" {
+		op = "=~"
+	}
+	ms := make([]string, len(names))
+	for i, n := range names {
+		ms[i] = "'" + n + op + `"..."'`
+	}
+	return "it is Alertmanager's deprecated form of matchers; write matchers: [" + strings.Join(ms, ", ") + "], with the values of " + field
+}
 
-const groupTiming = "Alertmanager's grouping timing; responder takes each group as Alertmanager sends it, so set it in alertmanager.yml"
+const (
+	otherReceiver = "responder sends to Slack and PagerDuty; keep this receiver in alertmanager.yml"
+	groupTiming   = "Alertmanager's grouping timing; responder takes each group as Alertmanager sends it, so set it in alertmanager.yml"
+
+	slackWebhook    = "responder posts to Slack with a bot token, not an incoming webhook: set global.slack_bot_token_file (and global.slack_api_url for a proxy)"
+	slackIdentity   = "responder posts as its Slack app's bot user, with the app's name and icon: change them in the Slack app"
+	slackLinks      = "the title is plain text; responder adds the links under the message itself (source, runbook_url, silence, incident)"
+	slackBody       = "responder's message has a title (its header) and a text (its body): put this in text"
+	slackFields     = "responder shows its own fields (Status, Severity, Started, Group); put more in text"
+	slackButtons    = "responder posts no buttons of yours; its only ones are remediation approvals (remediation.approvers)"
+	slackImages     = "responder posts its own charts, of context.promql.queries, into the message's thread"
+	pagerDutyV1     = "it is PagerDuty's Events API v1 key; responder sends Events API v2: set routing_key or routing_key_file"
+	pagerDutyClient = "responder sets them: client is responder, client_url its incident's page (under global.external_url)"
+)
+
+// place is where in a section an unknown key is: the section of
+// alertmanagerOnly whose hints apply to it, and for a route's match or
+// match_re the label names it held (all valid label names, or none).
+// ambiguous marks a key whose error text is that of keys in two places
+// (two mappings on one line): it gets no hint rather than a wrong one.
+type place struct {
+	section   string
+	labels    []string
+	ambiguous bool
+}
+
+// placeKey is a key's top-level section and the decoder's error for it
+// ("line 4: field username not found"), which names its line and itself.
+type placeKey struct{ section, err string }
+
+// places says where the keys of receivers and route are.
+type places map[placeKey]place
+
+func (ps places) add(k placeKey, p place) {
+	if old, ok := ps[k]; ok && (old.section != p.section || !slices.Equal(old.labels, p.labels)) {
+		p = place{ambiguous: true}
+	}
+	ps[k] = p
+}
+
+// keyPlaces decodes s again, into shapes that keep, for every mapping of
+// receivers and route where Alertmanager has keys responder lacks, the
+// decoder's errors for its keys: an unknown key's error in the real decode
+// is the same text, so it tells which mapping the key is in. The decoder's
+// errors themselves only name the top-level section and the line.
+func keyPlaces(s string) places {
+	var sh struct {
+		Route     *routeShape     `yaml:"route"`
+		Receivers []receiverShape `yaml:"receivers"`
+	}
+	// Strict, so that keysOf sees every key; the errors are the shapes'
+	// own (they lack most keys) and say nothing.
+	_ = yaml.UnmarshalStrict([]byte(s), &sh)
+	ps := places{}
+	for _, r := range sh.Receivers {
+		for _, e := range r.keys {
+			ps.add(placeKey{"receivers", e}, place{section: "receivers"})
+		}
+		for sec, entries := range map[string][]entryShape{
+			"receivers.slack_configs":     r.SlackConfigs,
+			"receivers.pagerduty_configs": r.PagerDutyConfigs,
+		} {
+			for _, c := range entries {
+				for _, e := range c.keys {
+					ps.add(placeKey{"receivers", e}, place{section: sec})
+				}
+			}
+		}
+	}
+	var walk func(r *routeShape)
+	walk = func(r *routeShape) {
+		if r == nil {
+			return
+		}
+		for _, e := range r.keys {
+			p := place{section: "route"}
+			switch m := unknownFieldRE.FindStringSubmatch(e); {
+			case m == nil:
+			case m[1] == "match":
+				p.labels = r.Match
+			case m[1] == "match_re":
+				p.labels = r.MatchRE
+			}
+			ps.add(placeKey{"route", e}, p)
+		}
+		for _, c := range r.Routes {
+			walk(c)
+		}
+	}
+	walk(sh.Route)
+	return ps
+}
+
+// noKeys has no keys: decoding a mapping into it strictly gives an error
+// for each of the mapping's keys.
+type noKeys struct{}
+
+// keysOf returns the decoder's error for each key of the mapping unmarshal
+// decodes, as yamlErrors has it ("line 4: field username not found").
+func keysOf(unmarshal func(any) error) []string {
+	var te *yaml.TypeError
+	if !errors.As(unmarshal(&noKeys{}), &te) {
+		return nil
+	}
+	// Copied out now: the decoder reuses the list's storage.
+	keys := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		keys = append(keys, typeInRE.ReplaceAllString(e, ""))
+	}
+	return keys
+}
+
+// shapeKeys decodes a shape's mapping into v, the shape without its
+// UnmarshalYAML, and returns keysOf the mapping.
+func shapeKeys(unmarshal func(any) error, v any) []string {
+	keys := keysOf(unmarshal)
+	_ = unmarshal(v) // an error for each key the shape lacks (name, receiver, ...)
+	return keys
+}
+
+// entryShape is an entry of slack_configs or pagerduty_configs.
+type entryShape struct{ keys []string }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *entryShape) UnmarshalYAML(unmarshal func(any) error) error {
+	s.keys = keysOf(unmarshal)
+	return nil
+}
+
+// receiverShape is an entry of receivers.
+type receiverShape struct {
+	keys             []string
+	SlackConfigs     []entryShape `yaml:"slack_configs"`
+	PagerDutyConfigs []entryShape `yaml:"pagerduty_configs"`
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *receiverShape) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain receiverShape
+	s.keys = shapeKeys(unmarshal, (*plain)(s))
+	return nil
+}
+
+// routeShape is a route of the tree.
+type routeShape struct {
+	keys    []string
+	Match   labelNames    `yaml:"match"`
+	MatchRE labelNames    `yaml:"match_re"`
+	Routes  []*routeShape `yaml:"routes"`
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *routeShape) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain routeShape
+	s.keys = shapeKeys(unmarshal, (*plain)(s))
+	return nil
+}
+
+// labelNames are the keys of a match or match_re mapping, in order, when
+// every one is a valid label name; otherwise none.
+type labelNames []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *labelNames) UnmarshalYAML(unmarshal func(any) error) error {
+	var m yaml.MapSlice
+	if unmarshal(&m) != nil {
+		return nil
+	}
+	names := make(labelNames, 0, len(m))
+	for _, item := range m {
+		n, ok := item.Key.(string)
+		if !ok || !model.LegacyValidation.IsValidLabelName(n) {
+			return nil
+		}
+		names = append(names, n)
+	}
+	*l = names
+	return nil
+}
 
 // LoadFile reads and parses the configuration file at path, resolves its
 // relative paths (the SQLite database, every *_file secret, runbooks_dir,

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/responder/responder/internal/incident"
 	"github.com/responder/responder/internal/remediation"
+	"github.com/responder/responder/internal/routing"
 	"github.com/responder/responder/internal/store"
 	"github.com/responder/responder/internal/webhook"
 )
@@ -128,7 +130,14 @@ func TestLoad_text(t *testing.T) {
 		{name: "a second document after a first marker", text: "---\nstorage: {dsn: 'sqlite://a.db'}\n---\n# remediation: {max_concurrent: 0}\nstorm: {}\n", wantErr: "config holds more than one YAML document"},
 		{name: "syntax error", text: "route: [\n", wantErr: "yaml:"},
 		{name: "unknown key in a time interval", text: "time_intervals:\n- name: x\n  time_intervals: [{weekday: [monday]}]\n", wantErr: "time_intervals: line 3: field weekday not found"},
-		{name: "unknown key in a nested route", text: "route:\n  receiver: a\n  routes:\n  - receiver: a\n    match: {a: b}\nreceivers: [{name: a}]\n", wantErr: "route: line 5: field match not found: it is Alertmanager's deprecated form of matchers; write matchers: ['name=\"value\"']"},
+		{name: "unknown key in a nested route", text: "route:\n  receiver: a\n  routes:\n  - receiver: a\n    match: {a: b}\nreceivers: [{name: a}]\n", wantErr: "route: line 5: field match not found: it is Alertmanager's deprecated form of matchers; write matchers: ['a=\"...\"'], with the values of match"},
+		{name: "Alertmanager's match_re names its labels", text: "route:\n  receiver: a\n  routes:\n  - match_re:\n      severity: crit.*\n      team: db\nreceivers: [{name: a}]\n", wantErr: "route: line 4: field match_re not found: it is Alertmanager's deprecated form of matchers; write matchers: ['severity=~\"...\"', 'team=~\"...\"'], with the values of match_re"},
+		{name: "Alertmanager's match with a key that is no label name", text: "route:\n  receiver: a\n  routes:\n  - match: {'a b': c}\nreceivers: [{name: a}]\n", wantErr: "route: line 4: field match not found: it is Alertmanager's deprecated form of matchers; write matchers: ['name=\"value\"']"},
+		{name: "Alertmanager's match that is no mapping", text: "route:\n  receiver: a\n  routes:\n  - match: severity\nreceivers: [{name: a}]\n", wantErr: "route: line 4: field match not found: it is Alertmanager's deprecated form of matchers; write matchers: ['name=\"value\"']"},
+		{name: "Alertmanager's Slack username", text: "route: {receiver: a}\nreceivers:\n- name: a\n  slack_configs:\n  - channel: '#a'\n    username: alertmanager\n", wantErr: "receivers: line 6: field username not found: responder posts as its Slack app's bot user, with the app's name and icon: change them in the Slack app"},
+		{name: "Alertmanager's Slack http_config", text: "route: {receiver: a}\nreceivers:\n- name: a\n  slack_configs: [{channel: '#a', http_config: {proxy_url: 'http://p'}}]\n", wantErr: "receivers: line 4: field http_config not found: responder has no http_config for Slack: the bot token is global.slack_bot_token_file, and a proxy comes from the HTTPS_PROXY environment variable"},
+		{name: "Alertmanager's PagerDuty source", text: "route: {receiver: a}\nreceivers:\n- name: a\n  pagerduty_configs:\n  - routing_key: k\n    source: '{{ .CommonLabels.instance }}'\n", wantErr: "receivers: line 6: field source not found: responder takes it from the first of the labels instance, service, job, host, pod, container, namespace, cluster"},
+		{name: "Alertmanager's PagerDuty http_config", text: "route: {receiver: a}\nreceivers:\n- name: a\n  pagerduty_configs: [{routing_key: k, http_config: {}}]\n", wantErr: "receivers: line 4: field http_config not found: responder has no http_config for PagerDuty: the key is routing_key or routing_key_file, and a proxy comes from the HTTPS_PROXY environment variable"},
 		{name: "Alertmanager's group timing in a route", text: "route:\n  receiver: a\n  group_by: [alertname]\n  group_wait: 30s\nreceivers: [{name: a}]\n", wantErr: "route: line 4: field group_wait not found: Alertmanager's grouping timing; responder takes each group as Alertmanager sends it, so set it in alertmanager.yml"},
 		{name: "Alertmanager's webhook receiver", text: "route: {receiver: a}\nreceivers:\n- name: a\n  webhook_configs: [{url: 'http://x'}]\n", wantErr: "receivers: line 4: field webhook_configs not found: responder sends to Slack and PagerDuty; keep this receiver in alertmanager.yml"},
 		{name: "Alertmanager's PagerDuty v1 key", text: "route: {receiver: a}\nreceivers:\n- name: a\n  pagerduty_configs: [{service_key: k}]\n", wantErr: "receivers: line 4: field service_key not found: it is PagerDuty's Events API v1 key; responder sends Events API v2: set routing_key or routing_key_file"},
@@ -469,6 +478,9 @@ func TestLoad_secretsNeverPrinted(t *testing.T) {
 		{name: "unknown key", text: secretText + "remediation: {dryrun: true}\n"},
 		{name: "secret in a field of the wrong type", text: secretText + "remediation: {max_concurrent: s3cr3t-wrong-place}\n"},
 		{name: "secret in a list of the wrong type", text: strings.Replace(secretText, "receivers:\n", "receivers:\n- s3cr3t-in-list\n", 1)},
+		{name: "Alertmanager's receiver and route", text: "route:\n  receiver: a\n  routes: [{match: {team: s3cr3t-match}, match_re: {env: s3cr3t-re}}]\nreceivers:\n- name: a\n" +
+			"  slack_configs: [{channel: '#a', api_url: 'https://hooks.slack.com/services/s3cr3t', username: s3cr3t-user, http_config: {authorization: {credentials: s3cr3t-bot}}}]\n" +
+			"  pagerduty_configs: [{service_key: s3cr3t-v1, url: 'http://u:s3cr3t@pd', details: {k: s3cr3t-detail}}]\n"},
 		{name: "unparsable URL", text: "global: {prometheus_url: 'http://u:s3cr3t/x@prometheus/'}\n"},
 		{name: "unparsable proxy URL", text: "context: {promql: {http_config: {proxy_url: 'http://u:s3cr3t-proxy@[::1'}}}\n"},
 		{name: "unparsable proxy URL of loki", text: "context:\n  logs:\n    loki:\n      url: http://loki:3100\n      query: '{job=\"x\"}'\n" +
@@ -755,6 +767,105 @@ func TestLoad_noCascade(t *testing.T) {
 // A hint for a key of Alertmanager's is given only in the section where
 // Alertmanager has that key.
 func TestLoad_alertmanagerHintsOnlyWhereTheyApply(t *testing.T) {
+	t.Parallel()
 	_, err := Load("route: {receiver: a}\nreceivers: [{name: a, group_wait: 1s}]\n")
 	require.EqualError(t, err, "receivers: line 2: field group_wait not found")
+
+	// The key is on line 6 of each text: in a Slack or PagerDuty entry,
+	// in the receiver itself, or in a route.
+	in := map[string]string{
+		"receivers.slack_configs":     "route: {receiver: a}\nreceivers:\n- name: a\n  slack_configs:\n  - channel: '#a'\n    %s: s3cr3t\n",
+		"receivers.pagerduty_configs": "route: {receiver: a}\nreceivers:\n- name: a\n  pagerduty_configs:\n  - routing_key: k\n    %s: s3cr3t\n",
+		"receivers":                   "route: {receiver: a}\nreceivers:\n- name: a\n  slack_configs:\n  - channel: '#a'\n  %s: s3cr3t\n",
+		"route":                       "receivers: [{name: a}]\nroute:\n  receiver: a\n  routes:\n  - receiver: a\n    %s: s3cr3t\n",
+	}
+	prefix := map[string]string{
+		"receivers.slack_configs":     "receivers: ",
+		"receivers.pagerduty_configs": "receivers: ",
+		"receivers":                   "receivers: ",
+		"route":                       "route: ",
+	}
+	for _, section := range []string{"receivers.slack_configs", "receivers.pagerduty_configs"} {
+		require.NotEmpty(t, alertmanagerOnly[section])
+		for key := range alertmanagerOnly[section] {
+			for where, text := range in {
+				t.Run(section+" "+key+" in "+where, func(t *testing.T) {
+					t.Parallel()
+					_, err := Load(fmt.Sprintf(text, key))
+					want := prefix[where] + "line 6: field " + key + " not found"
+					if hint := alertmanagerOnly[where][key]; hint != "" {
+						want += ": " + hint
+					}
+					require.EqualError(t, err, want)
+				})
+			}
+		}
+	}
+
+	for _, tt := range []struct {
+		name string
+		text string
+		want []string
+	}{
+		{
+			name: "api_url and service_key only in their configs",
+			text: "route: {receiver: a}\nreceivers:\n- name: a\n  api_url: x\n  service_key: y\n",
+			want: []string{"receivers: line 4: field api_url not found", "receivers: line 5: field service_key not found"},
+		},
+		{
+			// Its error says nothing of which mapping it is in: no hint
+			// beats the Slack one given to the receiver's key.
+			name: "a key in two places on one line gets no hint",
+			text: "route: {receiver: a}\nreceivers: [{name: a, slack_configs: [{channel: '#a', http_config: {}}], http_config: {}}]\n",
+			want: []string{"receivers: line 2: field http_config not found", "receivers: line 2: field http_config not found"},
+		},
+		{
+			name: "match and match_re only in routes",
+			text: "route: {receiver: a}\nreceivers:\n- name: a\n  match: {a: b}\n  slack_configs: [{channel: '#a', match_re: {a: b}}]\n",
+			want: []string{"receivers: line 4: field match not found", "receivers: line 5: field match_re not found"},
+		},
+		{
+			name: "every route of the tree, each with its own labels",
+			text: "route:\n  receiver: a\n  match: {root: x}\n  routes:\n  - routes:\n    - match: {team: db}\n  - match_re: {env: prod}\nreceivers: [{name: a}]\n",
+			want: []string{
+				`route: line 3: field match not found: it is Alertmanager's deprecated form of matchers; write matchers: ['root="..."'], with the values of match`,
+				`route: line 6: field match not found: it is Alertmanager's deprecated form of matchers; write matchers: ['team="..."'], with the values of match`,
+				`route: line 7: field match_re not found: it is Alertmanager's deprecated form of matchers; write matchers: ['env=~"..."'], with the values of match_re`,
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load(tt.text)
+			require.EqualError(t, err, strings.Join(tt.want, "\n"))
+		})
+	}
+}
+
+// TestAlertmanagerOnly checks that no key responder takes gets a hint as
+// if it did not: every hinted key is missing from its section's type.
+func TestAlertmanagerOnly(t *testing.T) {
+	t.Parallel()
+	types := map[string]reflect.Type{
+		"":                            reflect.TypeFor[Config](),
+		"global":                      reflect.TypeFor[GlobalConfig](),
+		"route":                       reflect.TypeFor[routing.Route](),
+		"receivers":                   reflect.TypeFor[routing.Receiver](),
+		"receivers.slack_configs":     reflect.TypeFor[routing.SlackConfig](),
+		"receivers.pagerduty_configs": reflect.TypeFor[routing.PagerDutyConfig](),
+	}
+	for section, hints := range alertmanagerOnly {
+		typ, ok := types[section]
+		require.True(t, ok, "no type for section %q", section)
+		for f := range typ.Fields() {
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			require.NotContains(t, hints, key, "section %q takes %s", section, key)
+		}
+	}
+	for _, accepted := range []string{"send_resolved", "channel", "title", "text"} {
+		require.NotContains(t, alertmanagerOnly["receivers.slack_configs"], accepted)
+	}
+	for _, accepted := range []string{"send_resolved", "severity", "routing_key", "routing_key_file"} {
+		require.NotContains(t, alertmanagerOnly["receivers.pagerduty_configs"], accepted)
+	}
 }
