@@ -5,7 +5,8 @@
 // replica guard, the secrets mounted as files, and the rendered config, which
 // must pass `responder check-config`; and the PrometheusRule with responder's
 // own alerts, which must be docs/responder-alerts.rules.yml watching the job
-// the chart's ServiceMonitor produces, and pass promtool.
+// the chart's ServiceMonitor produces, and pass promtool; and the values
+// schema, which refuses a misspelt key in any of the chart's own sections.
 //
 // helm is built from the Go module proxy (the version `make helm-lint` uses)
 // into bin/, outside go.mod, or taken from RESPONDER_TEST_HELM. promtool
@@ -133,8 +134,14 @@ func responderBinary(t *testing.T) string {
 // as args, and returns its output and error.
 func render(t *testing.T, args ...string) ([]object, error) {
 	t.Helper()
+	return renderChart(t, chartDir, args...)
+}
+
+// renderChart is render for the chart in dir.
+func renderChart(t *testing.T, dir string, args ...string) ([]object, error) {
+	t.Helper()
 	helm := helmBinary(t)
-	full := append([]string{"template", "responder", filepath.Join(chartDir), "--namespace", namespace}, args...)
+	full := append([]string{"template", "responder", dir, "--namespace", namespace}, args...)
 	cmd := exec.CommandContext(t.Context(), helm, full...) //nolint:gosec // G204: the test's own helm and arguments.
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
