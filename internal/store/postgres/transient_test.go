@@ -65,6 +65,12 @@ func TestPostgres_DeadlockedApplyIsNoAttempt(t *testing.T) {
 	other, err := db.DB().BeginTx(ctx, nil)
 	require.NoError(t, err)
 	defer func() { _ = other.Rollback() }()
+	// Each waiter checks for a deadlock deadlock_timeout (1 s) after it
+	// starts waiting, and the first to check is the victim: on a loaded
+	// machine the apply's check could come late enough to lose. This
+	// transaction checks only after 30 s, so the apply is always the one.
+	_, err = other.ExecContext(ctx, `SET LOCAL deadlock_timeout = '30s'`)
+	require.NoError(t, err)
 	_, err = other.ExecContext(ctx, `SELECT 1 FROM alert_groups WHERE group_key = $1 FOR UPDATE`, m.GroupKey)
 	require.NoError(t, err)
 	applied := make(chan error, 1)
