@@ -529,7 +529,7 @@ var alertmanagerOnly = map[string]map[string]string{
 		"mattermost_configs": otherReceiver,
 		"incidentio_configs": otherReceiver,
 	},
-	"receivers.slack_configs": {
+	"receivers.slack_configs": { //nolint:gosec // G101: hints that name the token keys, no credentials.
 		"api_url":                slackWebhook,
 		"api_url_file":           slackWebhook,
 		"app_token":              "responder's Slack token is global: set global.slack_bot_token_file (a bot token, xoxb-...)",
