@@ -136,26 +136,109 @@ func (e *Executor) Run(ctx context.Context, a Action, marker string) Result {
 	return r
 }
 
-// cappedBuffer keeps the first MaxOutput bytes written to it.
+// cappedBuffer keeps the first bytes written to it: MaxOutput, plus room for
+// the longest secret, so that a secret that starts within the excerpt is
+// whole when it is redacted.
 type cappedBuffer struct {
 	b         bytes.Buffer
+	secrets   []string
 	truncated bool
 }
 
+func newCappedBuffer(secrets []string) *cappedBuffer {
+	return &cappedBuffer{secrets: secrets}
+}
+
+func (c *cappedBuffer) limit() int {
+	n := MaxOutput
+	if len(c.secrets) > 0 {
+		n += len(c.secrets[0]) // the longest: secretValues sorts them so
+	}
+	return n
+}
+
 func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if room := MaxOutput - c.b.Len(); room > 0 {
+	if room := c.limit() - c.b.Len(); room > 0 {
 		c.b.Write(p[:min(room, len(p))])
 	}
-	if c.b.Len() >= MaxOutput {
+	if c.b.Len() >= c.limit() {
 		c.truncated = true
 	}
 	return len(p), nil
 }
 
+// String returns the excerpt, at most MaxOutput bytes, with every secret
+// replaced by <redacted>.
 func (c *cappedBuffer) String() string {
 	s := strings.ToValidUTF8(c.b.String(), "\uFFFD")
-	if c.truncated {
+	s = redact(s, c.secrets)
+	truncated := c.truncated
+	if truncated {
+		// A secret cut by the capture's end is not whole, and so not
+		// redacted: drop any end that begins one.
+		s = trimSecretStart(s, c.secrets)
+	}
+	if len(s) > MaxOutput {
+		s, truncated = strings.ToValidUTF8(s[:MaxOutput], ""), true
+	}
+	if truncated {
 		s += "…"
+	}
+	return s
+}
+
+// minSecretLen is the shortest header or environment value that is
+// redacted from a step's output: shorter values are seldom secrets, and
+// redacting them would blank common words.
+const minSecretLen = 8
+
+// redacted replaces a secret in a step's output.
+const redacted = "<redacted>"
+
+// secretValues returns the values a step's output must not show, longest
+// first: the header or environment values of at least minSecretLen bytes
+// and, for a value that starts with an authentication scheme ("Bearer
+// <token>"), the credential after it, which a server may echo alone.
+// Headers that never carry a secret (Accept, Content-Type, User-Agent) are
+// left out, so that an answer that repeats them stays readable.
+func secretValues(m map[string]string) []string {
+	var out []string
+	add := func(v string) {
+		if len(v) >= minSecretLen && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	for k, v := range m {
+		switch http.CanonicalHeaderKey(k) {
+		case "Accept", "Content-Type", "User-Agent":
+			continue
+		}
+		add(v)
+		if _, cred, ok := strings.Cut(strings.TrimSpace(v), " "); ok {
+			add(strings.TrimSpace(cred))
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
+}
+
+// redact replaces every secret in s with <redacted>, longest first.
+func redact(s string, secrets []string) string {
+	for _, v := range secrets {
+		s = strings.ReplaceAll(s, v, redacted)
+	}
+	return s
+}
+
+// trimSecretStart cuts the end of s where it is the start of a secret.
+func trimSecretStart(s string, secrets []string) string {
+	for _, v := range secrets {
+		for n := min(len(v)-1, len(s)); n > 0; n-- {
+			if strings.HasSuffix(s, v[:n]) {
+				s = s[:len(s)-n]
+				break
+			}
+		}
 	}
 	return s
 }
@@ -169,8 +252,11 @@ func (e *Executor) exec(ctx context.Context, x *ExecAction, marker string) Resul
 	}
 	cmd.Dir = "/"
 	cmd.Stdin = nil
-	var stdout, stderr cappedBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The environment's values are never shown (the audit trail names
+	// only their keys): nor are they when the program prints them.
+	secrets := secretValues(x.Env)
+	stdout, stderr := newCappedBuffer(secrets), newCappedBuffer(secrets)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = 2 * time.Second
 	// The command runs in a process group of its own, and a timeout kills
 	// the whole group: a script's children do not outlive the step.
@@ -216,8 +302,10 @@ func (e *Executor) http(ctx context.Context, h *HTTPAction) Result {
 		return Result{Err: fmt.Errorf("%s %s: %w", h.Method, redactURL(h.URL), unwrapURLError(err))}
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var out cappedBuffer
-	_, _ = io.Copy(&out, io.LimitReader(resp.Body, MaxOutput+1)) // the excerpt is best effort
+	// Headers are never shown: nor are they when the answer repeats one
+	// (an echo endpoint, an error page quoting the request).
+	out := newCappedBuffer(secretValues(h.Headers))
+	_, _ = io.Copy(out, io.LimitReader(resp.Body, int64(out.limit())+1)) // the excerpt is best effort
 	r := Result{Outcome: OutcomeOK, HTTPStatus: resp.StatusCode, Output: out.String()}
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	if len(h.ExpectStatus) > 0 {
@@ -351,7 +439,9 @@ func (e *Executor) silence(ctx context.Context, s *SilenceAction, marker string)
 		return Result{HTTPStatus: status, Err: fmt.Errorf("list silences: %w", err)}
 	}
 	for _, sl := range existing {
-		if strings.Contains(sl.Comment, tag) && (sl.Status == nil || sl.Status.State != "expired") {
+		// The marker ends the comment: a label value in the comment's text
+		// may spell another run's marker, but never at its end.
+		if strings.HasSuffix(sl.Comment, tag) && (sl.Status == nil || sl.Status.State != "expired") {
 			return Result{Outcome: OutcomeOK, HTTPStatus: status, Output: "silence " + sl.ID + " (already created by this run)"}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 )
 
 // The guards, in the order they are checked. The first five are checked
@@ -50,8 +51,8 @@ type Selection struct {
 func (s Selection) Refused() bool { return s.Guard != "" }
 
 // Select checks the stateless guards in order: remediation enabled, the
-// opt-in label, a matching runbook, its parameters, and the kill switch
-// file.
+// opt-in label, a matching runbook, its parameters (and the namespaces its
+// kubernetes steps render to), and the kill switch file.
 func Select(cfg Config, set *Set, lset map[string]string) Selection {
 	var sel Selection
 	sel.OptedIn = lset[cfg.OptInLabel] == cfg.OptInValue
@@ -81,12 +82,42 @@ func Select(cfg Config, set *Set, lset map[string]string) Selection {
 		return sel
 	}
 	sel.Params, sel.Target = params, sel.Runbook.Target(params)
+	if err := sel.Runbook.checkNamespaces(params, cfg.AllowedNamespaces); err != nil {
+		sel.Guard, sel.Reason = GuardParams, "refused before any step: "+err.Error()
+		return sel
+	}
 	if on, why := KillSwitchOn(cfg); on {
 		sel.Guard, sel.Reason = GuardKillSwitch, why
 		return sel
 	}
 	sel.DryRun = cfg.DryRun || sel.Runbook.DryRun
 	return sel
+}
+
+// checkNamespaces renders the namespace of every kubernetes step and checks
+// it against allowed (remediation.allowed_namespaces; empty allows all). The
+// executor checks again before each call, but a run refused there has
+// already run its earlier steps: a label that names a namespace the
+// runbook's pattern allows and the configuration does not must stop the run
+// before its first step.
+func (rb *Runbook) checkNamespaces(params map[string]string, allowed []string) error {
+	if len(allowed) == 0 {
+		return nil
+	}
+	for i := range rb.Steps {
+		k := rb.Steps[i].Kubernetes
+		if k == nil {
+			continue
+		}
+		ns, err := render(k.Namespace, params, nil)
+		if err != nil {
+			return fmt.Errorf("step %s: %w", rb.Steps[i].Name, err)
+		}
+		if !slices.Contains(allowed, ns) {
+			return fmt.Errorf("step %s: namespace %s is not in remediation.allowed_namespaces", rb.Steps[i].Name, SafeQuote(ns))
+		}
+	}
+	return nil
 }
 
 // KillSwitchOn reports whether the kill switch file exists. A file that

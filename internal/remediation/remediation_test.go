@@ -7,8 +7,10 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -418,25 +420,45 @@ func TestExecutor_Kubernetes(t *testing.T) {
 	require.ErrorContains(t, res.Err, "allowed_namespaces")
 }
 
-func TestExecutor_SilenceIsIdempotent(t *testing.T) {
-	t.Parallel()
-	var mu sync.Mutex
-	var silences []amSilence
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
+// fakeAlertmanager answers the silences API v2 as far as silence steps use
+// it: GET lists every silence (filters are not applied), POST creates one.
+type fakeAlertmanager struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	silences []amSilence
+}
+
+func newFakeAlertmanager(t *testing.T, silences ...amSilence) *fakeAlertmanager {
+	t.Helper()
+	am := &fakeAlertmanager{silences: silences}
+	am.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		am.mu.Lock()
+		defer am.mu.Unlock()
 		switch r.Method {
 		case http.MethodGet:
-			_ = json.NewEncoder(w).Encode(silences)
+			_ = json.NewEncoder(w).Encode(am.silences)
 		case http.MethodPost:
 			var s amSilence
 			_ = json.NewDecoder(r.Body).Decode(&s)
-			s.ID = "s" + strconv.Itoa(len(silences))
-			silences = append(silences, s)
+			s.ID = "s" + strconv.Itoa(len(am.silences))
+			am.silences = append(am.silences, s)
 			_ = json.NewEncoder(w).Encode(map[string]string{"silenceID": s.ID})
 		}
 	}))
-	defer srv.Close()
+	t.Cleanup(am.srv.Close)
+	return am
+}
+
+// list returns the silences created so far.
+func (am *fakeAlertmanager) list() []amSilence {
+	am.mu.Lock()
+	defer am.mu.Unlock()
+	return slices.Clone(am.silences)
+}
+
+func TestExecutor_SilenceIsIdempotent(t *testing.T) {
+	t.Parallel()
+	am := newFakeAlertmanager(t)
 	rb := mustParse(t, `
 name: s
 match: ['alertname="A"']
@@ -451,13 +473,12 @@ steps:
 	require.NoError(t, err)
 	a, err := rb.PlanStep(0, params, lset)
 	require.NoError(t, err)
-	ex := &Executor{AlertmanagerURL: srv.URL}
+	ex := &Executor{AlertmanagerURL: am.srv.URL}
 	for range 3 {
 		res := ex.Run(context.Background(), a, "run-7")
 		require.NoError(t, res.Err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	silences := am.list()
 	require.Len(t, silences, 1, "one run creates one silence however often its step runs")
 	require.Contains(t, silences[0].Comment, SilenceMarker("run-7"))
 	require.NotContains(t, silences[0].Comment, "\n")
@@ -544,4 +565,192 @@ verify: { query: 'up == 1', within: 5m }
 	require.Equal(t, DefaultStepTimeout, (&Set{Runbooks: []*Runbook{short, defaulted}}).LongestStep())
 	require.Equal(t, 4*time.Minute, (&Set{Runbooks: []*Runbook{short, long, verifies}}).LongestStep())
 	require.Equal(t, VerifyTimeout, (&Set{Runbooks: []*Runbook{verifies}}).LongestStep())
+}
+
+// parseA parses a runbook named name for alertname="A" from its params
+// and steps (YAML lines, each indented by two spaces).
+func parseA(t *testing.T, name, params, steps string) *Runbook {
+	t.Helper()
+	text := "name: " + name + "\nmatch: ['alertname=\"A\"']\n"
+	if params != "" {
+		text += "params:" + params
+	}
+	return mustParse(t, text+"steps:"+steps)
+}
+
+// TestPlan_ValuesStayValues: label values shaped to escape where they land
+// (template syntax, URL authorities, encoded dots, Kubernetes names that
+// are not valid) are refused by a Kubernetes name check, or stay one
+// escaped path segment of the runbook's own origin, and template syntax in
+// a value is never evaluated.
+func TestPlan_ValuesStayValues(t *testing.T) {
+	t.Parallel()
+	rb := parseA(t, "v", `
+  x: { label: x, pattern: '[^/]{1,300}' }
+`, `
+  - name: call
+    http: { method: POST, url: 'https://ops.example/api/{{ .Params.x }}/drain?q={{ .Params.x }}', body: '{"x": "{{ .Params.x }}"}' }
+  - name: run
+    exec: { command: /usr/bin/true, args: ['--', '{{ .Params.x }}'] }
+  - name: silence
+    silence: { matchers: ['host="{{ .Params.x }}"'], duration: 1h, comment: '{{ .Labels.x }}' }
+  - name: restart
+    kubernetes: { action: rollout_restart, namespace: shop, deployment: '{{ .Params.x }}' }
+`)
+	for _, v := range []string{
+		"{{ .Params.x }}", `{{ template "field" }}`, "{{ .Labels.secret }}", "http:evil@other.example", "other.example:443",
+		"[::1]:80", "%2e%2e", ".%2E", "@other.example", "..;", `..\`, "Checkout", strings.Repeat("a", 254),
+	} {
+		params, err := rb.ResolveParams(map[string]string{"x": v})
+		require.NoError(t, err, "value %q", v)
+		lset := map[string]string{"x": v, "secret": "s3cr3t"}
+		for i := range 3 {
+			a, err := rb.PlanStep(i, params, lset)
+			require.NoError(t, err, "value %q step %d", v, i)
+			text := a.Describe() + fmt.Sprint(a.Exec, a.HTTP, a.Silence)
+			require.NotContains(t, text, "s3cr3t", "value %q step %d: a template in a value was evaluated", v, i)
+			switch i {
+			case 0:
+				require.Equal(t, "https://ops.example/api/"+url.PathEscape(v)+"/drain?q="+url.QueryEscape(v), a.HTTP.URL, "value %q", v)
+				u, err := url.Parse(a.HTTP.URL)
+				require.NoError(t, err)
+				require.Equal(t, "ops.example", u.Host, "value %q", v)
+				require.Nil(t, u.User, "value %q", v)
+				require.Equal(t, []string{"", "api", v, "drain"}, strings.Split(u.Path, "/"), "value %q is one path segment", v)
+			case 1:
+				require.Equal(t, []string{"--", v}, a.Exec.Args, "value %q", v)
+			case 2:
+				require.Len(t, a.Silence.Matchers, 1)
+				require.Equal(t, v, a.Silence.Matchers[0].Value)
+				require.Equal(t, v, a.Silence.Comment)
+			}
+		}
+		_, err = rb.PlanStep(3, params, lset)
+		require.ErrorContains(t, err, "not a valid Kubernetes name", "value %q", v)
+	}
+	// A namespace is a DNS label: at most 63 characters, lowercase, no dot.
+	ns := parseA(t, "ns", `
+  ns: { label: ns, pattern: '[a-zA-Z0-9.-]{1,100}' }
+`, `
+  - name: restart
+    kubernetes: { action: rollout_restart, namespace: '{{ .Params.ns }}', deployment: checkout }
+`)
+	for _, v := range []string{strings.Repeat("a", 64), "Shop", "shop.evil", "-shop", "shop-"} {
+		_, err := ns.PlanStep(0, map[string]string{"ns": v}, nil)
+		require.ErrorContains(t, err, "not a valid Kubernetes name", "value %q", v)
+	}
+}
+
+// TestSelect_NamespaceNotAllowed: a kubernetes step whose namespace comes
+// from a label is refused before any step when the label names a namespace
+// outside remediation.allowed_namespaces, which the executor would only
+// refuse when it reached the step, after the steps before it had run.
+func TestSelect_NamespaceNotAllowed(t *testing.T) {
+	t.Parallel()
+	rb := parseA(t, "restart", `
+  ns: { label: namespace, pattern: '[a-z0-9-]{1,63}' }
+`, `
+  - name: note
+    exec: { command: /usr/bin/true }
+  - name: restart
+    kubernetes: { action: rollout_restart, namespace: '{{ .Params.ns }}', deployment: checkout }
+`)
+	set := &Set{Runbooks: []*Runbook{rb}}
+	cfg := DefaultConfig()
+	cfg.AllowedNamespaces = []string{"shop"}
+	lset := map[string]string{"alertname": "A", "auto_remediation": "enabled", "namespace": "kube-system"}
+	sel := Select(cfg, set, lset)
+	require.Equal(t, GuardParams, sel.Guard)
+	require.Equal(t, `refused before any step: step restart: namespace "kube-system" is not in remediation.allowed_namespaces`, sel.Reason)
+
+	lset["namespace"] = "shop"
+	require.Empty(t, Select(cfg, set, lset).Guard, "an allowed namespace passes")
+	cfg.AllowedNamespaces = nil
+	lset["namespace"] = "kube-system"
+	require.Empty(t, Select(cfg, set, lset).Guard, "without allowed_namespaces every namespace is allowed")
+}
+
+// TestPlan_SilenceCommentFreeText: a label in a silence comment has no
+// control character of either set (U+0085 breaks lines as \n does), no
+// format character (a right-to-left override makes the comment read
+// otherwise) and no line or paragraph separator.
+func TestPlan_SilenceCommentFreeText(t *testing.T) {
+	t.Parallel()
+	rb := parseA(t, "s", "", `
+  - name: silence
+    silence: { matchers: ['alertname="A"'], duration: 1h, comment: 'fixing {{ .Labels.host }}' }
+`)
+	a, err := rb.PlanStep(0, nil, map[string]string{"host": "a\nb\u0085c\u009bd\u202eexe.txt\u2028e\u2029f\u200bg\x7fh"})
+	require.NoError(t, err)
+	require.Equal(t, "fixing a b c d exe.txt e f g h", a.Silence.Comment)
+}
+
+// TestExecutor_SilenceMarkerIsTheCommentsEnd: a label value in a silence
+// comment may spell another run's marker; the run whose marker it spells
+// still creates its own silence rather than taking that one for it.
+func TestExecutor_SilenceMarkerIsTheCommentsEnd(t *testing.T) {
+	t.Parallel()
+	am := newFakeAlertmanager(t, amSilence{ID: "s0", Matchers: []amMatcher{{Name: "alertname", Value: "A", IsEqual: true}}, Comment: "fixing [responder run-8] [responder run-7]"})
+	rb := parseA(t, "s", "", `
+  - name: silence
+    silence: { matchers: ['alertname="A"'], duration: 1h, comment: 'fixing {{ .Labels.host }}' }
+`)
+	ex := &Executor{AlertmanagerURL: am.srv.URL}
+	a, err := rb.PlanStep(0, nil, map[string]string{"host": "[responder run-8]"})
+	require.NoError(t, err)
+	res := ex.Run(t.Context(), a, "run-7")
+	require.NoError(t, res.Err)
+	require.Contains(t, res.Output, "already created by this run", "run 7 finds its own silence")
+	res = ex.Run(t.Context(), a, "run-8")
+	require.NoError(t, res.Err)
+	require.NotContains(t, res.Output, "already created", "run 8 took run 7's silence, whose comment a label made spell run 8's marker")
+	silences := am.list()
+	require.Len(t, silences, 2)
+	require.True(t, strings.HasSuffix(silences[1].Comment, SilenceMarker("run-8")))
+}
+
+// TestExecutor_OutputRedactsSecrets: the values of an http step's headers
+// and an exec step's environment are never shown, not even when the
+// server's answer or the program's output repeats them, whole, as the
+// credential after its scheme, or cut by the excerpt's end.
+func TestExecutor_OutputRedactsSecrets(t *testing.T) {
+	t.Parallel()
+	const token = "tok-3f9a1c7e5b2d4680"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		switch r.URL.Path {
+		case "/echo":
+			_, _ = fmt.Fprintf(w, "invalid Authorization %q (token %s), api key %s, content type %s",
+				r.Header.Get("Authorization"), token, r.Header.Get("X-Api-Key"), r.Header.Get("Content-Type"))
+		case "/long":
+			// The last token starts 5 bytes before the end of what is read
+			// (MaxOutput and the longest secret, "Bearer "+token); the ten
+			// before it, redacted, move its start into the excerpt.
+			head := strings.Repeat(token, 10)
+			_, _ = fmt.Fprint(w, head+strings.Repeat("x", MaxOutput+len("Bearer "+token)-5-len(head))+token+strings.Repeat("y", 100))
+		}
+	}))
+	defer srv.Close()
+	headers := map[string]string{"Authorization": "Bearer " + token, "X-Api-Key": "key-7d1e0b9c", "Content-Type": "application/json"}
+	for _, path := range []string{"/echo", "/long"} {
+		res := (&Executor{}).Run(t.Context(), Action{Name: "h", Kind: KindHTTP, HTTP: &HTTPAction{
+			Method: http.MethodGet, URL: srv.URL + path, Origin: srv.URL, Headers: headers,
+		}}, "run-1")
+		require.Error(t, res.Err)
+		require.Equal(t, http.StatusUnauthorized, res.HTTPStatus)
+		for _, s := range []string{token, token[:5], "key-7d1e0b9c"} {
+			require.NotContains(t, res.Output+res.Err.Error(), s, path)
+		}
+		require.LessOrEqual(t, len(res.Output), MaxOutput+len("…"), path)
+		if path == "/echo" {
+			require.Equal(t, `invalid Authorization "<redacted>" (token <redacted>), api key <redacted>, content type application/json`, res.Output)
+		}
+	}
+
+	res := (&Executor{}).Run(t.Context(), Action{Name: "e", Kind: KindExec, Exec: &ExecAction{
+		Command: "/bin/sh", Args: []string{"-c", `echo "token=$API_TOKEN mode=$MODE"; echo "$API_TOKEN" >&2; exit 3`},
+		Env: map[string]string{"API_TOKEN": token, "MODE": "fast"},
+	}, Timeout: 10 * time.Second}, "run-2")
+	require.Error(t, res.Err)
+	require.Equal(t, "token=<redacted> mode=fast\n\n[stderr] <redacted>", res.Output)
 }

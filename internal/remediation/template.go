@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"unicode"
 
 	"github.com/responder/responder/internal/incident"
 )
@@ -134,10 +135,12 @@ func escaped(m map[string]string, esc func(string) string) map[string]string {
 }
 
 // freeText makes s safe for a one-line free-text field: control characters
-// become spaces and the length is capped.
+// (C0 and C1: U+0085 is a line break too), format characters (a
+// right-to-left override would make the text read otherwise than it is) and
+// line and paragraph separators become spaces, and the length is capped.
 func freeText(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
 			return ' '
 		}
 		return r
