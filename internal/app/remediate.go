@@ -572,7 +572,14 @@ func (s *stepRun) awaitApproval(ctx context.Context, now time.Time) (bool, error
 	}
 	cfg := r.notifier.cur.Load()
 	if _, retry, err := cfg.slack.Reply(ctx, ref, "Approval needed for remediation run "+id, blocks...); err != nil {
-		return false, outcome(retry, err)
+		if retry {
+			return false, err
+		}
+		// Nobody can approve a request that was never shown. Parking the
+		// job would leave the run waiting with no job to expire it, holding
+		// its target's lock and a max_concurrent place until the alert
+		// resolves, and nothing in the audit trail would say why.
+		return s.finish(ctx, incident.RunCancelled, "the approval request could not be posted in the incident's Slack thread: "+err.Error(), nil)
 	}
 	u := store.RunUpdate{
 		State: run.State, Reason: run.Reason, NextStep: run.NextStep, NextAt: run.ExpiresAt,

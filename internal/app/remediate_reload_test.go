@@ -95,6 +95,32 @@ func stepAudit(run incident.RemediationRun, i int, phase string) *incident.Audit
 	return nil
 }
 
+// approvalConfig is a configuration whose incidents post to Slack (fs) and
+// whose runbooks (in rbDir) execute, approved by U0APPROVER; remediation
+// is one more line of the remediation section. Storage is in dir.
+func approvalConfig(fs *routingtest.FakeSlack, secret, dir, token, rbDir, remediation string) string {
+	return fmt.Sprintf(`
+global:
+  slack_api_url: %q
+  slack_bot_token: xoxb-test
+  slack_signing_secret: %q
+storage:
+  dsn: sqlite://%s
+webhook:
+  authorization: { credentials: %q }
+route:
+  receiver: incidents
+receivers:
+  - name: incidents
+    slack_configs: [{ channel: '#incidents' }]
+remediation:
+  dry_run: false
+  runbooks_dir: %s
+  approvers: [U0APPROVER]
+  %s
+`, fs.URL(), secret, filepath.Join(dir, "responder.db"), token, rbDir, remediation)
+}
+
 // TestRemediation_RunsTheApprovedPlan: the approver approves the steps shown
 // in Slack. If a reload changes the runbook while the request is open, the
 // approval does not start the new steps: the run is cancelled. A runbook
@@ -124,25 +150,7 @@ steps:
 `+markStep("first", before)+`  - name: restart
     kubernetes: { action: rollout_restart, namespace: shop, deployment: '{{ .Params.app }}' }
 `), 0o600))
-	r, a, _ := startE2EApp(t, fmt.Sprintf(`
-global:
-  slack_api_url: %q
-  slack_bot_token: xoxb-test
-  slack_signing_secret: %q
-storage:
-  dsn: sqlite://%s
-webhook:
-  authorization: { credentials: %q }
-route:
-  receiver: incidents
-receivers:
-  - name: incidents
-    slack_configs: [{ channel: '#incidents' }]
-remediation:
-  dry_run: false
-  runbooks_dir: %s
-  approvers: [U0APPROVER]
-`, fs.URL(), secret, filepath.Join(dir, "responder.db"), token, rbDir), token)
+	r, a, _ := startE2EApp(t, approvalConfig(fs, secret, dir, token, rbDir, ""), token)
 
 	t.Run("unplannable runbook is refused before its first step", func(t *testing.T) {
 		code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Unplannable", "firing", map[string]string{"app": "Checkout"}))
@@ -191,4 +199,38 @@ remediation:
 		require.Zero(t, countFiles(t, shown))
 		require.Zero(t, countFiles(t, other), "a step the approver never saw ran under their approval")
 	})
+}
+
+// TestRemediation_ApprovalRequestNotPosted: when Slack refuses the approval
+// request for good (the channel was archived), nobody can approve the run;
+// it is cancelled, with Slack's reason in the audit trail, and releases its
+// target and its max_concurrent place. Before, its job was parked and the
+// run waited with nothing to expire it, holding both until the alert
+// resolved, with nothing in the audit trail to say why.
+func TestRemediation_ApprovalRequestNotPosted(t *testing.T) {
+	t.Parallel()
+	token := rand.Text()
+	fs := routingtest.NewFakeSlack(t, "xoxb-test")
+	fs.AddChannel("#incidents")
+	// The incident's message is posted; every reply after it is refused.
+	fs.FailNext(routingtest.SlackPostMessage, 1, routingtest.SlackResponse{})
+	fs.FailNext(routingtest.SlackPostMessage, 50, routingtest.SlackResponse{Error: "is_archived"})
+	dir, marks := t.TempDir(), t.TempDir()
+	rbDir := filepath.Join(dir, "runbooks")
+	require.NoError(t, os.MkdirAll(rbDir, 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "appr.yaml"), []byte(
+		"name: appr\nmatch: ['alertname=\"Appr\"']\nguards: { require_approval: true }\nsteps:\n"+markStep("mark", marks)), 0o600))
+	r := startE2EResponder(t, approvalConfig(fs, "slack-signing-secret", dir, token, rbDir, "max_concurrent: 1"), token)
+
+	code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Appr", "firing", nil))
+	require.Equal(t, http.StatusOK, code, body)
+	run := remediationRun(t, r, "Appr", func(run incident.RemediationRun) bool { return !run.Active() })
+	require.Equal(t, incident.RunCancelled, run.State, "%+v", run)
+	require.Contains(t, run.Reason, "the approval request could not be posted")
+	require.Contains(t, run.Reason, "is_archived")
+	require.NotContains(t, run.Reason, "xoxb-test")
+	last := run.Audit[len(run.Audit)-1]
+	require.Equal(t, incident.AuditDecision, last.Phase)
+	require.Equal(t, incident.RunCancelled, last.Outcome)
+	require.Zero(t, countFiles(t, marks))
 }
