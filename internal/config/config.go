@@ -481,6 +481,8 @@ func yamlErrors(key string, err error, at places) []error {
 			}
 			if hint := alertmanagerHint(p, m[1]); hint != "" {
 				e += ": " + hint
+			} else if hint := didYouMean(key, m[1]); hint != "" {
+				e += ": " + hint
 			}
 		}
 		errs = append(errs, fmt.Errorf("%s%s", prefix, e))

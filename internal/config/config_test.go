@@ -234,9 +234,9 @@ routez: {}
 	require.Error(t, err)
 	got = strings.Split(err.Error(), "\n")
 	want = []string{
-		"line 8: field routez not found",
-		"storage: line 3: field workerz not found",
-		"webhook: line 5: field max_body_sizes not found",
+		"line 8: field routez not found: did you mean route",
+		"storage: line 3: field workerz not found: did you mean storage.queue.workers",
+		"webhook: line 5: field max_body_sizes not found: did you mean webhook.max_body_size",
 		"remediation: line 7: cannot unmarshal !!str into int",
 	}
 	require.Equal(t, want, got)
@@ -868,4 +868,43 @@ func TestAlertmanagerOnly(t *testing.T) {
 	for _, accepted := range []string{"send_resolved", "severity", "routing_key", "routing_key_file"} {
 		require.NotContains(t, alertmanagerOnly["receivers.pagerduty_configs"], accepted)
 	}
+}
+
+// TestLoad_didYouMean: an unknown key names the keys it is closest to,
+// misspelt or put in the wrong place, by their whole path; none when no key
+// is close, and never a value.
+func TestLoad_didYouMean(t *testing.T) {
+	t.Parallel()
+	_, err := Load(`
+webhook:
+  authorisation: {credentials: t}
+storage:
+  workers: 3
+  dns: 'sqlite://a.db'
+  frobnicate: 1
+global:
+  slack_bot_tokn: xoxb-not-to-print
+route: {receiver: a}
+receivers:
+- name: a
+  slack_configs: [{chanel: '#a'}]
+remedation: {dry_run: false}
+dry_run: false
+routes: []
+`)
+	require.Error(t, err)
+	got := strings.Split(err.Error(), "\n")
+	want := []string{
+		"line 14: field remedation not found: did you mean remediation",
+		"line 15: field dry_run not found: did you mean remediation.dry_run",
+		"line 16: field routes not found: did you mean route or route.routes",
+		"global: line 9: field slack_bot_tokn not found: did you mean global.slack_bot_token",
+		"storage: line 5: field workers not found: did you mean storage.queue.workers",
+		"storage: line 6: field dns not found: did you mean storage.dsn",
+		"storage: line 7: field frobnicate not found",
+		"webhook: line 3: field authorisation not found: did you mean webhook.authorization",
+		"receivers: line 13: field chanel not found: did you mean receivers[].slack_configs[].channel",
+	}
+	require.Equal(t, want, got)
+	require.NotContains(t, err.Error(), "xoxb")
 }
