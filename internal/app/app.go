@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/oklog/run"
@@ -117,6 +118,13 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if err := checkStart(cfg); err != nil {
 		return nil, err
 	}
+	// So does an address that is taken (another responder still running,
+	// perhaps the older version on this very database): try it now. It is
+	// bound for good only once storage is open, so that until then a probe
+	// or Alertmanager is refused at once rather than left waiting.
+	if err := checkListen(ctx, opts.ListenAddress); err != nil {
+		return nil, err
+	}
 	// Storage first: nothing is accepted before it is open and migrated.
 	q := cfg.Storage.Queue
 	db, err := openStorage(ctx, cfg.Storage.DSN, store.Options{
@@ -195,13 +203,36 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", opts.ListenAddress)
+	ln, err := listen(ctx, opts.ListenAddress)
 	if err != nil {
 		_ = db.Close() // the listen error is the one to report
-		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
+		return nil, err
 	}
 	a.ln = ln
 	return a, nil
+}
+
+// listen binds addr. An address in use says what to do about it: the
+// system's own "bind: address already in use" does not.
+func listen(ctx context.Context, addr string) (net.Listener, error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("listen on %s: another process listens there (another responder?): stop it, or choose another --web.listen-address: %w", addr, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// checkListen binds addr and lets it go, so that an address New could not
+// listen on stops the start before storage is opened.
+func checkListen(ctx context.Context, addr string) error {
+	ln, err := listen(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // checkStart builds, without storage, what New builds after opening it and

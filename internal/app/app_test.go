@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -397,6 +399,23 @@ func TestApp_PauseKeepsTheFirstPauser(t *testing.T) {
 // stops the start (a runbook, or a client of context's, that cannot be
 // built) stops it before the database is created or migrated, so that the
 // responder version it is rolled back to can still open it.
+// TestApp_ListenAddressInUseLeavesStorageAlone: an address that is taken
+// (a responder still running there) stops the start before storage is
+// created or migrated, with an error that says what to do.
+func TestApp_ListenAddressInUseLeavesStorageAlone(t *testing.T) {
+	t.Parallel()
+	taken, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = taken.Close() })
+	dir := t.TempDir()
+	file := filepath.Join(dir, "responder.yml")
+	require.NoError(t, os.WriteFile(file, []byte("storage:\n  dsn: sqlite://r.db\n"), 0o600))
+	_, err = app.New(context.Background(), app.Options{ConfigFile: file, ListenAddress: taken.Addr().String(), Logger: slog.New(slog.DiscardHandler)})
+	require.ErrorIs(t, err, syscall.EADDRINUSE)
+	require.ErrorContains(t, err, "another process listens there (another responder?): stop it, or choose another --web.listen-address")
+	require.NoFileExists(t, filepath.Join(dir, "r.db"))
+}
+
 func TestApp_ConfigThatCannotStartLeavesStorageAlone(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, extra, err string }{
