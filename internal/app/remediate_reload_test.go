@@ -35,7 +35,9 @@ func countFiles(t *testing.T, dir string) int {
 // TestRemediation_ReloadStopsActiveRuns: docs/runbooks.md lists
 // `remediation.enabled: false` and `dry_run: true` (global or the
 // runbook's), followed by a reload, among the ways to stop everything; a
-// run already executing stops before its next step, as for a pause.
+// run already executing stops before its next step, as for a pause. So it
+// does when the kill switch file appears, or remediation is paused, while
+// the run waits (global "" is no reload).
 func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, global, runbookPrefix, reason string }{
@@ -43,6 +45,8 @@ func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 		{"global dry run", "dry_run: true", "", "remediation.dry_run: true"},
 		{"runbook dry run", "dry_run: false", "dry_run: true\n", "was switched to dry-run"},
 		{"runbook edited", "dry_run: false", "description: edited\n", "changed since the run was admitted"},
+		{"kill switch", "", "", "kill switch file"},
+		{"pause", "", "", "remediation was paused by alice (deploy freeze)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -54,9 +58,10 @@ func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 				"  - name: pause\n    wait: { duration: 2s }\n" + markStep("second", second)
 			rbFile := filepath.Join(rbDir, "slow.yaml")
 			require.NoError(t, os.WriteFile(rbFile, []byte(rb), 0o600))
+			stop := filepath.Join(dir, "stop")
 			cfg := func(remediation string) string {
-				return fmt.Sprintf("storage:\n  dsn: sqlite://%s\nwebhook:\n  authorization: { credentials: %q }\nremediation:\n  %s\n  runbooks_dir: %s\n",
-					filepath.Join(dir, "responder.db"), token, remediation, rbDir)
+				return fmt.Sprintf("storage:\n  dsn: sqlite://%s\nwebhook:\n  authorization: { credentials: %q }\nremediation:\n  %s\n  runbooks_dir: %s\n  kill_switch_file: %s\n",
+					filepath.Join(dir, "responder.db"), token, remediation, rbDir, stop)
 			}
 			r, a, cfgFile := startE2EApp(t, cfg("dry_run: false"), token)
 			code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Slow", "firing", nil))
@@ -65,9 +70,17 @@ func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 			remediationRun(t, r, "Slow", func(run incident.RemediationRun) bool { return stepAudit(run, 1, incident.AuditStart) != nil })
 			require.Equal(t, 1, countFiles(t, first))
 
-			require.NoError(t, os.WriteFile(rbFile, []byte(tc.runbookPrefix+rb), 0o600))
-			require.NoError(t, os.WriteFile(cfgFile, []byte(cfg(tc.global)), 0o600))
-			require.NoError(t, a.Reload())
+			switch tc.name {
+			case "kill switch":
+				require.NoError(t, os.WriteFile(stop, nil, 0o600))
+			case "pause":
+				code, body := post(t, "http://"+r.addr+"/api/v1/remediation/pause", token, `{"by": "alice", "comment": "deploy freeze"}`)
+				require.Equal(t, http.StatusOK, code, body)
+			default:
+				require.NoError(t, os.WriteFile(rbFile, []byte(tc.runbookPrefix+rb), 0o600))
+				require.NoError(t, os.WriteFile(cfgFile, []byte(cfg(tc.global)), 0o600))
+				require.NoError(t, a.Reload())
+			}
 
 			run := remediationRun(t, r, "Slow", func(run incident.RemediationRun) bool { return !run.Active() })
 			require.Equal(t, incident.RunCancelled, run.State, "%+v", run)
