@@ -58,17 +58,30 @@ type DB struct {
 	path   string
 	ckpt   *sql.DB
 	file   *os.File // see OpenSyncFile
+	lock   *os.File // see lockDatabase; nil for an in-memory database
 	logger *slog.Logger
 }
 
 // Open opens (creating if needed) the database file at path, with its
-// directory, and migrates it.
+// directory, and migrates it. The database is this process's until Close:
+// another Open of it, here or in another process, fails with ErrInUse (see
+// lockDatabase).
 func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	lock, err := lockDatabase(path)
+	if err != nil {
+		return nil, err
+	}
+	closeLock := func() {
+		if lock != nil {
+			_ = lock.Close() // the open error is the one to report
+		}
+	}
 	writer, ckpt, err := OpenWriter(ctx, path)
 	if err != nil {
+		closeLock()
 		return nil, err
 	}
 	if pageCacheErr != nil {
@@ -85,6 +98,7 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 		// The open error is the one to report.
 		_ = writer.Close()
 		_ = ckpt.Close()
+		closeLock()
 		return nil, err
 	}
 	file, err := OpenSyncFile(path)
@@ -93,9 +107,10 @@ func Open(ctx context.Context, path string, opts store.Options) (*DB, error) {
 		_ = writer.Close()
 		_ = ckpt.Close()
 		_ = reader.Close()
+		closeLock()
 		return nil, err
 	}
-	db := &DB{Store: store.New(writer, reader, Dialect, opts), path: path, ckpt: ckpt, file: file, logger: opts.Logger}
+	db := &DB{Store: store.New(writer, reader, Dialect, opts), path: path, ckpt: ckpt, file: file, lock: lock, logger: opts.Logger}
 	if err := db.Migrate(ctx); err != nil {
 		_ = db.Close() // the migration error is the one to report
 		return nil, err
@@ -393,5 +408,9 @@ func (db *DB) Close() error {
 	err := db.Store.Close()
 	// Last: every connection is closed (see OpenSyncFile).
 	_ = db.file.Close()
+	if db.lock != nil {
+		// Closing it lets the next responder open the database.
+		_ = db.lock.Close()
+	}
 	return err
 }

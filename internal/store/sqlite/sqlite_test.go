@@ -1,8 +1,12 @@
 package sqlite_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -67,6 +71,65 @@ func TestSQLite_Reopen(t *testing.T) {
 	require.NoError(t, db.Close())
 }
 
+// holdEnv names the database that the test binary, started again by
+// TestSQLite_OneResponderAtATime, opens and holds until it is killed.
+const holdEnv = "RESPONDER_TEST_HOLD_DATABASE"
+
+func holdDatabase(path string) {
+	db, err := sqlite.Open(context.Background(), path, store.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("open")
+	time.Sleep(time.Minute)
+	_ = db.Close() // not reached: the test kills this process
+	os.Exit(1)
+}
+
+// Two responders on one SQLite file each applied and notified: a second
+// Open, in this process or another, is refused until the first is closed
+// or its process is gone (SIGKILL included), and changes nothing.
+func TestSQLite_OneResponderAtATime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "data", "responder.db")
+	db, err := sqlite.Open(ctx, path, store.Options{})
+	require.NoError(t, err)
+	_, err = sqlite.Open(ctx, path, store.Options{})
+	require.ErrorIs(t, err, sqlite.ErrInUse)
+	require.ErrorContains(t, err, fmt.Sprintf("(process %d, as its lock file responder.db.lock says)", os.Getpid()))
+	require.ErrorContains(t, err, "use PostgreSQL")
+	require.NoError(t, db.Close())
+	db, err = sqlite.Open(ctx, path, store.Options{})
+	require.NoError(t, err, "a closed database opens again")
+	require.NoError(t, db.Close())
+
+	// Another process holds it, then is killed.
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$") //nolint:gosec // G204: the test binary itself.
+	cmd.Env = append(os.Environ(), holdEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "open\n", line)
+	before, err := os.ReadFile(path) //nolint:gosec // G304: the test's temp file.
+	require.NoError(t, err)
+	_, err = sqlite.Open(ctx, path, store.Options{})
+	require.ErrorIs(t, err, sqlite.ErrInUse)
+	require.ErrorContains(t, err, fmt.Sprintf("(process %d,", cmd.Process.Pid))
+	after, err := os.ReadFile(path) //nolint:gosec // G304: the test's temp file.
+	require.NoError(t, err)
+	require.Equal(t, before, after, "a refused Open leaves the file alone")
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait() // killed: its error says so
+	db, err = sqlite.Open(ctx, path, store.Options{})
+	require.NoError(t, err, "the kernel dropped the killed process's lock")
+	require.NoError(t, db.Close())
+}
+
 // Deferred applies commit at synchronous=NORMAL; the writer connection is
 // back at FULL for everything else, so a 200 still means fsynced.
 func TestSQLite_LazyApplyRestoresFullSync(t *testing.T) {
@@ -88,7 +151,13 @@ func TestSQLite_LazyApplyRestoresFullSync(t *testing.T) {
 	require.Equal(t, 2, level, "synchronous=FULL after a lazy apply")
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv(holdEnv); path != "" {
+		holdDatabase(path)
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // Stats counts the ingest backlog (pending notifications, which have no job
 // rows) apart from the jobs, with the age of its oldest notification. The
