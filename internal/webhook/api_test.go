@@ -350,6 +350,29 @@ func TestAPI_ErrorsHaveCodes(t *testing.T) {
 	}
 }
 
+// A path no route has, or Prometheus pointed at responder as if it were
+// an Alertmanager, gets a 404 that says where notifications go.
+func TestNotFound_SaysWhereNotificationsGo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{cfg: bearerConfig})
+	for _, tc := range []struct {
+		call apiCall
+		code string
+		msg  string
+	}{
+		{apiCall{http.MethodPost, "/webhook/alertmanger"}, "not_found", "Alertmanager's notifications go to /webhook/alertmanager"},
+		{apiCall{http.MethodGet, "/nope"}, "not_found", "Alertmanager's notifications go to /webhook/alertmanager"},
+		{apiCall{http.MethodPost, "/api/v2/alerts"}, "not_alertmanager", "responder is not an Alertmanager"},
+		{apiCall{http.MethodPost, "/api/v1/alerts"}, "not_alertmanager", "Alertmanager at responder"},
+		{apiCall{http.MethodGet, "/api/v1/incidents/999"}, "not_found", "incident 999"},
+	} {
+		code, body, raw := call(t, e.srv, tc.call)
+		require.Equal(t, http.StatusNotFound, code, "%s %s: %s", tc.call.method, tc.call.path, raw)
+		require.Equal(t, tc.code, body["code"], "%s %s: %s", tc.call.method, tc.call.path, raw)
+		require.Contains(t, body["error"], tc.msg, "%s %s", tc.call.method, tc.call.path)
+	}
+}
+
 // A failed reload answers 500 with a code of its own, and the reason.
 func TestReload_FailureHasCode(t *testing.T) {
 	t.Parallel()

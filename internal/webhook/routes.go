@@ -36,7 +36,7 @@ const slackInteractionsPath = "/slack/interactions"
 func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *metrics) {
 	auth := requireAuth(opts.Config, m)
 
-	e.POST("/webhook/alertmanager", handleAlertmanager(logger, sink, opts, m), auth)
+	e.POST(webhookPath, handleAlertmanager(logger, sink, opts, m), auth)
 
 	api := e.Group("/api/v1", auth)
 	bounded := storageDeadline(opts.ReadTimeout)
@@ -61,4 +61,25 @@ func addRoutes(e *echo.Echo, logger *slog.Logger, sink Sink, opts Options, m *me
 	e.GET("/-/ready", handleReady(opts.Ready))
 	e.HEAD("/-/ready", handleReady(opts.Ready))
 	e.POST("/-/reload", handleReload(logger, opts.Reload))
+
+	// Prometheus pointed at responder by mistake (alerting.alertmanagers)
+	// posts its alerts here: say what goes where, rather than a bare 404.
+	e.POST("/api/v1/alerts", refuseAlerts)
+	e.POST("/api/v2/alerts", refuseAlerts)
 }
+
+// refuseAlerts answers a client that takes responder for an Alertmanager.
+func refuseAlerts(echo.Context) error {
+	return &statusError{
+		status: http.StatusNotFound, code: "not_alertmanager",
+		msg: "responder is not an Alertmanager: point Prometheus (alerting.alertmanagers) at Alertmanager, and Alertmanager at responder (a webhook_configs url ending in " + webhookPath + ")",
+	}
+}
+
+// webhookPath is the route of Alertmanager's notifications.
+const webhookPath = "/webhook/alertmanager"
+
+// noRoute is the message of a 404 for a path no route has: a mistyped
+// webhook url in Alertmanager's configuration gets one on every
+// notification, and the message says where notifications go.
+const noRoute = "no such endpoint: Alertmanager's notifications go to " + webhookPath + " (webhook_configs url)"

@@ -160,6 +160,9 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			if msg, ok := he.Message.(string); ok {
 				body.Error = msg
 			}
+			if errors.Is(err, echo.ErrNotFound) {
+				body.Error = noRoute
+			}
 		default:
 			logger.Error("request failed", "path", c.Path(), "err", err)
 		}
