@@ -59,6 +59,10 @@ type remediator struct {
 	metrics  *remediationMetrics
 	// kube, when set (tests), replaces the client built from the config.
 	kube remediation.KubeClient
+	// killSwitchErr is the last error the kill switch check gave ("" when
+	// it could be checked), so that an unreadable kill switch file is
+	// logged when that starts and ends, not on every check.
+	killSwitchErr atomic.Pointer[string]
 }
 
 // remediationConfig is what one configuration generation remediates with.
@@ -295,6 +299,10 @@ func (r *remediator) remediate(ctx context.Context, j incident.Job) error {
 	}
 	lset := labelSet(inc)
 	sel := remediation.Select(rc.cfg, rc.set, lset)
+	if sel.Guard == "" || sel.Guard == remediation.GuardKillSwitch {
+		// Select reached the kill switch.
+		r.noteKillSwitch(ctx, rc.cfg.KillSwitchFile, sel.KillSwitchErr)
+	}
 	if !sel.OptedIn {
 		return nil
 	}
@@ -387,7 +395,7 @@ func (r *remediator) step(ctx context.Context, j incident.Job) error {
 			_ = r.db.ReleaseRun(rctx, run.ID, owner) // the lease expires anyway
 		}
 	}()
-	s := &stepRun{r: r, rc: rc, run: run, owner: owner, verifyUntil: verifyUntil}
+	s := &stepRun{r: r, rc: rc, job: j, run: run, owner: owner, verifyUntil: verifyUntil}
 	done, err := s.advance(ctx)
 	saved = done
 	return err
@@ -395,8 +403,12 @@ func (r *remediator) step(ctx context.Context, j incident.Job) error {
 
 // stepRun is one remediation_step job at work.
 type stepRun struct {
-	r           *remediator
-	rc          *remediationConfig
+	r  *remediator
+	rc *remediationConfig
+	// job is the remediation_step job at work: its attempts tell a
+	// failure that will be retried from the last one, after which the job
+	// is parked and nothing advances the run.
+	job         incident.Job
 	run         *incident.RemediationRun
 	owner       string
 	verifyUntil *time.Time
@@ -437,7 +449,9 @@ func (s *stepRun) advance(ctx context.Context) (bool, error) {
 	} else if paused {
 		return s.finish(ctx, incident.RunCancelled, "remediation was paused"+byText(by)+": remaining steps cancelled", nil)
 	}
-	if on, why := remediation.KillSwitchOn(s.rc.cfg); on {
+	on, why, kerr := remediation.KillSwitchOn(s.rc.cfg)
+	r.noteKillSwitch(ctx, s.rc.cfg.KillSwitchFile, kerr)
+	if on {
 		return s.finish(ctx, incident.RunCancelled, why+": remaining steps cancelled", nil)
 	}
 	// A reload can switch remediation off, or to dry-run, or change the
@@ -461,6 +475,27 @@ func (s *stepRun) advance(ctx context.Context) (bool, error) {
 		return s.runStep(ctx, now)
 	}
 	return s.verify(ctx, now)
+}
+
+// noteKillSwitch logs a kill switch file that cannot be checked (err, from
+// remediation.KillSwitchOn), which stops remediation as the file would: at
+// warn when that starts or its error changes, at info when the file can be
+// checked again. The file is checked for every alert and before every
+// step; a line per check would bury the one that says why nothing runs.
+func (r *remediator) noteKillSwitch(ctx context.Context, file string, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	prev := r.killSwitchErr.Swap(&msg)
+	switch {
+	case prev == nil && msg == "", prev != nil && *prev == msg:
+	case msg != "":
+		r.logger.WarnContext(ctx, "kill switch file cannot be checked, so it counts as present: new runs are refused and active runs cancelled until it can be checked",
+			"file", file, "err", err)
+	default:
+		r.logger.InfoContext(ctx, "kill switch file can be checked again", "file", file)
+	}
 }
 
 func byText(by string) string {
@@ -572,20 +607,34 @@ func (s *stepRun) awaitApproval(ctx context.Context, now time.Time) (bool, error
 	}
 	cfg := r.notifier.cur.Load()
 	if _, retry, err := cfg.slack.Reply(ctx, ref, "Approval needed for remediation run "+id, blocks...); err != nil {
-		if retry {
+		if retry && !s.lastAttempt(ctx) {
 			return false, err
 		}
 		// Nobody can approve a request that was never shown. Parking the
-		// job would leave the run waiting with no job to expire it, holding
-		// its target's lock and a max_concurrent place until the alert
-		// resolves, and nothing in the audit trail would say why.
-		return s.finish(ctx, incident.RunCancelled, "the approval request could not be posted in the incident's Slack thread: "+err.Error(), nil)
+		// job (at once for an error no retry fixes, or after its last
+		// attempt) would leave the run waiting with no job to expire it,
+		// holding its target's lock and a max_concurrent place until the
+		// alert resolves, and nothing in the audit trail would say why.
+		why := "the approval request could not be posted in the incident's Slack thread: " + err.Error()
+		if retry {
+			why = fmt.Sprintf("the approval request could not be posted in the incident's Slack thread in %d attempts (storage.queue.max_attempts): %v", s.job.Attempts, err)
+		}
+		return s.finish(ctx, incident.RunCancelled, why, nil)
 	}
 	u := store.RunUpdate{
 		State: run.State, Reason: run.Reason, NextStep: run.NextStep, NextAt: run.ExpiresAt,
 		Audit: []incident.AuditRecord{{Phase: incident.AuditDecision, StepIndex: -1, Outcome: "approval_requested", Output: "approve or reject in the Slack thread", Actor: "responder", At: now}},
 	}
 	return true, r.db.SaveRun(ctx, run, s.owner, u)
+}
+
+// lastAttempt reports whether the job is on its last attempt: a failure
+// now parks it, and nothing advances the run after that. A job whose
+// context is done is not: when responder is stopping, the job is handed
+// back without spending the attempt, and nothing could be saved on that
+// context anyway.
+func (s *stepRun) lastAttempt(ctx context.Context) bool {
+	return ctx.Err() == nil && s.job.MaxAttempts > 0 && s.job.Attempts >= s.job.MaxAttempts
 }
 
 // truncateText is incident.Clip for text that may not be UTF-8 (a step may
@@ -787,6 +836,13 @@ func (s *stepRun) escalate(ctx context.Context) (bool, error) {
 			Details: map[string]any{"runbook": run.Runbook, "run_id": run.ID, "target": run.Target, "reason": run.Reason, "tried": tried},
 		})
 		if err != nil {
+			if retry && !s.lastAttempt(ctx) {
+				// Retried by the queue, with the error in the job's
+				// last_error; only the final failure is audited, so that a
+				// PagerDuty outage does not add a record per attempt.
+				return false, err
+			}
+			s.escalationFailed(ctx, names, tried, retry, err)
 			return false, outcome(retry, err)
 		}
 	}
@@ -799,14 +855,43 @@ func (s *stepRun) escalate(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	r.metrics.escalations.WithLabelValues(run.Runbook).Inc()
+	r.say(ctx, inc, s.escalationText(tried, out))
+	return true, nil
+}
+
+// escalationFailed records, in the audit trail and the incident's Slack
+// thread, that the escalation page did not go out: PagerDuty refused it
+// for good (retry false), or the job's last attempt failed. The job is
+// then parked, the run stays unescalated, and retrying the parked job
+// (POST /api/v1/jobs/{id}/retry) pages again. err names neither the
+// routing key nor the URL (the PagerDuty notifier scrubs both).
+func (s *stepRun) escalationFailed(ctx context.Context, names, tried []string, retry bool, err error) {
+	r, run := s.r, s.run
+	how, then := ", and no retry would fix it", "once the cause is fixed, "
+	if retry {
+		how, then = fmt.Sprintf(" after %d attempts (storage.queue.max_attempts)", s.job.Attempts), ""
+	}
+	out := fmt.Sprintf("the escalation page to PagerDuty via %s did not go out%s: %v; %sPOST /api/v1/jobs/%d/retry (the parked job) pages again",
+		strings.Join(names, ", "), how, err, then, s.job.ID)
+	rec := incident.AuditRecord{Phase: incident.AuditDecision, StepIndex: -1, Outcome: "escalation_failed", Output: out, Actor: "responder", At: r.now()}
+	if aerr := r.db.AppendAudit(ctx, run.ID, rec); aerr != nil {
+		// The parked job and its log line still say it.
+		r.logger.WarnContext(ctx, "failed escalation not recorded in the audit trail", "incident_id", run.IncidentID, "run_id", run.ID, "err", aerr)
+	}
+	r.say(ctx, s.inc, s.escalationText(tried, out))
+}
+
+// escalationText is the Slack reply that says a run failed, what it tried
+// and what became of its escalation (out).
+func (s *stepRun) escalationText(tried []string, out string) string {
+	run := s.run
 	var b strings.Builder
 	fmt.Fprintf(&b, ":rotating_light: Remediation run %d (*%s*) %s: %s\nTried:", run.ID, slack.Escape(run.Runbook), run.State, slack.Escape(run.Reason))
 	for _, t := range tried {
 		b.WriteString("\n• " + slack.Escape(t))
 	}
 	b.WriteString("\n" + slack.Escape(out) + ".")
-	r.say(ctx, inc, b.String())
-	return true, nil
+	return b.String()
 }
 
 // tried lists the steps that ran, with their outcomes.

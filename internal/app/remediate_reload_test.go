@@ -37,7 +37,9 @@ func countFiles(t *testing.T, dir string) int {
 // runbook's), followed by a reload, among the ways to stop everything; a
 // run already executing stops before its next step, as for a pause. So it
 // does when the kill switch file appears, or remediation is paused, while
-// the run waits (global "" is no reload).
+// the run waits (global "" is no reload). Anything at the kill switch's
+// path counts, a dangling symbolic link (a ConfigMap mount's) or a
+// directory too, and so does a path that cannot be checked.
 func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, global, runbookPrefix, reason string }{
@@ -46,6 +48,9 @@ func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 		{"runbook dry run", "dry_run: false", "dry_run: true\n", "was switched to dry-run"},
 		{"runbook edited", "dry_run: false", "description: edited\n", "changed since the run was admitted"},
 		{"kill switch", "", "", "kill switch file"},
+		{"kill switch dangling symlink", "", "", "exists (a symbolic link whose target cannot be reached): remediation is stopped"},
+		{"kill switch directory", "", "", "exists (a directory): remediation is stopped"},
+		{"kill switch cannot be checked", "", "", "cannot be checked (not a directory), so remediation is stopped"},
 		{"pause", "", "", "remediation was paused by alice (deploy freeze)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +64,10 @@ func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 			rbFile := filepath.Join(rbDir, "slow.yaml")
 			require.NoError(t, os.WriteFile(rbFile, []byte(rb), 0o600))
 			stop := filepath.Join(dir, "stop")
+			if tc.name == "kill switch cannot be checked" {
+				// A regular file where its directory should be.
+				stop = filepath.Join(dir, "switches", "stop")
+			}
 			cfg := func(remediation string) string {
 				return fmt.Sprintf("storage:\n  dsn: sqlite://%s\nwebhook:\n  authorization: { credentials: %q }\nremediation:\n  %s\n  runbooks_dir: %s\n  kill_switch_file: %s\n",
 					filepath.Join(dir, "responder.db"), token, remediation, rbDir, stop)
@@ -73,6 +82,12 @@ func TestRemediation_ReloadStopsActiveRuns(t *testing.T) {
 			switch tc.name {
 			case "kill switch":
 				require.NoError(t, os.WriteFile(stop, nil, 0o600))
+			case "kill switch dangling symlink":
+				require.NoError(t, os.Symlink(filepath.Join(dir, "..data", "stop"), stop))
+			case "kill switch directory":
+				require.NoError(t, os.Mkdir(stop, 0o750))
+			case "kill switch cannot be checked":
+				require.NoError(t, os.WriteFile(filepath.Dir(stop), nil, 0o600))
 			case "pause":
 				code, body := post(t, "http://"+r.addr+"/api/v1/remediation/pause", token, `{"by": "alice", "comment": "deploy freeze"}`)
 				require.Equal(t, http.StatusOK, code, body)
@@ -215,35 +230,63 @@ steps:
 }
 
 // TestRemediation_ApprovalRequestNotPosted: when Slack refuses the approval
-// request for good (the channel was archived), nobody can approve the run;
-// it is cancelled, with Slack's reason in the audit trail, and releases its
+// request for good (the channel was archived), or keeps failing it (500,
+// or 429) until the job's last attempt, nobody can approve the run; it is
+// cancelled, with Slack's reason in the audit trail, and releases its
 // target and its max_concurrent place. Before, its job was parked and the
 // run waited with nothing to expire it, holding both until the alert
 // resolved, with nothing in the audit trail to say why.
 func TestRemediation_ApprovalRequestNotPosted(t *testing.T) {
 	t.Parallel()
-	token := rand.Text()
-	fs := routingtest.NewFakeSlack(t, "xoxb-test")
-	fs.AddChannel("#incidents")
-	// The incident's message is posted; every reply after it is refused.
-	fs.FailNext(routingtest.SlackPostMessage, 1, routingtest.SlackResponse{})
-	fs.FailNext(routingtest.SlackPostMessage, 50, routingtest.SlackResponse{Error: "is_archived"})
-	dir, marks := t.TempDir(), t.TempDir()
-	rbDir := filepath.Join(dir, "runbooks")
-	require.NoError(t, os.MkdirAll(rbDir, 0o750))
-	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "appr.yaml"), []byte(
-		"name: appr\nmatch: ['alertname=\"Appr\"']\nguards: { require_approval: true }\nsteps:\n"+markStep("mark", marks)), 0o600))
-	r := startE2EResponder(t, approvalConfig(fs, "slack-signing-secret", dir, token, rbDir, "max_concurrent: 1"), token)
+	for _, tc := range []struct {
+		name     string
+		answer   routingtest.SlackResponse
+		attempts int // approval requests sent
+		reason   string
+	}{
+		{"refused for good", routingtest.SlackResponse{Error: "is_archived"}, 1, "is_archived"},
+		{"5xx until the last attempt", routingtest.SlackResponse{Status: http.StatusInternalServerError}, 2, "slack server error: 500 Internal Server Error"},
+		{"429 until the last attempt", routingtest.SlackResponse{Status: http.StatusTooManyRequests, RetryAfter: 1}, 2, "slack rate limit exceeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			token := rand.Text()
+			fs := routingtest.NewFakeSlack(t, "xoxb-test")
+			fs.AddChannel("#incidents")
+			// The incident's message is posted; every reply after it fails.
+			fs.FailNext(routingtest.SlackPostMessage, 1, routingtest.SlackResponse{})
+			fs.FailNext(routingtest.SlackPostMessage, 50, tc.answer)
+			dir, marks := t.TempDir(), t.TempDir()
+			rbDir := filepath.Join(dir, "runbooks")
+			require.NoError(t, os.MkdirAll(rbDir, 0o750))
+			require.NoError(t, os.WriteFile(filepath.Join(rbDir, "appr.yaml"), []byte(
+				"name: appr\nmatch: ['alertname=\"Appr\"']\nguards: { require_approval: true }\nsteps:\n"+markStep("mark", marks)), 0o600))
+			cfg := approvalConfig(fs, "slack-signing-secret", dir, token, rbDir, "max_concurrent: 1")
+			cfg = strings.Replace(cfg, "storage:\n", "storage:\n  queue: { max_attempts: 2 }\n", 1)
+			r := startE2EResponder(t, cfg, token)
 
-	code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Appr", "firing", nil))
-	require.Equal(t, http.StatusOK, code, body)
-	run := remediationRun(t, r, "Appr", func(run incident.RemediationRun) bool { return !run.Active() })
-	require.Equal(t, incident.RunCancelled, run.State, "%+v", run)
-	require.Contains(t, run.Reason, "the approval request could not be posted")
-	require.Contains(t, run.Reason, "is_archived")
-	require.NotContains(t, run.Reason, "xoxb-test")
-	last := run.Audit[len(run.Audit)-1]
-	require.Equal(t, incident.AuditDecision, last.Phase)
-	require.Equal(t, incident.RunCancelled, last.Outcome)
-	require.Zero(t, countFiles(t, marks))
+			code, body := post(t, "http://"+r.addr+"/webhook/alertmanager", token, amPayload("Appr", "firing", nil))
+			require.Equal(t, http.StatusOK, code, body)
+			run := remediationRun(t, r, "Appr", func(run incident.RemediationRun) bool { return !run.Active() })
+			require.Equal(t, incident.RunCancelled, run.State, "%+v", run)
+			require.Contains(t, run.Reason, "the approval request could not be posted")
+			require.Contains(t, run.Reason, tc.reason)
+			if tc.attempts > 1 {
+				require.Contains(t, run.Reason, "in 2 attempts (storage.queue.max_attempts): ")
+			}
+			require.NotContains(t, run.Reason, "xoxb-test")
+			last := run.Audit[len(run.Audit)-1]
+			require.Equal(t, incident.AuditDecision, last.Phase)
+			require.Equal(t, incident.RunCancelled, last.Outcome)
+			require.Equal(t, run.Reason, last.Output)
+			require.Zero(t, countFiles(t, marks))
+			asked := 0
+			for _, c := range fs.Calls(routingtest.SlackPostMessage) {
+				if strings.Contains(c.BlocksJSON, webhook.ActionApprove) {
+					asked++
+				}
+			}
+			require.Equal(t, tc.attempts, asked, "approval requests sent")
+		})
+	}
 }

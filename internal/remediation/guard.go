@@ -42,6 +42,11 @@ type Selection struct {
 	// when every stateless guard passed.
 	Guard  string
 	Reason string
+	// KillSwitchErr is why the kill switch file could not be checked, when
+	// it could not (the kill switch guard then refused), for the caller to
+	// log: the reason reaches one incident's audit trail, and whoever runs
+	// responder must learn from the log that the switch is stuck engaged.
+	KillSwitchErr error
 	// DryRun is set when the run would only be planned: remediation.dry_run
 	// or the runbook's own dry_run.
 	DryRun bool
@@ -86,8 +91,8 @@ func Select(cfg Config, set *Set, lset map[string]string) Selection {
 		sel.Guard, sel.Reason = GuardParams, "refused before any step: "+err.Error()
 		return sel
 	}
-	if on, why := KillSwitchOn(cfg); on {
-		sel.Guard, sel.Reason = GuardKillSwitch, why
+	if on, why, err := KillSwitchOn(cfg); on {
+		sel.Guard, sel.Reason, sel.KillSwitchErr = GuardKillSwitch, why, err
 		return sel
 	}
 	sel.DryRun = cfg.DryRun || sel.Runbook.DryRun
@@ -120,18 +125,51 @@ func (rb *Runbook) checkNamespaces(params map[string]string, allowed []string) e
 	return nil
 }
 
-// KillSwitchOn reports whether the kill switch file exists. A file that
-// cannot be checked counts as present: when in doubt, do nothing.
-func KillSwitchOn(cfg Config) (bool, string) {
-	if cfg.KillSwitchFile == "" {
-		return false, ""
+// KillSwitchOn reports whether the kill switch is engaged, and why.
+//
+// Anything at the file's path engages it: a file, a directory, a symbolic
+// link, dangling or not. The path is checked with lstat, never followed: a
+// Kubernetes ConfigMap or Secret mount is a symbolic link, and so is the
+// switch an operator makes with ln -s; a stat would take one that dangles
+// (its target not there yet, or gone) for no switch at all. A path that
+// cannot be checked (permission denied, an I/O error, a component that is
+// not a directory) engages it too, and err says why, for the caller to
+// log: when in doubt, do nothing. Only "does not exist" disengages it.
+func KillSwitchOn(cfg Config) (on bool, why string, err error) {
+	f := cfg.KillSwitchFile
+	if f == "" {
+		return false, "", nil
 	}
-	_, err := os.Stat(cfg.KillSwitchFile)
+	fi, err := os.Lstat(f)
 	switch {
 	case err == nil:
-		return true, "the kill switch file " + cfg.KillSwitchFile + " exists: remediation is stopped"
+		return true, "the kill switch file " + f + " exists" + killSwitchKind(f, fi) + ": remediation is stopped", nil
 	case errors.Is(err, os.ErrNotExist):
-		return false, ""
+		return false, "", nil
 	}
-	return true, "the kill switch file " + cfg.KillSwitchFile + " cannot be checked, so remediation is stopped: " + err.Error()
+	// The path is in the reason already: only the cause is added.
+	cause := err
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		cause = pe.Err
+	}
+	return true, "the kill switch file " + f + " cannot be checked (" + cause.Error() + "), so remediation is stopped", err
+}
+
+// killSwitchKind says what is at the kill switch's path when it is not a
+// regular file, so that a switch nobody meant to set (a leftover directory,
+// a link whose target is gone) is recognised from the reason.
+func killSwitchKind(f string, fi os.FileInfo) string {
+	switch m := fi.Mode(); {
+	case m&os.ModeSymlink != 0:
+		if _, err := os.Stat(f); err != nil {
+			return " (a symbolic link whose target cannot be reached)"
+		}
+		return " (a symbolic link)"
+	case m.IsDir():
+		return " (a directory)"
+	case !m.IsRegular():
+		return " (not a regular file)"
+	}
+	return ""
 }

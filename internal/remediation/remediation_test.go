@@ -525,6 +525,107 @@ func TestSelect_GuardOrder(t *testing.T) {
 	}
 }
 
+// TestKillSwitchOn: anything at the kill switch's path engages it,
+// symbolic links included, dangling or not (a Kubernetes ConfigMap mount
+// is one, and os.Stat took a dangling one for no switch); so does a path
+// that cannot be checked, with the error for the caller to log. Only a
+// path where nothing is disengages it.
+func TestKillSwitchOn(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file, sub := filepath.Join(dir, "file"), filepath.Join(dir, "dir")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	require.NoError(t, os.Mkdir(sub, 0o750))
+	link := func(name, target string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.Symlink(target, p))
+		return p
+	}
+	for name, tc := range map[string]struct {
+		path    string
+		on      bool
+		why     string
+		checkOK bool // the path could be checked: no error to log
+	}{
+		"no path set":                    {"", false, "", true},
+		"nothing there":                  {filepath.Join(dir, "absent"), false, "", true},
+		"nothing in a missing directory": {filepath.Join(dir, "absent", "stop"), false, "", true},
+		"regular file":                   {file, true, " exists: remediation is stopped", true},
+		"empty directory":                {sub, true, " exists (a directory): remediation is stopped", true},
+		"symlink to a file":              {link("to-file", file), true, " exists (a symbolic link): remediation is stopped", true},
+		"dangling symlink":               {link("dangling", filepath.Join(dir, "absent")), true, " exists (a symbolic link whose target cannot be reached): remediation is stopped", true},
+		"symlink to itself":              {link("loop", "loop"), true, " exists (a symbolic link whose target cannot be reached): remediation is stopped", true},
+		"under a regular file":           {filepath.Join(file, "stop"), true, " cannot be checked (not a directory), so remediation is stopped", false},
+		"under a symlink loop":           {filepath.Join(dir, "loop2", "stop"), true, " cannot be checked (too many levels of symbolic links), so remediation is stopped", false},
+		"name too long":                  {filepath.Join(dir, strings.Repeat("x", 300)), true, " cannot be checked (file name too long), so remediation is stopped", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if name == "under a symlink loop" {
+				link("loop2", "loop2")
+			}
+			on, why, err := KillSwitchOn(Config{KillSwitchFile: tc.path})
+			require.Equal(t, tc.on, on)
+			if tc.why == "" {
+				require.Empty(t, why)
+			} else {
+				require.Equal(t, "the kill switch file "+tc.path+tc.why, why)
+			}
+			if tc.checkOK {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err)
+			}
+		})
+	}
+
+	t.Run("permission denied", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("root reads any directory: no permission can be denied")
+		}
+		locked := filepath.Join(t.TempDir(), "locked")
+		require.NoError(t, os.Mkdir(locked, 0o700))
+		stop := filepath.Join(locked, "stop")
+		require.NoError(t, os.Chmod(locked, 0))
+		t.Cleanup(func() { _ = os.Chmod(locked, 0o700) })
+		on, why, err := KillSwitchOn(Config{KillSwitchFile: stop})
+		require.True(t, on)
+		require.Equal(t, "the kill switch file "+stop+" cannot be checked (permission denied), so remediation is stopped", why)
+		require.ErrorIs(t, err, os.ErrPermission)
+	})
+}
+
+// TestSelect_KillSwitch: at selection, a dangling symbolic link and a path
+// that cannot be checked refuse the run by the kill switch guard, and the
+// check's error is handed to the caller to log.
+func TestSelect_KillSwitch(t *testing.T) {
+	t.Parallel()
+	set := &Set{Runbooks: []*Runbook{mustParse(t, execRunbook)}}
+	lset := map[string]string{"alertname": "A", "auto_remediation": "enabled", "host": "web"}
+	dir := t.TempDir()
+	dangling := filepath.Join(dir, "stop")
+	require.NoError(t, os.Symlink(filepath.Join(dir, "configmap", "stop"), dangling))
+	notDir := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(notDir, nil, 0o600))
+
+	cfg := DefaultConfig()
+	cfg.KillSwitchFile = dangling
+	sel := Select(cfg, set, lset)
+	require.Equal(t, GuardKillSwitch, sel.Guard)
+	require.Contains(t, sel.Reason, "exists (a symbolic link whose target cannot be reached)")
+	require.NoError(t, sel.KillSwitchErr)
+
+	cfg.KillSwitchFile = filepath.Join(notDir, "stop")
+	sel = Select(cfg, set, lset)
+	require.Equal(t, GuardKillSwitch, sel.Guard)
+	require.Contains(t, sel.Reason, "cannot be checked (not a directory)")
+	require.ErrorIs(t, sel.KillSwitchErr, syscall.ENOTDIR)
+
+	cfg.KillSwitchFile = filepath.Join(dir, "absent")
+	sel = Select(cfg, set, lset)
+	require.Empty(t, sel.Guard, sel.Reason)
+	require.NoError(t, sel.KillSwitchErr)
+}
+
 // The remediation lease is derived from LongestStep: the longest step
 // timeout (a step without one gets the default), or the verification
 // query's where a runbook verifies.
