@@ -75,6 +75,19 @@ func startAppLogging(t *testing.T, configText string, logger *slog.Logger) (*app
 	return a, file
 }
 
+// storage.queue's backoff applies to every job, the context and
+// remediation pipelines' too (they kept 1s-5m whatever was set).
+func TestApp_QueueBackoffForEveryPipeline(t *testing.T) {
+	t.Parallel()
+	a, _ := startApp(t, `
+storage:
+  dsn: sqlite://$DIR/responder.db
+  queue: {min_backoff: 2s, max_backoff: 7s}
+`)
+	want := [2]time.Duration{2 * time.Second, 7 * time.Second}
+	require.Equal(t, map[string][2]time.Duration{"incident": want, "context": want, "remediation": want}, a.BackoffsForTest())
+}
+
 func post(t *testing.T, url, token, body string) (int, string) {
 	t.Helper()
 	return request(t, http.MethodPost, url, token, body)

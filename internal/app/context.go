@@ -80,6 +80,7 @@ func (a *App) setupContext(cfg *config.Config, db *store.Store, poll time.Durati
 	a.contexter.cur.Store(g)
 	a.ctxPipeline = incident.NewPipeline(a.logger.With("component", "context_queue"), db, incident.PipelineOptions{
 		Owner: a.opts.Owner + "/context", Workers: contextWorkers, Lease: max(cfg.Storage.Queue.Lease, cfg.Context.Budget+contextLeaseMargin), PollInterval: poll,
+		MinBackoff: cfg.Storage.Queue.MinBackoff, MaxBackoff: cfg.Storage.Queue.MaxBackoff,
 		StorageFailed: a.db.failed, Metrics: a.queueMetrics,
 	})
 	a.ctxPipeline.Register(incident.JobGather, incident.HandlerFunc(a.contexter.gather))

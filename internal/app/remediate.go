@@ -135,7 +135,8 @@ func (a *App) setupRemediation(cfg *config.Config, db *store.Store, reg promethe
 	a.remediator.install(rc)
 	a.remPipeline = incident.NewPipeline(a.logger.With("component", "remediation_queue"), db, incident.PipelineOptions{
 		Owner: a.opts.Owner + "/remediation", Workers: min(cfg.Remediation.MaxConcurrent, maxRemediationWorkers) + 2, PollInterval: poll,
-		LeaseFunc:     func() time.Duration { return a.remediator.cur.Load().lease },
+		LeaseFunc:  func() time.Duration { return a.remediator.cur.Load().lease },
+		MinBackoff: cfg.Storage.Queue.MinBackoff, MaxBackoff: cfg.Storage.Queue.MaxBackoff,
 		StorageFailed: a.db.failed, Metrics: a.queueMetrics,
 	})
 	a.remPipeline.Register(incident.JobRemediate, incident.HandlerFunc(a.remediator.remediate))

@@ -167,6 +167,12 @@ func NewPipeline(logger *slog.Logger, queue JobQueue, opts PipelineOptions) *Pip
 	return p
 }
 
+// Backoff returns the pipeline's retry delays, its defaults applied: the
+// first retry's and the longest.
+func (p *Pipeline) Backoff() (minDelay, maxDelay time.Duration) {
+	return p.opts.MinBackoff, p.opts.MaxBackoff
+}
+
 // Register routes jobs of kind to h. It must be called before Run.
 func (p *Pipeline) Register(kind string, h Handler) {
 	p.handlers[kind] = h
