@@ -163,7 +163,7 @@ steps:
 	})
 
 	t.Run("5xx on the last attempt", func(t *testing.T) {
-		run, rec := failedEscalation(t, "EscDown", 2, http.StatusInternalServerError)
+		_, rec := failedEscalation(t, "EscDown", 2, http.StatusInternalServerError)
 		require.Contains(t, rec.Output, "did not go out after 2 attempts (storage.queue.max_attempts): ")
 		require.Contains(t, rec.Output, "500 Internal Server Error")
 
@@ -172,7 +172,7 @@ steps:
 		require.Len(t, m, 2, rec.Output)
 		code, body := post(t, "http://"+r.addr+m[1], token, "")
 		require.Equal(t, http.StatusOK, code, body)
-		run = remediationRun(t, r, "EscDown", func(run incident.RemediationRun) bool { return run.Escalated })
+		run := remediationRun(t, r, "EscDown", func(run incident.RemediationRun) bool { return run.Escalated })
 		require.Equal(t, "escalated", run.Audit[len(run.Audit)-1].Outcome)
 	})
 }

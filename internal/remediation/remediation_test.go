@@ -801,12 +801,12 @@ func TestExecutor_SilenceMarkerIsTheCommentsEnd(t *testing.T) {
 // credential after its scheme, or cut by the excerpt's end.
 func TestExecutor_OutputRedactsSecrets(t *testing.T) {
 	t.Parallel()
-	const token = "tok-3f9a1c7e5b2d4680"
+	const token = "tok-3f9a1c7e5b2d4680" //nolint:gosec // G101: a made-up test token, not a credential.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		switch r.URL.Path {
 		case "/echo":
-			_, _ = fmt.Fprintf(w, "invalid Authorization %q (token %s), api key %s, content type %s",
+			_, _ = fmt.Fprintf(w, "invalid Authorization %q (token %s), api key %s, content type %s", //nolint:gosec // G705: the fake server echoes the request's headers on purpose.
 				r.Header.Get("Authorization"), token, r.Header.Get("X-Api-Key"), r.Header.Get("Content-Type"))
 		case "/long":
 			// The last token starts 5 bytes before the end of what is read
