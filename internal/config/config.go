@@ -847,8 +847,7 @@ func (c *Config) resolvePaths(dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
-	if driver, path, err := store.ParseDSN(c.Storage.DSN); err == nil && driver == "sqlite" &&
-		!strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:") {
+	if driver, path, err := store.ParseDSN(c.Storage.DSN); err == nil && driver == "sqlite" && store.SQLiteFileName(path) {
 		join(&path)
 		c.Storage.DSN = "sqlite://" + path
 	}

@@ -150,6 +150,13 @@ func ParseDSN(dsn string) (driver, rest string, err error) {
 	}
 }
 
+// SQLiteFileName reports whether the path of a sqlite:// DSN names a file:
+// not an in-memory database (":memory:") or a SQLite URI ("file:..."),
+// which are passed to SQLite as they are.
+func SQLiteFileName(path string) bool {
+	return !strings.HasPrefix(path, ":memory:") && !strings.HasPrefix(path, "file:")
+}
+
 // maxSchemeLen bounds the scheme an error may quote.
 const maxSchemeLen = 20
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/responder/responder/internal/store"
 )
 
 // ErrInUse is the error of Open when another process holds the database.
@@ -26,8 +28,8 @@ var ErrInUse = errors.New("the database is in use by another responder")
 // database while responder runs. The file holds the holder's process ID,
 // for the error of the next one.
 func lockDatabase(path string) (*os.File, error) {
-	if strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
-		return nil, nil //nolint:nilnil // not a file name (see config's resolvePaths): nothing to lock.
+	if !store.SQLiteFileName(path) {
+		return nil, nil //nolint:nilnil // not a file: nothing to lock.
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver.
@@ -172,8 +171,8 @@ func OpenSyncFile(path string) (*os.File, error) {
 // (0644 as a rule), and it creates the -wal and -shm files with the
 // database file's mode. The file holds every notification's payload.
 func createPrivate(path string) error {
-	if strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
-		return nil // not a file name (see config's resolvePaths)
+	if !store.SQLiteFileName(path) {
+		return nil
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: the operator's storage.dsn.
 	switch {
