@@ -332,8 +332,8 @@ func (e *Executor) kubernetes(ctx context.Context, k *KubernetesAction) Result {
 	if e.Kube == nil {
 		return Result{Err: errors.New("no kubernetes client is configured (run in a cluster or set remediation.kubeconfig_file)")}
 	}
-	if len(e.AllowedNamespaces) > 0 && !slices.Contains(e.AllowedNamespaces, k.Namespace) {
-		return Result{Err: fmt.Errorf("namespace %s is not in remediation.allowed_namespaces", SafeQuote(k.Namespace))}
+	if err := namespaceAllowed(e.AllowedNamespaces, k.Namespace); err != nil {
+		return Result{Err: err}
 	}
 	switch k.Action {
 	case ActionRolloutRestart:

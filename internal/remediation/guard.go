@@ -118,9 +118,18 @@ func (rb *Runbook) checkNamespaces(params map[string]string, allowed []string) e
 		if err != nil {
 			return fmt.Errorf("step %s: %w", rb.Steps[i].Name, err)
 		}
-		if !slices.Contains(allowed, ns) {
-			return fmt.Errorf("step %s: namespace %s is not in remediation.allowed_namespaces", rb.Steps[i].Name, SafeQuote(ns))
+		if err := namespaceAllowed(allowed, ns); err != nil {
+			return fmt.Errorf("step %s: %w", rb.Steps[i].Name, err)
 		}
+	}
+	return nil
+}
+
+// namespaceAllowed refuses a namespace outside allowed
+// (remediation.allowed_namespaces; empty allows all).
+func namespaceAllowed(allowed []string, ns string) error {
+	if len(allowed) > 0 && !slices.Contains(allowed, ns) {
+		return fmt.Errorf("namespace %s is not in remediation.allowed_namespaces", SafeQuote(ns))
 	}
 	return nil
 }
